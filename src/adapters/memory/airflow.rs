@@ -1,0 +1,126 @@
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+
+use crate::domain::catalog::Environment;
+use crate::domain::job::Dag;
+use crate::domain::job_run::{DagRun, compare_dag_runs};
+use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunPage, DagRunQuery};
+
+/// DAGs and DAG runs per environment id. An environment without Airflow settings answers
+/// `NotConfigured`; one marked unreachable answers `Unreachable`.
+#[derive(Default)]
+pub struct MemoryAirflow {
+    data: RwLock<Data>,
+}
+
+#[derive(Default)]
+struct Data {
+    dags: HashMap<i64, Vec<Dag>>,
+    runs: HashMap<i64, Vec<DagRun>>,
+    unreachable: HashSet<i64>,
+}
+
+impl MemoryAirflow {
+    pub fn add_dag(&self, environment_id: i64, dag: Dag) {
+        let mut data = self.data.write().unwrap();
+        let dags = data.dags.entry(environment_id).or_default();
+        dags.push(dag);
+        dags.sort_by(|a, b| a.dag_id.cmp(&b.dag_id));
+    }
+
+    pub fn add_run(&self, environment_id: i64, run: DagRun) {
+        self.data.write().unwrap().runs.entry(environment_id).or_default().push(run);
+    }
+
+    /// The next free DAG run id of the environment, as Airflow's serial would give it.
+    pub fn next_run_id(&self, environment_id: i64) -> i64 {
+        let data = self.data.read().unwrap();
+        data.runs.get(&environment_id).and_then(|runs| runs.iter().map(|r| r.id).max()).unwrap_or(0) + 1
+    }
+
+    pub fn set_unreachable(&self, environment_id: i64, unreachable: bool) {
+        let mut data = self.data.write().unwrap();
+        if unreachable {
+            data.unreachable.insert(environment_id);
+        } else {
+            data.unreachable.remove(&environment_id);
+        }
+    }
+
+    fn with<T>(&self, environment: &Environment, read: impl FnOnce(&Data) -> T) -> Result<T, AirflowError> {
+        if environment.airflow.is_none() {
+            return Err(AirflowError::NotConfigured { slug: environment.slug.clone() });
+        }
+        let data = self.data.read().unwrap();
+        if data.unreachable.contains(&environment.id) {
+            return Err(AirflowError::Unreachable { slug: environment.slug.clone(), reason: "marked unreachable".into() });
+        }
+        Ok(read(&data))
+    }
+
+    fn runs(&self, environment: &Environment) -> Result<Vec<DagRun>, AirflowError> {
+        self.with(environment, |data| data.runs.get(&environment.id).cloned().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl AirflowRuns for MemoryAirflow {
+    async fn dags(&self, environment: &Environment) -> Result<Vec<Dag>, AirflowError> {
+        self.with(environment, |data| data.dags.get(&environment.id).cloned().unwrap_or_default())
+    }
+
+    async fn dag(&self, environment: &Environment, dag_id: &str) -> Result<Option<Dag>, AirflowError> {
+        Ok(self.dags(environment).await?.into_iter().find(|d| d.dag_id == dag_id))
+    }
+
+    async fn dag_runs(&self, environment: &Environment, query: &DagRunQuery) -> Result<DagRunPage, AirflowError> {
+        let mut runs: Vec<DagRun> = self.runs(environment)?.into_iter().filter(|r| query.filter.matches(r)).collect();
+        runs.sort_by(|a, b| compare_dag_runs(query.order, a, b));
+        let total = runs.len() as u64;
+        if let Some(limit) = query.limit {
+            runs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        Ok(DagRunPage { runs, total })
+    }
+
+    async fn dag_run_ids_after(&self, environment: &Environment, after: i64) -> Result<Vec<i64>, AirflowError> {
+        let mut ids: Vec<i64> = self.runs(environment)?.iter().map(|r| r.id).filter(|id| *id > after).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn dag_run(&self, environment: &Environment, id: i64) -> Result<Option<DagRun>, AirflowError> {
+        Ok(self.runs(environment)?.into_iter().find(|r| r.id == id))
+    }
+
+    async fn dag_run_by_run_id(
+        &self,
+        environment: &Environment,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Option<DagRun>, AirflowError> {
+        Ok(self.runs(environment)?.into_iter().find(|r| r.dag_id == dag_id && r.run_id.as_deref() == Some(run_id)))
+    }
+
+    async fn latest_dag_run(
+        &self,
+        environment: &Environment,
+        dag_id: Option<&str>,
+        successful_only: bool,
+    ) -> Result<Option<DagRun>, AirflowError> {
+        let runs = self.runs(environment)?;
+        Ok(runs
+            .into_iter()
+            .filter(|r| dag_id.is_none_or(|d| r.dag_id == d))
+            .filter(|r| !successful_only || r.state.as_deref() == Some("success"))
+            // Latest end date first, runs without one last, then the highest id.
+            .max_by(|a, b| match (a.end_date, b.end_date) {
+                (Some(x), Some(y)) => x.cmp(&y).then(a.id.cmp(&b.id)),
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (None, None) => a.id.cmp(&b.id),
+            }))
+    }
+}

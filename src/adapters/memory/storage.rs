@@ -1,0 +1,66 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+
+/// Objects in a map. `fail` makes every call fail as a stopped server would.
+#[derive(Default)]
+pub struct MemoryStorage {
+    objects: Mutex<HashMap<String, Bytes>>,
+    failing: AtomicBool,
+}
+
+impl MemoryStorage {
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.objects.lock().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn check(&self) -> Result<(), StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(StorageError::Backend("memory storage set to fail".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStorage for MemoryStorage {
+    async fn put(&self, key: &str, source: BlobSource) -> Result<(), StorageError> {
+        self.check()?;
+        let bytes = match source {
+            BlobSource::Bytes(bytes) => bytes,
+            BlobSource::File { path, .. } => {
+                Bytes::from(tokio::fs::read(&path).await.map_err(|e| StorageError::Backend(e.to_string()))?)
+            }
+        };
+        self.objects.lock().unwrap().insert(key.to_owned(), bytes);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Blob, StorageError> {
+        self.check()?;
+        let bytes = self.objects.lock().unwrap().get(key).cloned().ok_or(StorageError::NotFound)?;
+        Ok(Blob { len: Some(bytes.len() as u64), body: Box::pin(futures::stream::once(async move { Ok(bytes) })) })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.check()?;
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}

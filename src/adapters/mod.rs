@@ -1,0 +1,14 @@
+//! Adapters: the outside world behind the ports. Each is compiled in by its Cargo feature;
+//! none imports another.
+
+#[cfg(feature = "airflow")]
+pub mod airflow;
+pub mod auth;
+#[cfg(feature = "postgres")]
+pub mod datacoves;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod storage;

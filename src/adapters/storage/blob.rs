@@ -1,0 +1,485 @@
+//! [`BlobStorage`] on Azure Blob Storage (or Azurite), through `azure_storage_blobs`.
+//!
+//! A key maps to a block blob named like the key minus one leading `/`
+//! (`/environments/dev/files/t/a.json` → `environments/dev/files/t/a.json`), as the first
+//! Jade did. Bodies up to [`BLOCK_SIZE`] go in one `Put Blob`; larger ones are read in
+//! blocks of that size, sent with `Put Block` and committed with one `Put Block List`, so
+//! a failed upload leaves the previous blob untouched.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_core::error::ErrorKind;
+use azure_core::prelude::{IfMatchCondition, Range};
+use azure_core::{
+    ClientOptions, Context, ExponentialRetryOptions, Policy, PolicyResult, Request, RetryOptions,
+    StatusCode,
+};
+use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
+use azure_storage_blobs::prelude::{
+    BlobBlockType, BlobClient, BlockId, BlockList, ClientBuilder, ContainerClient,
+};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::AsyncReadExt;
+
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, ByteStream, StorageError};
+
+/// Largest body sent in one request, and the block size of larger uploads (one block is
+/// held in memory at a time).
+pub const BLOCK_SIZE: u64 = 8 * 1024 * 1024;
+/// Size of the ranged GETs a download is split into.
+const GET_CHUNK: u64 = 8 * 1024 * 1024;
+/// Per-attempt bound on a request until its response headers arrive (the SDK's HTTP client
+/// has no connect or read timeout): this much plus one second per 256 KiB of request body.
+const ATTEMPT_BASE_TIMEOUT: Duration = Duration::from_secs(20);
+/// A GET body that delivers nothing for this long fails instead of hanging.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_ERROR_LEN: usize = 300;
+
+/// How to reach and sign in to the storage account.
+#[derive(Clone)]
+pub enum BlobConnection {
+    /// `DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...[;BlobEndpoint=...]`
+    /// (a `BlobEndpoint`, as Azurite's, is used as the service URL; `SharedAccessSignature`
+    /// works instead of `AccountKey`).
+    ConnectionString(String),
+    /// An account in the public Azure cloud and one of its access keys.
+    AccountKey { account: String, key: String },
+}
+
+impl fmt::Debug for BlobConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlobConnection::ConnectionString(_) => f.write_str("ConnectionString(***)"),
+            BlobConnection::AccountKey { account, .. } => f
+                .debug_struct("AccountKey")
+                .field("account", account)
+                .field("key", &"***")
+                .finish(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BlobSettings {
+    pub container: String,
+    pub connection: BlobConnection,
+}
+
+/// Blobs in one container.
+#[derive(Clone)]
+pub struct AzureBlobStorage {
+    container: ContainerClient,
+}
+
+impl fmt::Debug for AzureBlobStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureBlobStorage")
+            .field("container", &self.container.container_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AzureBlobStorage {
+    /// Builds the client. Makes no request: an unreachable service shows on first use.
+    pub async fn new(settings: BlobSettings) -> Result<Self, StorageError> {
+        if settings.container.is_empty() {
+            return Err(StorageError::Backend("blob container name is empty".into()));
+        }
+        let (location, credentials) = match &settings.connection {
+            BlobConnection::ConnectionString(connection_string) => {
+                parse_connection_string(connection_string)?
+            }
+            BlobConnection::AccountKey { account, key } => (
+                CloudLocation::Public {
+                    account: account.clone(),
+                },
+                StorageCredentials::access_key(account.clone(), key.clone()),
+            ),
+        };
+        tracing::debug!(
+            account = %location.account(),
+            container = %settings.container,
+            custom_endpoint = matches!(location, CloudLocation::Custom { .. }),
+            "blob storage configured"
+        );
+        let options = ClientOptions::default()
+            .retry(RetryOptions::exponential(
+                ExponentialRetryOptions::default()
+                    .max_retries(2u32)
+                    .initial_delay(Duration::from_millis(200))
+                    .max_delay(Duration::from_secs(2))
+                    .max_total_elapsed(Duration::from_secs(10)),
+            ))
+            .per_retry_policies(vec![Arc::new(AttemptTimeout) as Arc<dyn Policy>]);
+        let container = ClientBuilder::with_location(location, credentials)
+            .client_options(options)
+            .container_client(settings.container);
+        Ok(AzureBlobStorage { container })
+    }
+
+    /// Creates the container when it does not exist yet.
+    pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
+        match self.container.create().await {
+            Ok(_) => {
+                tracing::info!(container = %self.container.container_name(), "created blob container");
+                Ok(())
+            }
+            Err(e) if http_status(&e) == Some(409) => Ok(()),
+            Err(e) => Err(backend("create container", &e)),
+        }
+    }
+
+    fn blob_client(&self, key: &str) -> Result<BlobClient, StorageError> {
+        let name = key.strip_prefix('/').unwrap_or(key);
+        if name.is_empty() {
+            return Err(StorageError::InvalidKey("empty key".into()));
+        }
+        if name.len() > 1024 {
+            return Err(StorageError::InvalidKey("key longer than 1024 bytes".into()));
+        }
+        Ok(self.container.blob_client(name))
+    }
+
+    async fn put_blocks_from_file(
+        blob: &BlobClient,
+        path: &std::path::Path,
+        len: u64,
+    ) -> Result<(), StorageError> {
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| StorageError::Backend(format!("cannot open upload file: {e}")))?;
+        let upload = uuid::Uuid::new_v4().simple().to_string();
+        let mut blocks = Vec::new();
+        let mut sent = 0u64;
+        while sent < len {
+            let want = (len - sent).min(BLOCK_SIZE);
+            let mut buffer = Vec::with_capacity(want as usize);
+            (&mut file)
+                .take(want)
+                .read_to_end(&mut buffer)
+                .await
+                .map_err(|e| StorageError::Backend(format!("cannot read upload file: {e}")))?;
+            if buffer.len() as u64 != want {
+                return Err(StorageError::Backend(
+                    "upload file is shorter than its stated length".into(),
+                ));
+            }
+            sent += want;
+            blocks.push(Self::put_block(blob, &upload, blocks.len(), Bytes::from(buffer)).await?);
+        }
+        Self::commit(blob, blocks).await
+    }
+
+    async fn put_blocks_from_bytes(blob: &BlobClient, bytes: Bytes) -> Result<(), StorageError> {
+        let upload = uuid::Uuid::new_v4().simple().to_string();
+        let mut blocks = Vec::new();
+        for start in (0..bytes.len()).step_by(BLOCK_SIZE as usize) {
+            let end = (start + BLOCK_SIZE as usize).min(bytes.len());
+            blocks.push(Self::put_block(blob, &upload, blocks.len(), bytes.slice(start..end)).await?);
+        }
+        Self::commit(blob, blocks).await
+    }
+
+    async fn put_block(
+        blob: &BlobClient,
+        upload: &str,
+        index: usize,
+        body: Bytes,
+    ) -> Result<BlockId, StorageError> {
+        // Same length for every block of a blob, unique per upload so that concurrent
+        // uploads to one key do not overwrite each other's uncommitted blocks.
+        let id = BlockId::new(format!("{upload}-{index:08}"));
+        blob.put_block(id.clone(), body)
+            .await
+            .map_err(|e| backend("put block", &e))?;
+        Ok(id)
+    }
+
+    async fn commit(blob: &BlobClient, blocks: Vec<BlockId>) -> Result<(), StorageError> {
+        let list = BlockList {
+            blocks: blocks.into_iter().map(BlobBlockType::Uncommitted).collect(),
+        };
+        blob.put_block_list(list)
+            .await
+            .map_err(|e| backend("put block list", &e))?;
+        Ok(())
+    }
+}
+
+fn parse_connection_string(
+    connection_string: &str,
+) -> Result<(CloudLocation, StorageCredentials), StorageError> {
+    // The parser's messages quote the whole string, key included: never pass them on.
+    let parsed = ConnectionString::new(connection_string).map_err(|_| {
+        StorageError::Backend("invalid Azure storage connection string".into())
+    })?;
+    if parsed.use_development_storage == Some(true) {
+        return Ok((
+            CloudLocation::Emulator {
+                address: "127.0.0.1".into(),
+                port: 10000,
+            },
+            StorageCredentials::emulator(),
+        ));
+    }
+    let credentials = parsed.storage_credentials().map_err(|_| {
+        StorageError::Backend(
+            "Azure storage connection string has neither AccountName+AccountKey nor SharedAccessSignature"
+                .into(),
+        )
+    })?;
+    let account = parsed.account_name.unwrap_or_default().to_owned();
+    let location = match (parsed.blob_endpoint, parsed.endpoint_suffix) {
+        (Some(endpoint), _) => CloudLocation::Custom {
+            account,
+            uri: endpoint.trim_end_matches('/').to_owned(),
+        },
+        _ if account.is_empty() => {
+            return Err(StorageError::Backend(
+                "Azure storage connection string has neither AccountName nor BlobEndpoint".into(),
+            ));
+        }
+        (None, None | Some("core.windows.net")) => CloudLocation::Public { account },
+        (None, Some(suffix)) => {
+            let protocol = parsed
+                .default_endpoints_protocol
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "https".into());
+            CloudLocation::Custom {
+                uri: format!("{protocol}://{account}.blob.{suffix}"),
+                account,
+            }
+        }
+    };
+    Ok((location, credentials))
+}
+
+#[async_trait]
+impl BlobStorage for AzureBlobStorage {
+    async fn put(&self, key: &str, source: BlobSource) -> Result<(), StorageError> {
+        let blob = self.blob_client(key)?;
+        let len = source.len();
+        match source {
+            BlobSource::Bytes(bytes) if len <= BLOCK_SIZE => {
+                blob.put_block_blob(bytes)
+                    .await
+                    .map_err(|e| backend("put", &e))?;
+            }
+            BlobSource::Bytes(bytes) => Self::put_blocks_from_bytes(&blob, bytes).await?,
+            BlobSource::File { path, len } if len <= BLOCK_SIZE => {
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| StorageError::Backend(format!("cannot read upload file: {e}")))?;
+                if bytes.len() as u64 != len {
+                    return Err(StorageError::Backend(
+                        "upload file size differs from its stated length".into(),
+                    ));
+                }
+                blob.put_block_blob(bytes)
+                    .await
+                    .map_err(|e| backend("put", &e))?;
+            }
+            BlobSource::File { path, len } => Self::put_blocks_from_file(&blob, &path, len).await?,
+        }
+        tracing::debug!(key, len, "stored blob");
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Blob, StorageError> {
+        let blob = self.blob_client(key)?;
+        let properties = match blob.get_properties().await {
+            Ok(response) => response.blob.properties,
+            Err(e) if is_blob_not_found(&e) => return Err(StorageError::NotFound),
+            Err(e) => return Err(backend("get properties", &e)),
+        };
+        let len = properties.content_length;
+        if len == 0 {
+            return Ok(Blob {
+                len: Some(0),
+                body: futures::stream::empty().boxed(),
+            });
+        }
+        // Every range request is pinned to the version seen above: when the blob is
+        // replaced mid-download the stream fails (412) instead of mixing two bodies.
+        let mut pages = blob
+            .get()
+            .range(Range::new(0, len))
+            .if_match(IfMatchCondition::Match(properties.etag.to_string()))
+            .chunk_size(GET_CHUNK)
+            .into_stream();
+        // Fetch the first range now, so that failures show before the caller sends anything.
+        let first = match pages.next().await {
+            Some(Ok(page)) => page,
+            Some(Err(e)) if is_blob_not_found(&e) => return Err(StorageError::NotFound),
+            Some(Err(e)) => return Err(backend("get", &e)),
+            None => return Err(StorageError::Backend("blob get: empty response".into())),
+        };
+        let chunks = futures::stream::once(async move { Ok(first) })
+            .chain(pages)
+            .map_ok(|page| page.data)
+            .try_flatten()
+            .map_err(|e| std::io::Error::other(truncate(format!("blob body: {}", describe(&e)))));
+        Ok(Blob {
+            len: Some(len),
+            body: idle_timeout(chunks.boxed(), BODY_IDLE_TIMEOUT),
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let blob = self.blob_client(key)?;
+        match blob.delete().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_blob_not_found(&e) => Ok(()),
+            Err(e) => Err(backend("delete", &e)),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "blob"
+    }
+}
+
+/// Fails an attempt (connect, send, until the response headers) that takes too long; the
+/// HTTP client the SDK builds has no timeouts of its own.
+#[derive(Debug)]
+struct AttemptTimeout;
+
+#[async_trait]
+impl Policy for AttemptTimeout {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let body_len = match request.body() {
+            azure_core::Body::Bytes(bytes) => bytes.len() as u64,
+            _ => BLOCK_SIZE,
+        };
+        let limit = ATTEMPT_BASE_TIMEOUT + Duration::from_secs(body_len / (256 * 1024));
+        match tokio::time::timeout(limit, next[0].send(ctx, request, &next[1..])).await {
+            Ok(result) => result,
+            // Not `Io`: a request that hung is not retried.
+            Err(_) => Err(azure_core::Error::with_message(ErrorKind::Other, || {
+                format!("request timed out after {}s", limit.as_secs())
+            })),
+        }
+    }
+}
+
+fn http_status(error: &azure_core::Error) -> Option<u16> {
+    match error.kind() {
+        ErrorKind::HttpResponse { status, .. } => Some(*status as u16),
+        _ => None,
+    }
+}
+
+/// 404 for the blob itself (a missing container is a backend failure).
+fn is_blob_not_found(error: &azure_core::Error) -> bool {
+    match error.kind() {
+        ErrorKind::HttpResponse {
+            status: StatusCode::NotFound,
+            error_code,
+        } => matches!(error_code.as_deref(), None | Some("BlobNotFound")),
+        _ => false,
+    }
+}
+
+fn backend(op: &str, error: &azure_core::Error) -> StorageError {
+    let message = describe(error);
+    tracing::warn!(op, error = %message, "blob request failed");
+    StorageError::Backend(truncate(format!("blob {op}: {message}")))
+}
+
+/// A short message: status and error code (never the full response dump), or the cause
+/// chain, with URL queries (which may hold a SAS token) removed.
+fn describe(error: &azure_core::Error) -> String {
+    match error.kind() {
+        ErrorKind::HttpResponse { status, error_code } => {
+            let status = *status as u16;
+            let summary = error
+                .as_http_error()
+                .and_then(|e| e.error_message())
+                .and_then(|m| m.lines().next())
+                .map(str::to_owned);
+            match (error_code, summary) {
+                (Some(code), Some(summary)) => format!("HTTP {status} {code}: {summary}"),
+                (Some(code), None) => format!("HTTP {status} {code}"),
+                (None, _) => format!("HTTP {status}"),
+            }
+        }
+        _ => scrub_url_queries(&chain(error)),
+    }
+}
+
+fn chain(error: &dyn StdError) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// Drops the query of every `http(s)://` URL in `text`.
+fn scrub_url_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("http") {
+        let (before, url_on) = rest.split_at(at);
+        out.push_str(before);
+        let end = url_on
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>'))
+            .unwrap_or(url_on.len());
+        let url = &url_on[..end];
+        match url.find('?') {
+            Some(q) => out.push_str(&url[..q]),
+            None => out.push_str(url),
+        }
+        rest = &url_on[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+/// Ends the stream with an error when no chunk arrives within `limit`.
+fn idle_timeout(stream: ByteStream, limit: Duration) -> ByteStream {
+    futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(limit, stream.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+            Ok(Some(Err(e))) => Some((Err(e), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("blob body: no data for {}s", limit.as_secs()),
+                )),
+                None,
+            )),
+        }
+    })
+    .boxed()
+}

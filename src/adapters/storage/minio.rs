@@ -1,0 +1,349 @@
+//! [`BlobStorage`] on MinIO (or any S3-compatible server) through the official `minio` crate.
+//!
+//! Keys are used as object names unchanged. The `minio` crate builds the request path as
+//! `/{bucket}` + key when the key starts with `/`, so a leading `/` is effectively dropped
+//! by the server: `/environments/dev/files/t/a.json` is stored as
+//! `environments/dev/files/t/a.json` (and is the same object as the key without the slash).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use minio::s3::builders::{ObjectContent, Size};
+use minio::s3::creds::StaticProvider;
+use minio::s3::error::{Error as MinioError, S3ServerError};
+use minio::s3::http::BaseUrl;
+use minio::s3::minio_error_response::MinioErrorCode;
+use minio::s3::types::{BucketName, ObjectKey, S3Api};
+use minio::s3::{MinioClient, MinioClientBuilder};
+use tokio_util::io::ReaderStream;
+
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, ByteStream, StorageError};
+
+/// Part size of multipart uploads: each part is buffered (and hashed) in memory, so this
+/// bounds the memory one upload uses. Bodies smaller than this go in one PUT.
+const PART_SIZE: u64 = 16 * 1024 * 1024;
+/// Chunk size when reading a file source.
+const READ_CHUNK: usize = 256 * 1024;
+/// Bound on requests without a large body (GET until the headers, DELETE, bucket calls).
+/// The `minio` crate offers no connect or read timeout, so every call is wrapped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A GET body that delivers nothing for this long fails instead of hanging.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// An upload may take this long plus one second per MiB (i.e. it fails below ~1 MiB/s).
+const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_ERROR_LEN: usize = 300;
+
+/// Where the MinIO server is and how to sign in.
+#[derive(Clone)]
+pub struct MinioSettings {
+    /// Base URL, e.g. `http://minio:9000` (`https://` for TLS).
+    pub url: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+}
+
+impl fmt::Debug for MinioSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MinioSettings")
+            .field("url", &self.url)
+            .field("access_key", &"***")
+            .field("secret_key", &"***")
+            .field("bucket", &self.bucket)
+            .finish()
+    }
+}
+
+/// Objects in one MinIO bucket.
+#[derive(Clone)]
+pub struct MinioStorage {
+    client: MinioClient,
+    bucket: BucketName,
+}
+
+impl fmt::Debug for MinioStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MinioStorage")
+            .field("bucket", &self.bucket.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MinioStorage {
+    /// Builds the client. Makes no request: an unreachable server shows on first use.
+    pub async fn new(settings: MinioSettings) -> Result<Self, StorageError> {
+        let base_url: BaseUrl = settings
+            .url
+            .parse()
+            .map_err(|e| StorageError::Backend(format!("invalid MinIO url: {e}")))?;
+        let bucket = BucketName::new(&settings.bucket)
+            .map_err(|e| StorageError::Backend(format!("invalid MinIO bucket name: {e}")))?;
+        let provider = StaticProvider::new(&settings.access_key, &settings.secret_key, None);
+        let client = MinioClientBuilder::new(base_url)
+            .provider(Some(provider))
+            // MinIO has no regions; skipping the lookup saves a request per bucket.
+            .skip_region_lookup(true)
+            .build()
+            .map_err(|e| StorageError::Backend(format!("cannot build MinIO client: {e}")))?;
+        tracing::debug!(url = %settings.url, bucket = %settings.bucket, "minio storage configured");
+        Ok(MinioStorage { client, bucket })
+    }
+
+    /// Creates the bucket when it does not exist yet.
+    pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
+        let exists = timed(REQUEST_TIMEOUT, "bucket exists", async {
+            self.client
+                .bucket_exists(&self.bucket)
+                .map_err(MinioError::from)?
+                .build()
+                .send()
+                .await
+        })
+        .await?
+        .exists();
+        if exists {
+            return Ok(());
+        }
+        let created = timed(REQUEST_TIMEOUT, "create bucket", async {
+            self.client
+                .create_bucket(&self.bucket)
+                .map_err(MinioError::from)?
+                .build()
+                .send()
+                .await
+        })
+        .await;
+        match created {
+            Ok(_) => {
+                tracing::info!(bucket = %self.bucket.as_str(), "created minio bucket");
+                Ok(())
+            }
+            Err(Failure::Minio(e))
+                if matches!(
+                    s3_code(&e),
+                    Some(MinioErrorCode::BucketAlreadyOwnedByYou)
+                ) || s3_code(&e)
+                    == Some(MinioErrorCode::OtherError("BucketAlreadyExists".into())) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into_storage("create bucket")),
+        }
+    }
+
+    fn object_key(key: &str) -> Result<ObjectKey, StorageError> {
+        ObjectKey::new(key).map_err(|e| StorageError::InvalidKey(truncate(e.to_string())))
+    }
+}
+
+#[async_trait]
+impl BlobStorage for MinioStorage {
+    async fn put(&self, key: &str, source: BlobSource) -> Result<(), StorageError> {
+        let object = Self::object_key(key)?;
+        let len = source.len();
+        let content = match source {
+            BlobSource::Bytes(bytes) => ObjectContent::from(bytes),
+            BlobSource::File { path, len } => {
+                let file = tokio::fs::File::open(&path).await.map_err(|e| {
+                    StorageError::Backend(format!("cannot open upload file: {e}"))
+                })?;
+                ObjectContent::new_from_stream(
+                    ReaderStream::with_capacity(file, READ_CHUNK),
+                    Size::Known(len),
+                )
+            }
+        };
+        // The crate picks a 64 MiB part (held in memory) unless told otherwise; below one
+        // part it sends a single PUT of exactly `len` bytes.
+        let part_size = if len > PART_SIZE {
+            Size::Known(PART_SIZE)
+        } else {
+            Size::Unknown
+        };
+        let timeout = UPLOAD_BASE_TIMEOUT + Duration::from_secs(len / (1024 * 1024));
+        timed(timeout, "put", async {
+            self.client
+                .put_object_content(&self.bucket, object, content)
+                .map_err(MinioError::from)?
+                .part_size(part_size)
+                .build()
+                .send()
+                .await
+        })
+        .await
+        .map_err(|e| e.into_storage("put"))?;
+        tracing::debug!(key, len, "stored object in minio");
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Blob, StorageError> {
+        let object = Self::object_key(key)?;
+        let response = timed(REQUEST_TIMEOUT, "get", async {
+            self.client
+                .get_object(&self.bucket, object)
+                .map_err(MinioError::from)?
+                .build()
+                .send()
+                .await
+        })
+        .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(Failure::Minio(e)) if matches!(s3_code(&e), Some(MinioErrorCode::NoSuchKey)) => {
+                return Err(StorageError::NotFound);
+            }
+            Err(e) => return Err(e.into_storage("get")),
+        };
+        let len = response.object_size().ok();
+        let (stream, _) = response
+            .content()
+            .map_err(|e| Failure::Minio(e).into_storage("get"))?
+            .to_stream()
+            .await
+            .map_err(|e| StorageError::Backend(format!("get: {}", chain(&e))))?;
+        Ok(Blob {
+            len,
+            body: idle_timeout(stream, BODY_IDLE_TIMEOUT),
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let object = Self::object_key(key)?;
+        let deleted = timed(REQUEST_TIMEOUT, "delete", async {
+            self.client
+                .delete_object(&self.bucket, object)
+                .map_err(MinioError::from)?
+                .build()
+                .send()
+                .await
+        })
+        .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            // S3 answers 204 for a missing object; be lenient with servers that say 404.
+            Err(Failure::Minio(e)) if matches!(s3_code(&e), Some(MinioErrorCode::NoSuchKey)) => {
+                Ok(())
+            }
+            Err(e) => Err(e.into_storage("delete")),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "minio"
+    }
+}
+
+enum Failure {
+    Minio(MinioError),
+    TimedOut(&'static str, Duration),
+}
+
+impl Failure {
+    fn into_storage(self, op: &str) -> StorageError {
+        let message = match self {
+            Failure::Minio(e) => describe(&e),
+            Failure::TimedOut(what, after) => format!("{what} timed out after {}s", after.as_secs()),
+        };
+        tracing::warn!(op, error = %message, "minio request failed");
+        StorageError::Backend(truncate(format!("minio {op}: {message}")))
+    }
+}
+
+impl From<Failure> for StorageError {
+    fn from(failure: Failure) -> Self {
+        failure.into_storage("request")
+    }
+}
+
+async fn timed<T>(
+    limit: Duration,
+    what: &'static str,
+    future: impl Future<Output = Result<T, MinioError>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => result.map_err(Failure::Minio),
+        Err(_) => Err(Failure::TimedOut(what, limit)),
+    }
+}
+
+fn s3_code(error: &MinioError) -> Option<MinioErrorCode> {
+    match error {
+        MinioError::S3Server(S3ServerError::S3Error(response)) => Some(response.code()),
+        _ => None,
+    }
+}
+
+/// A short, credential-free description: the S3 error code and message, or the cause chain.
+fn describe(error: &MinioError) -> String {
+    match error {
+        MinioError::S3Server(S3ServerError::S3Error(response)) => match response.message() {
+            Some(message) => format!("{}: {message}", response.code()),
+            None => response.code().to_string(),
+        },
+        MinioError::S3Server(S3ServerError::HttpError(status, _)) => {
+            format!("HTTP status {status}")
+        }
+        MinioError::S3Server(S3ServerError::InvalidServerResponse {
+            http_status_code, ..
+        }) => format!("invalid server response (HTTP status {http_status_code})"),
+        // The top-level messages ("Validation error occurred") say little; the causes do.
+        MinioError::Validation(e) => chain(e),
+        MinioError::Network(e) => chain(e),
+        MinioError::DriveIo(e) => chain(e),
+    }
+}
+
+fn chain(error: &dyn StdError) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+/// Ends the stream with an error when no chunk arrives within `limit`.
+fn idle_timeout<S>(stream: S, limit: Duration) -> ByteStream
+where
+    S: futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
+{
+    futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(limit, stream.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+            Ok(Some(Err(e))) => Some((
+                Err(std::io::Error::other(truncate(format!("minio body: {}", chain(&e))))),
+                None,
+            )),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("minio body: no data for {}s", limit.as_secs()),
+                )),
+                None,
+            )),
+        }
+    })
+    .boxed()
+}

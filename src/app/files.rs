@@ -1,0 +1,158 @@
+//! Files (contract §4): tagged bodies an environment's DAGs share through Jade.
+
+use std::io::BufReader;
+
+use super::manifests::storage_read_failed;
+use super::{Jade, STORAGE_WRITE_FAILED, Spooled, backend, blocking};
+use crate::domain::Error;
+use crate::domain::file::{File, FileLookup, NewFile};
+use crate::ports::storage::{BlobSource, StorageError};
+
+/// One file of a `POST …/files`, as it arrived.
+#[derive(Debug)]
+pub struct FileUpload {
+    pub tag: Option<String>,
+    pub file: Option<Spooled>,
+}
+
+/// A file with its body, spooled to local disk and checked.
+#[derive(Debug)]
+pub struct FileBody {
+    pub file: File,
+    pub contents: Spooled,
+    /// Whether the body is one JSON value (rendered as is) or not (rendered as a string).
+    pub is_json: bool,
+}
+
+const LOOKUP_REQUIRED: &str = "Give the file's slug, tag or filename as a query parameter.";
+const SLUG_OR_TAG_REQUIRED: &str = "Give the file's slug or tag.";
+
+impl Jade {
+    /// Stores files: every body first, then all rows in one transaction. All of them are
+    /// stored or none is: on any failure the bodies already written are removed again.
+    pub async fn create_files(&self, environment_slug: &str, uploads: Vec<FileUpload>) -> Result<Vec<File>, Error> {
+        if uploads.is_empty() {
+            return Err(Error::invalid("file", "can't be blank"));
+        }
+        let mut checked = Vec::with_capacity(uploads.len());
+        for upload in uploads {
+            let file = upload.file.ok_or_else(|| Error::invalid("file", "can't be blank"))?;
+            let new = NewFile::new(environment_slug, upload.tag.as_deref(), file.filename.as_deref())?;
+            checked.push((new, file));
+        }
+        let mut written: Vec<&str> = Vec::with_capacity(checked.len());
+        for (new, file) in &checked {
+            let source = BlobSource::File { path: file.path.to_path_buf(), len: file.len };
+            if let Err(error) = self.ports.storage.put(&new.path, source).await {
+                tracing::error!(%error, path = new.path, "storing a file failed");
+                self.discard_file_bodies(&written).await;
+                return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
+            }
+            written.push(&new.path);
+        }
+        let rows: Vec<NewFile> = checked.iter().map(|(new, _)| new.clone()).collect();
+        match self.ports.files.insert(&rows).await {
+            Ok(files) => Ok(files),
+            Err(error) => {
+                self.discard_file_bodies(&written).await;
+                Err(backend(error))
+            }
+        }
+    }
+
+    /// The newest file the lookup names, with its body.
+    pub async fn file(&self, environment_slug: &str, lookup: Option<FileLookup>) -> Result<FileBody, Error> {
+        let lookup = lookup.ok_or_else(|| Error::BadRequest(LOOKUP_REQUIRED.into()))?;
+        let file = self.find_file(environment_slug, &lookup).await?;
+        let blob = match self.ports.storage.get(&file.path).await {
+            Ok(blob) => blob,
+            Err(StorageError::NotFound) => {
+                return Err(Error::not_found_with(
+                    "File found but could not download contents from storage bucket.",
+                ));
+            }
+            Err(error) => return Err(storage_read_failed(&error)),
+        };
+        let contents = self.spool(blob).await?;
+        let path = contents.path.to_path_buf();
+        let is_json = blocking(move || is_json(&path)).await?;
+        Ok(FileBody { file, contents, is_json })
+    }
+
+    /// Replaces a file's body and filename.
+    pub async fn update_file(
+        &self,
+        environment_slug: &str,
+        lookup: Option<FileLookup>,
+        upload: Option<Spooled>,
+    ) -> Result<File, Error> {
+        let lookup = lookup.ok_or_else(|| Error::BadRequest(SLUG_OR_TAG_REQUIRED.into()))?;
+        let existing = self.find_file(environment_slug, &lookup).await?;
+        let upload = upload.ok_or_else(|| Error::invalid("file", "can't be blank"))?;
+        let new = NewFile::new(environment_slug, Some(&existing.tag), upload.filename.as_deref())?;
+        let source = BlobSource::File { path: upload.path.to_path_buf(), len: upload.len };
+        if let Err(error) = self.ports.storage.put(&new.path, source).await {
+            tracing::error!(%error, path = new.path, "storing a file failed");
+            return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
+        }
+        let updated = self.ports.files.update(existing.id, &new.filename, &new.path).await;
+        let updated = match updated {
+            Ok(Some(file)) => file,
+            Ok(None) => {
+                self.discard_file_bodies(&[&new.path]).await;
+                return Err(Error::not_found());
+            }
+            Err(error) => {
+                self.discard_file_bodies(&[&new.path]).await;
+                return Err(backend(error));
+            }
+        };
+        if existing.path != updated.path {
+            self.discard_file_bodies(&[&existing.path]).await;
+        }
+        Ok(updated)
+    }
+
+    /// Removes a file's body, then its row (and the rows of earlier uploads stored under the
+    /// same path, which shared that body).
+    pub async fn delete_file(&self, environment_slug: &str, lookup: Option<FileLookup>) -> Result<(), Error> {
+        let lookup = lookup.ok_or_else(|| Error::BadRequest(SLUG_OR_TAG_REQUIRED.into()))?;
+        let file = self.find_file(environment_slug, &lookup).await?;
+        if let Err(error) = self.ports.storage.delete(&file.path).await {
+            tracing::error!(%error, path = file.path, "deleting a file body failed");
+            return Err(Error::Unprocessable(
+                "Deletion of file contents from storage failed. File record and contents remain.".into(),
+            ));
+        }
+        self.ports.files.delete_by_path(environment_slug, &file.path).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn find_file(&self, environment_slug: &str, lookup: &FileLookup) -> Result<File, Error> {
+        self.ports.files.find(environment_slug, lookup).await.map_err(backend)?.ok_or_else(Error::not_found)
+    }
+
+    /// Removes bodies written for rows that were not stored, unless a stored row uses the
+    /// same path (a new version of a tag overwrites the body its earlier versions share).
+    async fn discard_file_bodies(&self, paths: &[&str]) {
+        for path in paths {
+            match self.ports.files.path_in_use(path).await {
+                Ok(false) => {
+                    if let Err(error) = self.ports.storage.delete(path).await {
+                        tracing::error!(%error, path, "removing an orphaned file body failed");
+                    }
+                }
+                Ok(true) => {}
+                Err(error) => tracing::error!(%error, path, "cannot tell whether a file body is in use; kept"),
+            }
+        }
+    }
+}
+
+/// Whether a file holds exactly one JSON value, checked while streaming it (no tree is built).
+fn is_json(path: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    let mut deserializer = serde_json::Deserializer::from_reader(BufReader::new(file));
+    serde::de::Deserialize::deserialize(&mut deserializer).map(|_: serde::de::IgnoredAny| ()).is_ok()
+        && deserializer.end().is_ok()
+}

@@ -1,0 +1,96 @@
+//! Jobs (contract §3): one per Airflow DAG of each of the account's environments.
+
+use std::cmp::Ordering;
+
+use futures::future::join_all;
+
+use super::{Jade, backend, lookup_failed};
+use crate::domain::Error;
+use crate::domain::job::{EnvironmentRef, Job};
+use crate::domain::paging::{JobOrder, JobSort, Listing, Page};
+use crate::ports::registry::JobKey;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub project_id: Option<i64>,
+    pub environment_id: Option<i64>,
+}
+
+impl Jade {
+    /// The account's jobs. Environments are read concurrently; one whose database cannot be
+    /// reached is left out with a warning.
+    pub async fn jobs(&self, account_id: i64, filter: JobFilter, order: JobOrder, page: Page) -> Result<Listing<Job>, Error> {
+        let Some(airflow) = self.airflow() else { return Ok(Listing { items: Vec::new(), total_count: 0 }) };
+        let mut environments = self.ports.catalog.environments(account_id).await.map_err(backend)?;
+        environments.retain(|e| {
+            filter.project_id.is_none_or(|id| e.project_id == id)
+                && filter.environment_id.is_none_or(|id| e.id == id)
+        });
+        let answers = join_all(environments.iter().map(|e| airflow.dags(e))).await;
+        let mut found = Vec::new();
+        for (environment, answer) in environments.iter().zip(answers) {
+            match answer {
+                Ok(dags) => found.extend(dags.into_iter().map(|dag| (environment, dag))),
+                Err(error) => tracing::warn!(environment = %environment.slug, %error, "environment left out of the job list"),
+            }
+        }
+        let keys: Vec<JobKey> = found.iter().map(|(e, dag)| (e.id, dag.dag_id.clone())).collect();
+        let ids = self.ports.registry.job_ids(&keys).await.map_err(backend)?;
+        let mut jobs: Vec<Job> = found
+            .into_iter()
+            .map(|(environment, dag)| {
+                let id = ids[&(environment.id, dag.dag_id.clone())];
+                Job::new(id, dag, EnvironmentRef::from(environment))
+            })
+            .collect();
+        jobs.sort_by(|a, b| compare_jobs(order, a, b));
+        Ok(Listing::paged(jobs, page))
+    }
+
+    /// One job with its most recent run and its most recent successful run.
+    pub async fn job(&self, account_id: i64, id: i64) -> Result<Job, Error> {
+        let (environment_id, dag_id) = self
+            .ports
+            .registry
+            .job_keys(&[id])
+            .await
+            .map_err(backend)?
+            .remove(&id)
+            .ok_or_else(Error::not_found)?;
+        let environment = self.environment(account_id, environment_id).await?;
+        let airflow = self.airflow_for(&environment)?;
+        let failed = |e| lookup_failed(&environment, e);
+        let dag = airflow.dag(&environment, &dag_id).await.map_err(failed)?.ok_or_else(Error::not_found)?;
+        let (recent, completed) = futures::try_join!(
+            async { airflow.latest_dag_run(&environment, Some(&dag_id), false).await.map_err(failed) },
+            async { airflow.latest_dag_run(&environment, Some(&dag_id), true).await.map_err(failed) },
+        )?;
+        let mut job = Job::new(id, dag, EnvironmentRef::from(&environment));
+        if recent.is_some() || completed.is_some() {
+            self.sync_runs(airflow.as_ref(), std::slice::from_ref(&environment)).await?;
+        }
+        if let Some(run) = recent {
+            job.most_recent_run = Some(Box::new(self.one_run(account_id, &environment, run).await?));
+        }
+        if let Some(run) = completed {
+            job.most_recent_completed_run = Some(Box::new(self.one_run(account_id, &environment, run).await?));
+        }
+        Ok(job)
+    }
+}
+
+fn compare_jobs(order: JobOrder, a: &Job, b: &Job) -> Ordering {
+    let primary = match order.field {
+        JobSort::Id => Ordering::Equal,
+        JobSort::Name => a.dag.dag_id.cmp(&b.dag.dag_id),
+        // Both are the DAG's last parse time; jobs never parsed sort last.
+        JobSort::CreatedAt | JobSort::UpdatedAt => match (a.dag.last_parsed_time, b.dag.last_parsed_time) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => return Ordering::Less,
+            (None, Some(_)) => return Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        },
+    };
+    let ordering = primary.then(a.id.cmp(&b.id));
+    if order.descending { ordering.reverse() } else { ordering }
+}

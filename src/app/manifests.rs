@@ -1,0 +1,188 @@
+//! Manifests (contract §4): uploaded with or without a DAG run, read whole or trimmed.
+
+use std::io::BufReader;
+
+use bytes::Bytes;
+
+use super::{Jade, STORAGE_READ_FAILED, STORAGE_WRITE_FAILED, Spooled, backend, blocking, lookup_failed};
+use crate::domain::Error;
+use crate::domain::file::MAX_LENGTH;
+use crate::domain::manifest::{self, Manifest, ManifestError, ManifestRun};
+use crate::ports::manifests::{InsertManifestError, ManifestQuery, NewManifest};
+use crate::ports::storage::{Blob, BlobSource, StorageError};
+
+/// A `POST /manifests` as it arrived.
+#[derive(Debug)]
+pub struct ManifestUpload {
+    pub environment_slug: String,
+    pub dag_id: Option<String>,
+    pub run_id: Option<String>,
+    pub tag: Option<String>,
+    pub file: Option<Spooled>,
+}
+
+impl Jade {
+    /// Stores a manifest: validates it and cuts out its trimmed form in one pass over the
+    /// spooled upload, writes both bodies to storage, then inserts the row. The row only
+    /// exists once both bodies do; when anything fails, what was written is removed.
+    pub async fn upload_manifest(&self, upload: ManifestUpload) -> Result<Manifest, Error> {
+        let file = upload.file.ok_or_else(|| Error::invalid("file", "can't be blank"))?;
+        let environment = self.environment_by_slug(&upload.environment_slug).await?;
+        let tag = upload.tag.filter(|t| !t.is_empty());
+        if let Some(tag) = &tag {
+            if tag.chars().count() > MAX_LENGTH {
+                return Err(Error::invalid("tag", "should be at most 255 character(s)"));
+            }
+            if self.ports.manifests.tag_taken(&environment.slug, tag).await.map_err(backend)? {
+                return Err(Error::invalid("tag", "has already been taken"));
+            }
+        }
+        let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+        let run = match (given(upload.dag_id), given(upload.run_id)) {
+            (Some(dag_id), Some(run_id)) => {
+                let airflow = self.airflow_for(&environment)?;
+                let dag_run = airflow
+                    .dag_run_by_run_id(&environment, &dag_id, &run_id)
+                    .await
+                    .map_err(|e| lookup_failed(&environment, e))?
+                    .ok_or_else(Error::not_found)?;
+                self.sync_runs(airflow.as_ref(), std::slice::from_ref(&environment)).await?;
+                let key = (environment.id, dag_run.id);
+                let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
+                Some(ManifestRun { dag_id, dag_run_id: dag_run.id, run_id, job_run_id: ids[&key] })
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(Error::invalid("run_id", "can't be blank")),
+            (None, Some(_)) => return Err(Error::invalid("dag_id", "can't be blank")),
+        };
+
+        let path = file.path.to_path_buf();
+        let trimmed = blocking(move || manifest::trim(BufReader::new(std::fs::File::open(path)?)))
+            .await?
+            .map_err(|e| match e {
+                ManifestError::Io(e) => Error::Internal(format!("reading the spooled manifest: {e}")),
+                invalid => Error::invalid("file", &invalid.to_string()),
+            })?;
+
+        let id = self.ports.manifests.reserve_id().await.map_err(backend)?;
+        let (key, trimmed_key) = manifest::keys(environment.account_id, &environment.slug, id, run.as_ref());
+        let new = NewManifest {
+            id,
+            account_id: environment.account_id,
+            project_id: environment.project_id,
+            environment_slug: environment.slug.clone(),
+            tag,
+            run,
+        };
+        let full = BlobSource::File { path: file.path.to_path_buf(), len: file.len };
+        let stored = async {
+            self.ports.storage.put(&key, full).await?;
+            self.ports.storage.put(&trimmed_key, BlobSource::Bytes(Bytes::from(trimmed))).await
+        };
+        if let Err(error) = stored.await {
+            tracing::error!(%error, key, "storing a manifest failed");
+            self.discard_manifest_bodies(&new, &[&key, &trimmed_key]).await;
+            return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
+        }
+        match self.ports.manifests.insert(new.clone()).await {
+            Ok(manifest) => Ok(manifest),
+            Err(error) => {
+                self.discard_manifest_bodies(&new, &[&key, &trimmed_key]).await;
+                match error {
+                    InsertManifestError::TagTaken => Err(Error::invalid("tag", "has already been taken")),
+                    InsertManifestError::Backend(e) => Err(backend(e)),
+                }
+            }
+        }
+    }
+
+    /// Removes the bodies of a manifest whose row was not written, unless they belong to an
+    /// earlier manifest of the same run (a run's manifests share their keys).
+    async fn discard_manifest_bodies(&self, manifest: &NewManifest, keys: &[&str]) {
+        if let Some(run) = &manifest.run {
+            match self.ports.manifests.count_for_run(&manifest.environment_slug, &run.dag_id, &run.run_id).await {
+                Ok(0) => {}
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::error!(%error, "cannot tell whether a run's manifest bodies are shared; kept");
+                    return;
+                }
+            }
+        }
+        for key in keys {
+            if let Err(error) = self.ports.storage.delete(key).await {
+                tracing::error!(%error, key, "removing the body of a failed manifest upload failed");
+            }
+        }
+    }
+
+    /// The manifest a query names, whole or trimmed.
+    pub async fn manifest(&self, query: &ManifestQuery, trimmed: bool) -> Result<Blob, Error> {
+        let manifest = self.ports.manifests.find(query).await.map_err(backend)?.ok_or_else(Error::not_found)?;
+        if trimmed { self.trimmed_body(&manifest).await } else { self.full_body(&manifest).await }
+    }
+
+    /// The newest manifest of the project (found by slug) across its environments.
+    pub async fn project_manifest(&self, project_slug: &str, trimmed: bool) -> Result<Blob, Error> {
+        let project =
+            self.ports.catalog.project_by_slug(project_slug).await.map_err(backend)?.ok_or_else(Error::not_found)?;
+        self.manifest(&ManifestQuery::Project { project_id: project.id }, trimmed).await
+    }
+
+    /// A run's artifact; `manifest.json` is the only one Jade keeps.
+    pub async fn artifact(&self, account_id: i64, job_run_id: i64, artifact: &str) -> Result<Blob, Error> {
+        if artifact != "manifest.json" {
+            return Err(Error::not_found());
+        }
+        self.manifest(&ManifestQuery::JobRun { account_id, job_run_id }, false).await
+    }
+
+    async fn full_body(&self, manifest: &Manifest) -> Result<Blob, Error> {
+        match self.ports.storage.get(&manifest.key()).await {
+            Ok(blob) => Ok(blob),
+            Err(StorageError::NotFound) => self.legacy_body(manifest, false).await,
+            Err(error) => Err(storage_read_failed(&error)),
+        }
+    }
+
+    /// The stored trimmed form; for a manifest of the first Jade, which stored none, it is
+    /// built on first read from the full body (or the row's `content`) and kept.
+    async fn trimmed_body(&self, manifest: &Manifest) -> Result<Blob, Error> {
+        match self.ports.storage.get(&manifest.trimmed_key()).await {
+            Ok(blob) => return Ok(blob),
+            Err(StorageError::NotFound) => {}
+            Err(error) => return Err(storage_read_failed(&error)),
+        }
+        let trimmed = match self.ports.storage.get(&manifest.key()).await {
+            Ok(full) => {
+                let spooled = self.spool(full).await?;
+                let path = spooled.path.to_path_buf();
+                let trimmed = blocking(move || manifest::trim(BufReader::new(std::fs::File::open(path)?))).await?;
+                Bytes::from(trimmed.map_err(|e| Error::Internal(format!("stored manifest {}: {e}", manifest.id)))?)
+            }
+            Err(StorageError::NotFound) => {
+                let legacy = self.ports.manifests.legacy_content(manifest.id, true).await.map_err(backend)?;
+                legacy.ok_or_else(Error::not_found)?
+            }
+            Err(error) => return Err(storage_read_failed(&error)),
+        };
+        if let Err(error) = self.ports.storage.put(&manifest.trimmed_key(), BlobSource::Bytes(trimmed.clone())).await {
+            tracing::warn!(%error, manifest = manifest.id, "keeping a built trimmed manifest failed");
+        }
+        Ok(blob_of(trimmed))
+    }
+
+    async fn legacy_body(&self, manifest: &Manifest, trimmed: bool) -> Result<Blob, Error> {
+        let content = self.ports.manifests.legacy_content(manifest.id, trimmed).await.map_err(backend)?;
+        content.map(blob_of).ok_or_else(Error::not_found)
+    }
+}
+
+pub(super) fn storage_read_failed(error: &StorageError) -> Error {
+    tracing::error!(%error, "reading from storage failed");
+    Error::Unprocessable(STORAGE_READ_FAILED.into())
+}
+
+fn blob_of(bytes: Bytes) -> Blob {
+    Blob { len: Some(bytes.len() as u64), body: Box::pin(futures::stream::once(async move { Ok(bytes) })) }
+}

@@ -1,0 +1,170 @@
+//! The use cases: one service over the ports, and the typed configuration.
+
+mod catalog;
+pub mod config;
+mod files;
+mod jobs;
+mod manifests;
+mod runs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::domain::Error;
+use crate::domain::access::{self, AccessDenied, Identity, RequestScope};
+use crate::domain::catalog::Environment;
+use crate::domain::job_run::ApiCompat;
+use crate::ports::BackendError;
+use crate::ports::airflow::{AirflowError, AirflowRuns};
+use crate::ports::auth::{TokenVerifier, VerifyError};
+use crate::ports::catalog::Catalog;
+use crate::ports::clock::Clock;
+use crate::ports::files::FileStore;
+use crate::ports::manifests::ManifestStore;
+use crate::ports::registry::IdRegistry;
+use crate::ports::storage::BlobStorage;
+
+pub use files::{FileBody, FileUpload};
+pub use manifests::ManifestUpload;
+pub use jobs::JobFilter;
+pub use runs::RunFilter;
+
+/// The adapters the service works through.
+#[derive(Clone)]
+pub struct Ports {
+    pub catalog: Arc<dyn Catalog>,
+    /// `None` when Airflow is switched off: job and run lists are empty.
+    pub airflow: Option<Arc<dyn AirflowRuns>>,
+    pub registry: Arc<dyn IdRegistry>,
+    pub manifests: Arc<dyn ManifestStore>,
+    pub files: Arc<dyn FileStore>,
+    pub storage: Arc<dyn BlobStorage>,
+    pub verifier: Arc<dyn TokenVerifier>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub compat: ApiCompat,
+    /// Bodies larger than this answer 413.
+    pub max_upload_bytes: u64,
+    /// Where uploads and bodies being checked are spooled (the system temp dir if `None`).
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { compat: ApiCompat::Jade, max_upload_bytes: 1 << 30, spool_dir: None }
+    }
+}
+
+/// Jade's use cases. Cheap to clone; every clone shares the same adapters.
+#[derive(Clone)]
+pub struct Jade {
+    ports: Ports,
+    settings: Arc<Settings>,
+}
+
+/// A file spooled to local disk (an upload as it arrived); removed when dropped.
+#[derive(Debug)]
+pub struct Spooled {
+    pub path: tempfile::TempPath,
+    pub len: u64,
+    /// The name the client gave the file.
+    pub filename: Option<String>,
+}
+
+impl Jade {
+    pub fn new(ports: Ports, settings: Settings) -> Self {
+        Jade { ports, settings: Arc::new(settings) }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn now(&self) -> crate::domain::catalog::Timestamp {
+        self.ports.clock.now()
+    }
+
+    /// Who the `Authorization` header's token belongs to.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Identity, Error> {
+        let token = access::token_from_header(authorization).map_err(Error::Denied)?;
+        match self.ports.verifier.verify(token).await {
+            Ok(identity) => Ok(identity),
+            Err(VerifyError::Invalid) => Err(Error::Denied(AccessDenied::InvalidToken)),
+            Err(VerifyError::Unavailable(reason)) => {
+                tracing::error!(%reason, "token verification unavailable");
+                Err(Error::Unavailable("Authentication service unavailable. Please retry.".into()))
+            }
+        }
+    }
+
+    /// Applies the path rules of contract §2 to a request's scope parameters.
+    pub fn authorize(identity: &Identity, scope: RequestScope<'_>) -> Result<(), Error> {
+        access::authorize(identity, scope).map_err(Error::Denied)
+    }
+
+    fn airflow(&self) -> Option<&Arc<dyn AirflowRuns>> {
+        self.ports.airflow.as_ref()
+    }
+
+    /// The environment's Airflow database for a direct lookup: a 404 naming the environment
+    /// when it has none or cannot be reached.
+    fn airflow_for(&self, environment: &Environment) -> Result<&Arc<dyn AirflowRuns>, Error> {
+        self.airflow().ok_or_else(|| airflow_not_found(environment))
+    }
+}
+
+fn airflow_not_found(environment: &Environment) -> Error {
+    Error::not_found_with(format!("Airflow Repo for Environment {} not found.", environment.slug))
+}
+
+/// Maps an Airflow failure in a direct lookup to the contract's 404.
+fn lookup_failed(environment: &Environment, error: AirflowError) -> Error {
+    if let AirflowError::Unreachable { reason, .. } = &error {
+        tracing::warn!(environment = %environment.slug, %reason, "Airflow database unreachable");
+    }
+    airflow_not_found(environment)
+}
+
+fn backend(error: BackendError) -> Error {
+    Error::Internal(error.0)
+}
+
+/// The contract's messages for object storage failing.
+const STORAGE_READ_FAILED: &str = "The request to the storage bucket failed.";
+const STORAGE_WRITE_FAILED: &str = "File upload failed. Please check the error in the logs.";
+
+impl Jade {
+    /// Streams a stored body to a temporary file, so it can be checked before it is served
+    /// without being held in memory.
+    async fn spool(&self, mut blob: crate::ports::storage::Blob) -> Result<Spooled, Error> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+
+        let temp = match &self.settings.spool_dir {
+            Some(dir) => tempfile::NamedTempFile::new_in(dir),
+            None => tempfile::NamedTempFile::new(),
+        }
+        .map_err(|e| Error::Internal(format!("cannot create a spool file: {e}")))?;
+        let (file, path) = temp.into_parts();
+        let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
+        let mut len = 0u64;
+        while let Some(chunk) = blob.body.next().await {
+            let chunk = chunk.map_err(|e| {
+                tracing::error!(error = %e, "reading a body from storage failed");
+                Error::Unprocessable(STORAGE_READ_FAILED.into())
+            })?;
+            len += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(|e| Error::Internal(format!("spool write: {e}")))?;
+        }
+        file.flush().await.map_err(|e| Error::Internal(format!("spool write: {e}")))?;
+        Ok(Spooled { path, len, filename: None })
+    }
+}
+
+/// Runs blocking work (parsing a spooled body) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
+}

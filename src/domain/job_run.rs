@@ -1,0 +1,288 @@
+//! Job runs: one per Airflow DAG run, rendered the way dbt Cloud renders runs.
+
+use std::cmp::Ordering;
+
+use crate::domain::catalog::Timestamp;
+use crate::domain::job::{EnvironmentRef, Job};
+use crate::domain::paging::{RunOrder, RunSort};
+
+/// The columns of Airflow's `dag_run` table that Jade reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DagRun {
+    pub id: i64,
+    pub dag_id: String,
+    pub run_id: Option<String>,
+    pub state: Option<String>,
+    pub queued_at: Option<Timestamp>,
+    pub start_date: Option<Timestamp>,
+    pub end_date: Option<Timestamp>,
+}
+
+/// Which status codes the API speaks (`API_COMPAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiCompat {
+    /// The first Jade's codes: success 1, failed 2, queued 3, running 5; artifacts wrapped
+    /// in `{"data": "<file>"}`.
+    #[default]
+    Jade,
+    /// dbt Cloud's codes: queued 1, running 3, success 10, error 20, cancelled 30; artifacts
+    /// answered as the file itself.
+    DbtCloud,
+}
+
+/// A run's status. Airflow states other than success, failed and running (or none at all)
+/// count as queued: they have not run to an end yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Success,
+    Error,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 4] =
+        [RunStatus::Queued, RunStatus::Running, RunStatus::Success, RunStatus::Error];
+
+    pub fn from_state(state: Option<&str>) -> Self {
+        match state {
+            Some("success") => RunStatus::Success,
+            Some("failed") => RunStatus::Error,
+            Some("running") => RunStatus::Running,
+            _ => RunStatus::Queued,
+        }
+    }
+
+    pub fn code(self, compat: ApiCompat) -> i32 {
+        match (compat, self) {
+            (ApiCompat::Jade, RunStatus::Success) => 1,
+            (ApiCompat::Jade, RunStatus::Error) => 2,
+            (ApiCompat::Jade, RunStatus::Queued) => 3,
+            (ApiCompat::Jade, RunStatus::Running) => 5,
+            (ApiCompat::DbtCloud, RunStatus::Queued) => 1,
+            (ApiCompat::DbtCloud, RunStatus::Running) => 3,
+            (ApiCompat::DbtCloud, RunStatus::Success) => 10,
+            (ApiCompat::DbtCloud, RunStatus::Error) => 20,
+        }
+    }
+
+    /// The status a `status` filter value names; `None` for codes no run can have (such as
+    /// dbt Cloud's Cancelled), which then match nothing.
+    pub fn from_code(code: i64, compat: ApiCompat) -> Option<Self> {
+        RunStatus::ALL.into_iter().find(|status| i64::from(status.code(compat)) == code)
+    }
+
+    pub fn humanized(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "Queued",
+            RunStatus::Running => "Running",
+            RunStatus::Success => "Success",
+            RunStatus::Error => "Error",
+        }
+    }
+
+    /// The Airflow state this status is stored as; `None` for queued, which is "any other".
+    pub fn airflow_state(self) -> Option<&'static str> {
+        match self {
+            RunStatus::Success => Some("success"),
+            RunStatus::Error => Some("failed"),
+            RunStatus::Running => Some("running"),
+            RunStatus::Queued => None,
+        }
+    }
+}
+
+/// What a run list asks of one environment's DAG runs, pushed down to its database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DagRunFilter {
+    /// Only runs of these DAGs (`None`: all).
+    pub dag_ids: Option<Vec<String>>,
+    /// Only runs with one of these statuses (`None`: all).
+    pub statuses: Option<Vec<RunStatus>>,
+}
+
+impl DagRunFilter {
+    pub fn matches(&self, run: &DagRun) -> bool {
+        self.dag_ids.as_ref().is_none_or(|ids| ids.contains(&run.dag_id))
+            && self
+                .statuses
+                .as_ref()
+                .is_none_or(|s| s.contains(&RunStatus::from_state(run.state.as_deref())))
+    }
+
+    /// True when no run can match (an empty `__in` list, an impossible status).
+    pub fn matches_nothing(&self) -> bool {
+        self.dag_ids.as_ref().is_some_and(Vec::is_empty)
+            || self.statuses.as_ref().is_some_and(Vec::is_empty)
+    }
+}
+
+/// The order in which an environment's DAG runs are read, matching [`compare`] when job-run
+/// ids grow with DAG run ids (Jade registers an environment's runs in `dag_run.id` order).
+/// Unfinished or unqueued runs sort last in both directions.
+pub fn compare_dag_runs(order: RunOrder, a: &DagRun, b: &DagRun) -> Ordering {
+    compare(order, (a, a.id), (b, b.id))
+}
+
+/// The order of job runs across environments: by the sort field, then by job-run id.
+pub fn compare(order: RunOrder, a: (&DagRun, i64), b: (&DagRun, i64)) -> Ordering {
+    let by_id = a.1.cmp(&b.1);
+    let primary = match order.field {
+        RunSort::Id => Ordering::Equal,
+        RunSort::CreatedAt => nulls_last(a.0.queued_at, b.0.queued_at, order.descending),
+        RunSort::FinishedAt => nulls_last(a.0.end_date, b.0.end_date, order.descending),
+    };
+    primary.then(if order.descending { by_id.reverse() } else { by_id })
+}
+
+fn nulls_last(a: Option<Timestamp>, b: Option<Timestamp>, descending: bool) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) if descending => b.cmp(&a),
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRun {
+    /// Jade's integer id for (environment, dag_run.id), from the `job_run_ids` registry.
+    pub id: i64,
+    /// The job's id, also rendered as `job_definition_id`.
+    pub job_id: i64,
+    pub dag_run: DagRun,
+    pub environment: EnvironmentRef,
+    /// The storage key of the manifest uploaded for this run, if any.
+    pub artifact_path: Option<String>,
+    /// With `include_related=job`.
+    pub job: Option<Box<Job>>,
+}
+
+impl JobRun {
+    pub fn status(&self) -> RunStatus {
+        RunStatus::from_state(self.dag_run.state.as_deref())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.status() == RunStatus::Running
+    }
+
+    pub fn is_complete(&self) -> bool {
+        matches!(self.status(), RunStatus::Success | RunStatus::Error)
+    }
+
+    /// end − queued, in whole seconds.
+    pub fn duration(&self) -> Option<i64> {
+        seconds_between(self.dag_run.queued_at, self.dag_run.end_date)
+    }
+
+    /// start − queued, in whole seconds.
+    pub fn queued_duration(&self) -> Option<i64> {
+        seconds_between(self.dag_run.queued_at, self.dag_run.start_date)
+    }
+
+    /// end − start, in whole seconds.
+    pub fn run_duration(&self) -> Option<i64> {
+        seconds_between(self.dag_run.start_date, self.dag_run.end_date)
+    }
+}
+
+fn seconds_between(from: Option<Timestamp>, to: Option<Timestamp>) -> Option<i64> {
+    Some((to? - from?).num_seconds())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::paging::Order;
+
+    fn at(seconds: i64) -> Option<Timestamp> {
+        Some(chrono::Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap())
+    }
+
+    fn dag_run(id: i64, state: Option<&str>) -> DagRun {
+        DagRun {
+            id,
+            dag_id: "daily".into(),
+            run_id: Some(format!("manual__{id}")),
+            state: state.map(str::to_owned),
+            queued_at: at(0),
+            start_date: at(5),
+            end_date: at(65),
+        }
+    }
+
+    fn job_run(dag_run: DagRun) -> JobRun {
+        JobRun {
+            id: 1,
+            job_id: 2,
+            dag_run,
+            environment: EnvironmentRef { id: 1, slug: "dev".into(), account_id: 1, project_id: 1 },
+            artifact_path: None,
+            job: None,
+        }
+    }
+
+    #[test]
+    fn airflow_states_map_to_status_codes() {
+        let codes = |compat| {
+            ["success", "failed", "queued", "running", "up_for_retry"]
+                .map(|s| RunStatus::from_state(Some(s)).code(compat))
+        };
+        assert_eq!(codes(ApiCompat::Jade), [1, 2, 3, 5, 3]);
+        assert_eq!(codes(ApiCompat::DbtCloud), [10, 20, 1, 3, 1]);
+        assert_eq!(RunStatus::from_state(None), RunStatus::Queued);
+    }
+
+    #[test]
+    fn status_filter_codes_follow_the_compat_mode() {
+        assert_eq!(RunStatus::from_code(5, ApiCompat::Jade), Some(RunStatus::Running));
+        assert_eq!(RunStatus::from_code(5, ApiCompat::DbtCloud), None);
+        assert_eq!(RunStatus::from_code(10, ApiCompat::DbtCloud), Some(RunStatus::Success));
+        assert_eq!(RunStatus::from_code(30, ApiCompat::DbtCloud), None);
+    }
+
+    #[test]
+    fn durations_are_whole_seconds_or_none() {
+        let run = job_run(dag_run(1, Some("success")));
+        assert_eq!(run.duration(), Some(65));
+        assert_eq!(run.queued_duration(), Some(5));
+        assert_eq!(run.run_duration(), Some(60));
+        assert!(run.is_complete());
+        let mut running = dag_run(2, Some("running"));
+        running.end_date = None;
+        let running = job_run(running);
+        assert_eq!(running.duration(), None);
+        assert_eq!(running.run_duration(), None);
+        assert!(running.is_running() && !running.is_complete());
+    }
+
+    #[test]
+    fn filters_match_statuses_and_dags() {
+        let filter =
+            DagRunFilter { dag_ids: None, statuses: Some(vec![RunStatus::Queued]) };
+        assert!(filter.matches(&dag_run(1, Some("scheduled"))));
+        assert!(filter.matches(&dag_run(1, None)));
+        assert!(!filter.matches(&dag_run(1, Some("success"))));
+        let filter = DagRunFilter { dag_ids: Some(vec!["other".into()]), statuses: None };
+        assert!(!filter.matches(&dag_run(1, None)));
+        assert!(DagRunFilter { dag_ids: Some(vec![]), statuses: None }.matches_nothing());
+    }
+
+    #[test]
+    fn unfinished_runs_sort_last_both_ways() {
+        let finished = dag_run(1, Some("success"));
+        let mut unfinished = dag_run(2, Some("running"));
+        unfinished.end_date = None;
+        for descending in [false, true] {
+            let order = Order { field: RunSort::FinishedAt, descending };
+            assert_eq!(compare(order, (&finished, 1), (&unfinished, 2)), Ordering::Less);
+            assert_eq!(compare_dag_runs(order, &finished, &unfinished), Ordering::Less);
+        }
+        let by_id = Order { field: RunSort::Id, descending: true };
+        assert_eq!(compare(by_id, (&finished, 1), (&unfinished, 2)), Ordering::Greater);
+    }
+}

@@ -1,0 +1,14 @@
+//! The domain: plain types and pure rules of the contract. No I/O, no async runtime, no
+//! adapter crate.
+
+pub mod access;
+pub mod catalog;
+pub mod error;
+pub mod file;
+pub mod humanize;
+pub mod job;
+pub mod job_run;
+pub mod manifest;
+pub mod paging;
+
+pub use error::{Error, FieldErrors};

@@ -1,0 +1,75 @@
+//! Object storage for manifest and file bodies (MinIO, S3, Azure Blob, local disk).
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+/// A body to store. Uploads are spooled to a temporary file as they arrive, so adapters can
+/// stream them to the server (and re-read them on a retry) without holding them in memory.
+#[derive(Debug, Clone)]
+pub enum BlobSource {
+    Bytes(Bytes),
+    File { path: PathBuf, len: u64 },
+}
+
+impl BlobSource {
+    pub fn len(&self) -> u64 {
+        match self {
+            BlobSource::Bytes(bytes) => bytes.len() as u64,
+            BlobSource::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A stored body as a stream of chunks. An error while streaming (the server went away
+/// mid-body) arrives as an `Err` item; the consumer must then abort the response.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+pub struct Blob {
+    /// The body's size when the backend reports it.
+    pub len: Option<u64>,
+    pub body: ByteStream,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No object under that key.
+    #[error("object not found")]
+    NotFound,
+    /// The key cannot be stored by this backend (e.g. it would leave the storage root).
+    #[error("invalid storage key: {0}")]
+    InvalidKey(String),
+    /// The backend failed or could not be reached. The message is for logs and never
+    /// contains credentials.
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+/// One bucket or container. Keys are `/`-separated paths as the domain builds them
+/// (`accounts/1/environments/dev/manifests/7/manifest.json`,
+/// `/environments/dev/files/tag/name.json`); each adapter maps a key to its backend the way
+/// the first Jade did (Azure Blob drops a leading `/`).
+#[async_trait]
+pub trait BlobStorage: Send + Sync + 'static {
+    /// Stores `source` under `key`, replacing any object there. MUST be all-or-nothing: when
+    /// it fails (server down, connection cut mid-body) the previous object under `key`, or its
+    /// absence, is left as it was, and the error is `Backend`.
+    async fn put(&self, key: &str, source: BlobSource) -> Result<(), StorageError>;
+
+    /// Opens the object for streaming. MUST answer `NotFound` (before any byte) when no object
+    /// is stored under `key`, and `Backend` when the backend cannot be reached.
+    async fn get(&self, key: &str) -> Result<Blob, StorageError>;
+
+    /// Deletes the object. A missing object is success; `Backend` when the backend fails
+    /// (the object may then still exist).
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Short name for logs and health output: `minio`, `s3`, `blob`, `fs`, `memory`.
+    fn backend(&self) -> &'static str;
+}

@@ -1,0 +1,600 @@
+//! One behaviour suite for every object-storage adapter, run against real servers:
+//! `moto_server` (S3 API) for the minio and s3 adapters, Azurite for the blob adapter, a
+//! temporary directory for fs.
+//!
+//! The servers are started here, on free loopback ports, and killed when a test ends. Install
+//! them with `scripts/install-storage-servers.sh`, then `source .tools/env` (or point
+//! `JADE_MOTO_SERVER` / `JADE_AZURITE_BLOB` at the binaries). A missing binary fails the
+//! test; it is never skipped.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use jade::ports::storage::{BlobSource, BlobStorage, StorageError};
+
+/// The secret every test configures; no error message may contain it.
+const SECRET_KEY: &str = "jade-test-secret-Zq9xW3v";
+const ACCESS_KEY: &str = "jade-test-access";
+const INSTALL_HINT: &str = "run `scripts/install-storage-servers.sh` and `source .tools/env`";
+/// How long a failing call may take once its server is gone.
+const FAIL_FAST: Duration = Duration::from_secs(10);
+/// A body larger than every adapter's single-request / part / block size.
+const BIG_LEN: usize = 20 * 1024 * 1024 + 4321;
+
+// ------------------------------------------------------------------------------------------
+// Servers
+// ------------------------------------------------------------------------------------------
+
+/// A server process, killed when dropped.
+struct Server {
+    name: &'static str,
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = log.len().saturating_sub(2000);
+        log[log.floor_char_boundary(start)..].to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("no free loopback port")
+        .port()
+}
+
+fn binary(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Spawns `program args…`, then waits until it answers HTTP on `port`.
+fn spawn_server(
+    name: &'static str,
+    var: &str,
+    program: &str,
+    args: &[String],
+    port: u16,
+) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join(format!("{name}.log"));
+    let log_file = std::fs::File::create(&log).expect("server log file");
+    let child = Command::new(program)
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log file"))
+        .stderr(log_file)
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "{name} binary `{program}` not found ({var}={program}): {INSTALL_HINT}; \
+             it installs {name} under .tools/ and writes the {var} export to .tools/env"
+        ),
+        Err(e) => panic!("cannot start {name} (`{program}`, from {var}): {e}; {INSTALL_HINT}"),
+    };
+    let mut server = Server {
+        name,
+        child: Some(child),
+        port,
+        log,
+        _dir: dir,
+    };
+    let started = Instant::now();
+    loop {
+        if answers_http(port) {
+            eprintln!(
+                "{name} ready on port {port} after {} ms",
+                started.elapsed().as_millis()
+            );
+            return server;
+        }
+        if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!(
+                "{name} (`{program}`) exited with {status} before answering:\n{}",
+                server.log_tail()
+            );
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            panic!(
+                "{name} (`{program}`) did not answer on port {port} within 60 s:\n{}",
+                server.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn answers_http(port: u16) -> bool {
+    let Ok(mut stream) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/"
+}
+
+fn start_moto() -> Server {
+    let program = binary("JADE_MOTO_SERVER", "moto_server");
+    let port = free_port();
+    let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
+    spawn_server("moto_server", "JADE_MOTO_SERVER", &program, &args, port)
+}
+
+fn start_azurite() -> Server {
+    let program = binary("JADE_AZURITE_BLOB", "azurite-blob");
+    let port = free_port();
+    let args = [
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        &port.to_string(),
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--disableTelemetry",
+        "--silent",
+        "--location",
+        ".",
+    ]
+    .map(String::from);
+    spawn_server("azurite-blob", "JADE_AZURITE_BLOB", &program, &args, port)
+}
+
+// ------------------------------------------------------------------------------------------
+// The shared suite
+// ------------------------------------------------------------------------------------------
+
+/// Deterministic, incompressible test data.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn write_file(dir: &Path, name: &str, data: &[u8]) -> BlobSource {
+    let path = dir.join(name);
+    std::fs::write(&path, data).expect("write upload file");
+    BlobSource::File {
+        path,
+        len: data.len() as u64,
+    }
+}
+
+/// Reads the object back: its bytes and how many chunks they came in.
+async fn read(storage: &dyn BlobStorage, key: &str) -> Result<(Vec<u8>, usize), StorageError> {
+    let blob = storage.get(key).await?;
+    let mut body = blob.body;
+    let mut data = Vec::new();
+    let mut chunks = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap_or_else(|e| panic!("{key}: body failed: {e}"));
+        chunks += 1;
+        data.extend_from_slice(&chunk);
+    }
+    if let Some(len) = blob.len {
+        assert_eq!(len, data.len() as u64, "{key}: reported length");
+    }
+    Ok((data, chunks))
+}
+
+async fn assert_content(storage: &dyn BlobStorage, key: &str, expected: &[u8]) -> usize {
+    let (data, chunks) = read(storage, key)
+        .await
+        .unwrap_or_else(|e| panic!("{}: get {key}: {e}", storage.backend()));
+    assert!(
+        data.len() == expected.len() && data == expected,
+        "{}: {key}: got {} bytes, expected {} (contents differ)",
+        storage.backend(),
+        data.len(),
+        expected.len()
+    );
+    chunks
+}
+
+async fn assert_not_found(storage: &dyn BlobStorage, key: &str) {
+    match storage.get(key).await {
+        Err(StorageError::NotFound) => {}
+        Err(e) => panic!("{}: get {key}: expected NotFound, got {e:?}", storage.backend()),
+        Ok(_) => panic!("{}: get {key}: expected NotFound, got a body", storage.backend()),
+    }
+}
+
+async fn put(storage: &dyn BlobStorage, key: &str, source: BlobSource) {
+    storage
+        .put(key, source)
+        .await
+        .unwrap_or_else(|e| panic!("{}: put {key}: {e}", storage.backend()));
+}
+
+async fn delete(storage: &dyn BlobStorage, key: &str) {
+    storage
+        .delete(key)
+        .await
+        .unwrap_or_else(|e| panic!("{}: delete {key}: {e}", storage.backend()));
+}
+
+/// What every adapter must do.
+async fn behaviour_suite(storage: &dyn BlobStorage) {
+    let name = storage.backend();
+    let files = tempfile::tempdir().expect("tempdir");
+
+    // Missing objects.
+    assert_not_found(storage, "accounts/1/environments/dev/manifests/404/manifest.json").await;
+    delete(storage, "accounts/1/environments/dev/manifests/404/manifest.json").await;
+
+    // Bytes round trip, overwrite, delete, delete again.
+    let key = "accounts/1/environments/dev/manifests/7/manifest.json";
+    put(storage, key, BlobSource::Bytes(Bytes::from_static(b"{\"v\":1}"))).await;
+    assert_content(storage, key, b"{\"v\":1}").await;
+    let second = pattern(3000, 7);
+    put(storage, key, BlobSource::Bytes(Bytes::from(second.clone()))).await;
+    assert_content(storage, key, &second).await;
+    let shorter = b"short".to_vec();
+    put(storage, key, write_file(files.path(), "short", &shorter)).await;
+    assert_content(storage, key, &shorter).await;
+    delete(storage, key).await;
+    assert_not_found(storage, key).await;
+    delete(storage, key).await;
+
+    // Empty body.
+    let key = "accounts/1/empty.json";
+    put(storage, key, BlobSource::Bytes(Bytes::new())).await;
+    assert_content(storage, key, b"").await;
+    put(storage, key, write_file(files.path(), "empty", b"")).await;
+    assert_content(storage, key, b"").await;
+    delete(storage, key).await;
+
+    // A small file source.
+    let key = "accounts/1/environments/dev/files/tag/small.json";
+    let small = pattern(1234, 3);
+    put(storage, key, write_file(files.path(), "small", &small)).await;
+    assert_content(storage, key, &small).await;
+    delete(storage, key).await;
+
+    // A multi-megabyte file, compared byte for byte; it must come back in several chunks.
+    let key = "accounts/1/environments/dev/files/tag/big.bin";
+    let big = pattern(BIG_LEN, 11);
+    let started = Instant::now();
+    put(storage, key, write_file(files.path(), "big", &big)).await;
+    let put_ms = started.elapsed().as_millis();
+    let started = Instant::now();
+    let chunks = assert_content(storage, key, &big).await;
+    eprintln!(
+        "{name}: {} MiB file put in {put_ms} ms, read back in {} ms as {chunks} chunks",
+        BIG_LEN >> 20,
+        started.elapsed().as_millis()
+    );
+    assert!(chunks > 1, "{name}: the body came as one chunk");
+    // Overwrite the big object with a big in-memory body of another size.
+    let big2 = pattern(9 * 1024 * 1024 + 17, 12);
+    put(storage, key, BlobSource::Bytes(Bytes::from(big2.clone()))).await;
+    assert_content(storage, key, &big2).await;
+    delete(storage, key).await;
+    assert_not_found(storage, key).await;
+
+    // Keys as the domain builds them: leading `/`, spaces, dashes, dots, unicode.
+    for key in [
+        "/environments/dev/files/t/a.json",
+        "/environments/dev-2/files/my tag/some file-name v1.2.json",
+        "accounts/1/environments/dev-ops/files/tag with space/näme-ü.json",
+    ] {
+        let body = pattern(100 + key.len(), key.len() as u64);
+        put(storage, key, BlobSource::Bytes(Bytes::from(body.clone()))).await;
+        assert_content(storage, key, &body).await;
+        delete(storage, key).await;
+        assert_not_found(storage, key).await;
+    }
+}
+
+/// What the remote adapters must do beyond the suite: refuse an empty key, keep secrets out
+/// of `Debug`.
+async fn remote_extras(storage: &dyn BlobStorage, settings_debug: &str) {
+    assert!(
+        !settings_debug.contains(SECRET_KEY) && settings_debug.contains("***"),
+        "settings Debug shows the secret: {settings_debug}"
+    );
+    match storage.put("", BlobSource::Bytes(Bytes::from_static(b"x"))).await {
+        Err(StorageError::InvalidKey(_)) => {}
+        other => panic!("{}: put of empty key: {other:?}", storage.backend()),
+    }
+}
+
+/// Stores an object, kills the server, then every call must fail with `Backend` quickly
+/// and without the secret in its message.
+async fn server_stopped(storage: &dyn BlobStorage, server: &mut Server, secret: &str) {
+    let name = storage.backend();
+    let files = tempfile::tempdir().expect("tempdir");
+    let key = "/environments/dev/files/t/stopped.json";
+    put(storage, key, BlobSource::Bytes(Bytes::from_static(b"before"))).await;
+    assert_content(storage, key, b"before").await;
+    server.kill();
+
+    let file = write_file(files.path(), "after", &pattern(2 * 1024 * 1024, 5));
+    let calls: Vec<(&str, futures::future::BoxFuture<'_, Result<(), StorageError>>)> = vec![
+        (
+            "put bytes",
+            Box::pin(storage.put(key, BlobSource::Bytes(Bytes::from_static(b"after")))),
+        ),
+        ("put file", Box::pin(storage.put(key, file))),
+        ("get", Box::pin(async { storage.get(key).await.map(|_| ()) })),
+        ("delete", Box::pin(storage.delete(key))),
+    ];
+    for (op, call) in calls {
+        let started = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(60), call)
+            .await
+            .unwrap_or_else(|_| panic!("{name}: {op} hung after the server stopped"));
+        let took = started.elapsed();
+        match result {
+            Err(StorageError::Backend(message)) => {
+                eprintln!("{name}: {op} after stop: {} ms: {message}", took.as_millis());
+                assert!(!message.contains(secret), "{name}: {op}: secret in {message}");
+                assert!(message.len() < 1000, "{name}: {op}: message too long: {message}");
+            }
+            other => panic!("{name}: {op} after the server stopped: expected Backend, got {other:?}"),
+        }
+        assert!(
+            took < FAIL_FAST,
+            "{name}: {op} took {took:?} to fail after the server stopped"
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Backends
+// ------------------------------------------------------------------------------------------
+
+#[cfg(feature = "storage-fs")]
+mod fs {
+    use super::*;
+    use jade::adapters::storage::fs::FsStorage;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fs_behaviour() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let storage = FsStorage::new(root.path().join("store")).expect("FsStorage::new");
+        behaviour_suite(&storage).await;
+    }
+}
+
+/// Lists the keys in a bucket of the moto server (it answers unsigned requests).
+#[cfg(any(feature = "storage-minio", feature = "storage-s3"))]
+async fn moto_keys(server: &Server, bucket: &str) -> Vec<String> {
+    let xml = reqwest::get(format!("{}/{bucket}?list-type=2", server.url()))
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("list objects")
+        .text()
+        .await
+        .expect("list objects body");
+    xml.split("<Key>")
+        .skip(1)
+        .filter_map(|part| part.split("</Key>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(feature = "storage-minio")]
+mod minio {
+    use super::*;
+    use jade::adapters::storage::minio::{MinioSettings, MinioStorage};
+
+    const BUCKET: &str = "jade-minio-test";
+
+    async fn storage(server: &Server) -> (MinioStorage, String) {
+        let settings = MinioSettings {
+            url: server.url(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            bucket: BUCKET.into(),
+        };
+        let debug = format!("{settings:?}");
+        let storage = MinioStorage::new(settings).await.expect("MinioStorage::new");
+        storage.ensure_bucket().await.expect("ensure_bucket");
+        storage.ensure_bucket().await.expect("ensure_bucket twice");
+        (storage, debug)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn minio_behaviour() {
+        let server = start_moto();
+        let (storage, debug) = storage(&server).await;
+        assert_eq!(storage.backend(), "minio");
+        remote_extras(&storage, &debug).await;
+        behaviour_suite(&storage).await;
+    }
+
+    /// The `minio` crate drops a leading `/`: `/a/b` and `a/b` are one object, stored as `a/b`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn minio_leading_slash() {
+        let server = start_moto();
+        let (storage, _) = storage(&server).await;
+        put(&storage, "/environments/dev/files/t/a.json", BlobSource::Bytes(Bytes::from_static(b"a"))).await;
+        assert_eq!(moto_keys(&server, BUCKET).await, ["environments/dev/files/t/a.json"]);
+        assert_content(&storage, "environments/dev/files/t/a.json", b"a").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn minio_server_stopped() {
+        let mut server = start_moto();
+        let (storage, _) = storage(&server).await;
+        server_stopped(&storage, &mut server, SECRET_KEY).await;
+    }
+}
+
+#[cfg(feature = "storage-s3")]
+mod s3 {
+    use super::*;
+    use jade::adapters::storage::s3::{S3Settings, S3Storage};
+
+    const BUCKET: &str = "jade-s3-test";
+
+    async fn storage(server: &Server) -> (S3Storage, String) {
+        let settings = S3Settings {
+            bucket: BUCKET.into(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            region: "eu-west-1".into(),
+            endpoint_url: Some(server.url()),
+        };
+        let debug = format!("{settings:?}");
+        let storage = S3Storage::new(settings).await.expect("S3Storage::new");
+        storage.ensure_bucket().await.expect("ensure_bucket");
+        storage.ensure_bucket().await.expect("ensure_bucket twice");
+        (storage, debug)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_behaviour() {
+        let server = start_moto();
+        let (storage, debug) = storage(&server).await;
+        assert_eq!(storage.backend(), "s3");
+        remote_extras(&storage, &debug).await;
+        behaviour_suite(&storage).await;
+    }
+
+    /// `aws-sdk-s3` keeps a leading `/`: `/a/b` is stored as `/a/b`, distinct from `a/b`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_leading_slash() {
+        let server = start_moto();
+        let (storage, _) = storage(&server).await;
+        put(&storage, "/environments/dev/files/t/a.json", BlobSource::Bytes(Bytes::from_static(b"a"))).await;
+        assert_eq!(moto_keys(&server, BUCKET).await, ["/environments/dev/files/t/a.json"]);
+        assert_not_found(&storage, "environments/dev/files/t/a.json").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_server_stopped() {
+        let mut server = start_moto();
+        let (storage, _) = storage(&server).await;
+        server_stopped(&storage, &mut server, SECRET_KEY).await;
+    }
+}
+
+#[cfg(feature = "storage-blob")]
+mod blob {
+    use super::*;
+    use jade::adapters::storage::blob::{AzureBlobStorage, BlobConnection, BlobSettings};
+
+    const ACCOUNT: &str = "devstoreaccount1";
+    /// Azurite's well-known development key.
+    const AZURITE_KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFr4eqazTZiCmqCsK2Rg==";
+
+    async fn storage(server: &Server) -> (AzureBlobStorage, String) {
+        let connection_string = format!(
+            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={AZURITE_KEY};\
+             BlobEndpoint={}/{ACCOUNT};",
+            server.url()
+        );
+        let settings = BlobSettings {
+            container: "jade-blob-test".into(),
+            connection: BlobConnection::ConnectionString(connection_string),
+        };
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains(AZURITE_KEY), "settings Debug shows the key: {debug}");
+        let storage = AzureBlobStorage::new(settings).await.expect("AzureBlobStorage::new");
+        storage.ensure_bucket().await.expect("ensure_bucket");
+        storage.ensure_bucket().await.expect("ensure_bucket twice");
+        (storage, debug)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blob_behaviour() {
+        let server = start_azurite();
+        let (storage, debug) = storage(&server).await;
+        assert_eq!(storage.backend(), "blob");
+        remote_extras(&storage, &debug).await;
+        behaviour_suite(&storage).await;
+    }
+
+    /// A leading `/` is dropped: `/a/b` and `a/b` are one blob.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blob_leading_slash() {
+        let server = start_azurite();
+        let (storage, _) = storage(&server).await;
+        put(&storage, "/environments/dev/files/t/a.json", BlobSource::Bytes(Bytes::from_static(b"a"))).await;
+        assert_content(&storage, "environments/dev/files/t/a.json", b"a").await;
+        delete(&storage, "environments/dev/files/t/a.json").await;
+        assert_not_found(&storage, "/environments/dev/files/t/a.json").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blob_server_stopped() {
+        let mut server = start_azurite();
+        let (storage, _) = storage(&server).await;
+        server_stopped(&storage, &mut server, AZURITE_KEY).await;
+    }
+
+    #[tokio::test]
+    async fn blob_settings_are_checked_without_leaking() {
+        // Malformed: the parser's own message would quote the key.
+        let settings = BlobSettings {
+            container: "c".into(),
+            connection: BlobConnection::ConnectionString(format!("AccountKey={AZURITE_KEY};junk")),
+        };
+        match AzureBlobStorage::new(settings).await {
+            Err(StorageError::Backend(message)) => assert!(!message.contains(AZURITE_KEY)),
+            other => panic!("malformed connection string: {other:?}"),
+        }
+        // Account + key builds a client for the public cloud without any request.
+        let settings = BlobSettings {
+            container: "c".into(),
+            connection: BlobConnection::AccountKey {
+                account: "jadeaccount".into(),
+                key: AZURITE_KEY.into(),
+            },
+        };
+        assert!(!format!("{settings:?}").contains(AZURITE_KEY));
+        AzureBlobStorage::new(settings).await.expect("account + key");
+    }
+}
