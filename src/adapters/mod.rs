@@ -9,6 +9,8 @@ pub mod datacoves;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;
+#[cfg(any(feature = "postgres", feature = "airflow"))]
+pub mod pg;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod storage;

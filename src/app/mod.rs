@@ -168,3 +168,6 @@ impl Jade {
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
     tokio::task::spawn_blocking(work).await.map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

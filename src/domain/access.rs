@@ -99,6 +99,115 @@ pub fn authorize(identity: &Identity, scope: RequestScope<'_>) -> Result<(), Acc
     Err(AccessDenied::NoScope)
 }
 
+/// Facts the Datacoves verify view starts from (contract, appendix A).
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// Names of the permissions granted to the user directly or through its groups.
+    pub permissions: Vec<String>,
+    /// Active accounts with an extended group among the user's groups: (id, slug).
+    pub accounts: Vec<(i64, String)>,
+    /// Projects whose slug is in [`workbench_scopes`]' projects or that have an environment
+    /// whose slug is in its environments.
+    pub projects: Vec<GrantedProject>,
+    /// Environments whose slug is in [`workbench_scopes`]' environments or whose project's
+    /// slug is in its projects.
+    pub environments: Vec<GrantedEnvironment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GrantedProject {
+    pub id: i64,
+    pub slug: String,
+    pub account_slug: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GrantedEnvironment {
+    pub id: i64,
+    pub slug: String,
+    pub project_slug: String,
+    pub account_slug: String,
+}
+
+/// The scope of a permission name `scope|resource|action`: `account[:project[:environment]]`.
+fn scope(permission: &str) -> Vec<&str> {
+    permission.split('|').next().unwrap_or_default().split(':').collect()
+}
+
+/// The project and environment slugs of the user's workbench permissions (appendix A, step
+/// 3): (projects, environments).
+pub fn workbench_scopes(permissions: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut projects, mut environments) = (Vec::new(), Vec::new());
+    for permission in permissions.iter().filter(|p| p.to_lowercase().contains("|workbench:")) {
+        match scope(permission)[..] {
+            [_, _, environment] => environments.push(environment.to_owned()),
+            [_, project] => projects.push(project.to_owned()),
+            _ => {}
+        }
+    }
+    projects.sort();
+    projects.dedup();
+    environments.sort();
+    environments.dedup();
+    (projects, environments)
+}
+
+/// What the Datacoves verify view answers (appendix A, steps 4 to 6): the accounts,
+/// projects and environments the user may write to.
+pub fn identity_from(grants: Grants) -> Identity {
+    let (mut account_perms, mut project_perms, mut environment_perms) = (Vec::new(), Vec::new(), Vec::new());
+    for permission in &grants.permissions {
+        if permission.rsplit('|').next() != Some("write") {
+            continue;
+        }
+        match scope(permission)[..] {
+            [account] => account_perms.push(account),
+            [_, project] => project_perms.push(project),
+            [_, _, environment] => environment_perms.push(environment),
+            _ => {}
+        }
+    }
+    let has = |list: &[&str], slug: &str| list.contains(&slug);
+    let projects: Vec<&GrantedProject> = grants
+        .projects
+        .iter()
+        .filter(|p| {
+            has(&account_perms, &p.account_slug)
+                || has(&project_perms, &p.slug)
+                || grants.environments.iter().any(|e| has(&environment_perms, &e.slug) && e.project_slug == p.slug)
+        })
+        .collect();
+    let environments: Vec<&GrantedEnvironment> = grants
+        .environments
+        .iter()
+        .filter(|e| {
+            has(&account_perms, &e.account_slug) || has(&project_perms, &e.project_slug) || has(&environment_perms, &e.slug)
+        })
+        .collect();
+    let accounts: Vec<&(i64, String)> = grants
+        .accounts
+        .iter()
+        .filter(|(_, slug)| {
+            has(&account_perms, slug)
+                || (!projects.is_empty() && grants.projects.iter().any(|p| &p.account_slug == slug))
+                || (!environments.is_empty() && grants.environments.iter().any(|e| &e.account_slug == slug))
+        })
+        .collect();
+    Identity {
+        account_ids: accounts.iter().map(|(id, _)| *id).collect(),
+        accounts: accounts.iter().map(|(_, slug)| slug.clone()).collect(),
+        project_ids: projects.iter().map(|p| p.id).collect(),
+        projects: projects.iter().map(|p| p.slug.clone()).collect(),
+        environment_ids: environments.iter().map(|e| e.id).collect(),
+        environments: environments.iter().map(|e| e.slug.clone()).collect(),
+        email: grants.email,
+        name: grants.name,
+        permissions: grants.permissions,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +261,61 @@ mod tests {
         let scope = RequestScope { environment_slug: Some("prod"), ..Default::default() };
         assert_eq!(authorize(&id, scope), Err(AccessDenied::Environment));
         assert_eq!(authorize(&id, RequestScope::default()), Err(AccessDenied::NoScope));
+    }
+
+    fn project(id: i64, slug: &str, account: &str) -> GrantedProject {
+        GrantedProject { id, slug: slug.into(), account_slug: account.into() }
+    }
+
+    fn environment(id: i64, slug: &str, project: &str, account: &str) -> GrantedEnvironment {
+        GrantedEnvironment { id, slug: slug.into(), project_slug: project.into(), account_slug: account.into() }
+    }
+
+    #[test]
+    fn workbench_permissions_name_the_candidate_projects_and_environments() {
+        let permissions = vec![
+            "acme:analytics|workbench:airflow|read".to_owned(),
+            "acme:analytics:dev1|workbench:dbt-docs|read".to_owned(),
+            "acme:other:prod|dbt-api:manifest|write".to_owned(),
+        ];
+        assert_eq!(workbench_scopes(&permissions), (vec!["analytics".into()], vec!["dev1".into()]));
+    }
+
+    #[test]
+    fn only_write_permissions_grant_access() {
+        let grants = Grants {
+            permissions: vec![
+                "acme:analytics:dev1|dbt-api:manifest|write".into(),
+                "acme:analytics:dev2|dbt-api:manifest|read".into(),
+                "acme:analytics|workbench:airflow|read".into(),
+            ],
+            accounts: vec![(1, "acme".into()), (2, "other".into())],
+            projects: vec![project(10, "analytics", "acme")],
+            environments: vec![environment(100, "dev1", "analytics", "acme"), environment(101, "dev2", "analytics", "acme")],
+            ..Grants::default()
+        };
+        let identity = identity_from(grants);
+        assert_eq!(identity.environments, vec!["dev1"]);
+        assert_eq!(identity.environment_ids, vec![100]);
+        // The project holds a writable environment; the account owns granted projects.
+        assert_eq!(identity.projects, vec!["analytics"]);
+        assert_eq!(identity.account_ids, vec![1]);
+        assert_eq!(identity.permissions.len(), 3);
+    }
+
+    #[test]
+    fn account_and_project_write_permissions_cover_what_they_contain() {
+        let grants = Grants {
+            permissions: vec!["acme|admin:users|write".into()],
+            accounts: vec![(1, "acme".into())],
+            projects: vec![project(10, "analytics", "acme")],
+            environments: vec![environment(100, "dev1", "analytics", "acme")],
+            ..Grants::default()
+        };
+        let identity = identity_from(grants.clone());
+        assert_eq!((identity.account_ids, identity.project_ids, identity.environment_ids), (vec![1], vec![10], vec![100]));
+        let none = identity_from(Grants { permissions: vec!["acme|admin:users|read".into()], ..grants });
+        assert!(none.account_ids.is_empty() && none.projects.is_empty() && none.environments.is_empty());
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub struct Blob {
     pub body: ByteStream,
 }
 
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blob").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// No object under that key.

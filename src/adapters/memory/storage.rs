@@ -7,14 +7,20 @@ use bytes::Bytes;
 
 use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
 
-/// Objects in a map. `fail` makes every call fail as a stopped server would.
+/// Objects in a map. `set_failing` makes every call fail as a stopped server would;
+/// `fail_puts_containing` makes only the puts of matching keys fail.
 #[derive(Default)]
 pub struct MemoryStorage {
     objects: Mutex<HashMap<String, Bytes>>,
     failing: AtomicBool,
+    failing_puts: Mutex<Option<String>>,
 }
 
 impl MemoryStorage {
+    pub fn fail_puts_containing(&self, fragment: Option<&str>) {
+        *self.failing_puts.lock().unwrap() = fragment.map(str::to_owned);
+    }
+
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
     }
@@ -38,6 +44,9 @@ impl MemoryStorage {
 impl BlobStorage for MemoryStorage {
     async fn put(&self, key: &str, source: BlobSource) -> Result<(), StorageError> {
         self.check()?;
+        if self.failing_puts.lock().unwrap().as_deref().is_some_and(|f| key.contains(f)) {
+            return Err(StorageError::Backend(format!("memory storage set to fail puts of {key}")));
+        }
         let bytes = match source {
             BlobSource::Bytes(bytes) => bytes,
             BlobSource::File { path, .. } => {

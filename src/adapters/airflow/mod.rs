@@ -1,0 +1,300 @@
+//! Each environment's Airflow database, through one lazily opened pool per environment.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::adapters::pg::{Tls, pool, read_only};
+use crate::domain::catalog::{AirflowDatabase, Environment};
+use crate::domain::job::Dag;
+use crate::domain::job_run::{DagRun, RunStatus};
+use crate::domain::paging::RunSort;
+use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunPage, DagRunQuery};
+
+#[derive(Clone)]
+pub struct AirflowSettings {
+    /// Replaces the in-cluster default; `{slug}` is replaced by the environment's slug.
+    pub url_template: Option<String>,
+    pub pool_size: usize,
+    pub tls: Tls,
+    /// How long connecting may take before the environment counts as unreachable.
+    pub connect_timeout: Duration,
+    /// How long an unreachable environment is answered as such without trying again.
+    pub failure_memory: Duration,
+}
+
+impl Default for AirflowSettings {
+    fn default() -> Self {
+        AirflowSettings {
+            url_template: None,
+            pool_size: 4,
+            tls: Tls::None,
+            connect_timeout: Duration::from_secs(3),
+            failure_memory: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The pools, opened on an environment's first use and reused; an environment created
+/// after start-up is found the first time it is asked for. A pool is rebuilt when the
+/// environment's settings change.
+pub struct AirflowDatabases {
+    settings: AirflowSettings,
+    pools: Mutex<HashMap<i64, Entry>>,
+}
+
+struct Entry {
+    target: String,
+    pool: Pool,
+    failed_at: Option<Instant>,
+}
+
+impl AirflowDatabases {
+    pub fn new(settings: AirflowSettings) -> Self {
+        AirflowDatabases { settings, pools: Mutex::new(HashMap::new()) }
+    }
+
+    /// Where an environment's database is: its own settings, the template, or the
+    /// in-cluster default. The password is part of the config, never of a log line.
+    fn config(&self, environment: &Environment) -> Result<tokio_postgres::Config, AirflowError> {
+        let not_configured = || AirflowError::NotConfigured { slug: environment.slug.clone() };
+        let mut config = match environment.airflow.as_ref().ok_or_else(not_configured)? {
+            AirflowDatabase::External { host, port, user, password, database } => {
+                let mut config = tokio_postgres::Config::new();
+                config.host(host).port(*port).user(user).password(password).dbname(database);
+                config
+            }
+            AirflowDatabase::InCluster => match &self.settings.url_template {
+                Some(template) => tokio_postgres::Config::from_str(&template.replace("{slug}", &environment.slug))
+                    .map_err(|_| AirflowError::Unreachable {
+                        slug: environment.slug.clone(),
+                        reason: "AIRFLOW_DB_URL_TEMPLATE does not make a valid URL".into(),
+                    })?,
+                None => {
+                    let slug = &environment.slug;
+                    let mut config = tokio_postgres::Config::new();
+                    config
+                        .host(format!("{slug}-airflow-postgresql.dcw-{slug}.svc.cluster.local"))
+                        .port(5432)
+                        .user("postgres")
+                        .password("postgres")
+                        .dbname("postgres");
+                    config
+                }
+            },
+            AirflowDatabase::Misconfigured(_) => return Err(not_configured()),
+        };
+        config.connect_timeout(self.settings.connect_timeout);
+        config.application_name("jade");
+        Ok(read_only(config))
+    }
+
+    /// A connection to the environment's database, or `Unreachable` (remembered for a
+    /// while, so a dead database does not cost every request a connect timeout).
+    async fn client(&self, environment: &Environment) -> Result<deadpool_postgres::Object, AirflowError> {
+        let config = self.config(environment)?;
+        let target = format!("{config:?}");
+        let unreachable = |reason: String| AirflowError::Unreachable { slug: environment.slug.clone(), reason };
+        let pool = {
+            let mut pools = self.pools.lock().unwrap();
+            let entry = pools.get(&environment.id).filter(|entry| entry.target == target);
+            if let Some(failed_at) = entry.and_then(|e| e.failed_at)
+                && failed_at.elapsed() < self.settings.failure_memory
+            {
+                return Err(unreachable("failed recently; not retried yet".into()));
+            }
+            match entry {
+                Some(entry) => entry.pool.clone(),
+                None => {
+                    let pool = pool(config, self.settings.pool_size, self.settings.tls.clone())
+                        .map_err(|e| unreachable(e.0))?;
+                    pools.insert(environment.id, Entry { target: target.clone(), pool: pool.clone(), failed_at: None });
+                    pool
+                }
+            }
+        };
+        match pool.get().await {
+            Ok(client) => {
+                if let Some(entry) = self.pools.lock().unwrap().get_mut(&environment.id) {
+                    entry.failed_at = None;
+                }
+                Ok(client)
+            }
+            Err(error) => {
+                if let Some(entry) = self.pools.lock().unwrap().get_mut(&environment.id) {
+                    entry.failed_at = Some(Instant::now());
+                }
+                tracing::warn!(environment = %environment.slug, %error, "cannot connect to the Airflow database");
+                Err(unreachable(error.to_string()))
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        environment: &Environment,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, AirflowError> {
+        let client = self.client(environment).await?;
+        client.query(sql, params).await.map_err(|e| failed(environment, &e))
+    }
+}
+
+fn failed(environment: &Environment, error: &tokio_postgres::Error) -> AirflowError {
+    AirflowError::Unreachable { slug: environment.slug.clone(), reason: error.to_string() }
+}
+
+const DAG: &str = "SELECT dag_id, description, is_active, last_parsed_time, schedule_interval FROM dag";
+const DAG_RUN: &str = "SELECT id, dag_id, run_id, state, queued_at, start_date, end_date FROM dag_run";
+
+fn dag(row: &Row) -> Dag {
+    Dag {
+        dag_id: row.get("dag_id"),
+        description: row.get("description"),
+        is_active: row.get("is_active"),
+        last_parsed_time: row.get("last_parsed_time"),
+        schedule_interval: row.get("schedule_interval"),
+    }
+}
+
+fn dag_run(row: &Row) -> DagRun {
+    DagRun {
+        id: i64::from(row.get::<_, i32>("id")),
+        dag_id: row.get("dag_id"),
+        run_id: row.get("run_id"),
+        state: row.get("state"),
+        queued_at: row.get("queued_at"),
+        start_date: row.get("start_date"),
+        end_date: row.get("end_date"),
+    }
+}
+
+/// The `WHERE` clause of a run query and its parameters (states first, then DAG ids).
+struct Conditions {
+    sql: String,
+    states: Option<Vec<&'static str>>,
+    dag_ids: Option<Vec<String>>,
+}
+
+impl Conditions {
+    fn new(query: &DagRunQuery) -> Self {
+        let mut clauses = Vec::new();
+        let mut states = None;
+        let mut next = 1;
+        if let Some(statuses) = &query.filter.statuses {
+            states = Some(statuses.iter().filter_map(|s| s.airflow_state()).collect());
+            let mut alternatives = vec![format!("state = ANY(${next}::text[])")];
+            next += 1;
+            if statuses.contains(&RunStatus::Queued) {
+                alternatives.push("state IS NULL OR state NOT IN ('success', 'failed', 'running')".into());
+            }
+            clauses.push(format!("({})", alternatives.join(" OR ")));
+        }
+        let dag_ids = query.filter.dag_ids.clone();
+        if dag_ids.is_some() {
+            clauses.push(format!("dag_id = ANY(${next}::text[])"));
+        }
+        let sql = if clauses.is_empty() { String::new() } else { format!(" WHERE {}", clauses.join(" AND ")) };
+        Conditions { sql, states, dag_ids }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(states) = &self.states {
+            params.push(states);
+        }
+        if let Some(dag_ids) = &self.dag_ids {
+            params.push(dag_ids);
+        }
+        params
+    }
+}
+
+fn order_by(query: &DagRunQuery) -> String {
+    let direction = if query.order.descending { "DESC" } else { "ASC" };
+    match query.order.field {
+        RunSort::Id => format!(" ORDER BY id {direction}"),
+        RunSort::CreatedAt => format!(" ORDER BY queued_at {direction} NULLS LAST, id {direction}"),
+        RunSort::FinishedAt => format!(" ORDER BY end_date {direction} NULLS LAST, id {direction}"),
+    }
+}
+
+#[async_trait]
+impl AirflowRuns for AirflowDatabases {
+    async fn dags(&self, environment: &Environment) -> Result<Vec<Dag>, AirflowError> {
+        let rows = self.query(environment, &format!("{DAG} ORDER BY dag_id"), &[]).await?;
+        Ok(rows.iter().map(dag).collect())
+    }
+
+    async fn dag(&self, environment: &Environment, dag_id: &str) -> Result<Option<Dag>, AirflowError> {
+        let rows = self.query(environment, &format!("{DAG} WHERE dag_id = $1"), &[&dag_id]).await?;
+        Ok(rows.first().map(dag))
+    }
+
+    async fn dag_runs(&self, environment: &Environment, query: &DagRunQuery) -> Result<DagRunPage, AirflowError> {
+        let conditions = Conditions::new(query);
+        let params = conditions.params();
+        let limit = query.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
+        let page_sql = format!("{DAG_RUN}{}{}{limit}", conditions.sql, order_by(query));
+        let count_sql = format!("SELECT count(*) FROM dag_run{}", conditions.sql);
+        let client = self.client(environment).await?;
+        // Both statements go down the same connection, pipelined.
+        let (rows, count) = futures::try_join!(client.query(&page_sql, &params), client.query_one(&count_sql, &params))
+            .map_err(|e| failed(environment, &e))?;
+        Ok(DagRunPage {
+            runs: rows.iter().map(dag_run).collect(),
+            total: u64::try_from(count.get::<_, i64>(0)).unwrap_or(0),
+        })
+    }
+
+    async fn dag_run_ids_after(&self, environment: &Environment, after: i64) -> Result<Vec<i64>, AirflowError> {
+        let after = i32::try_from(after).unwrap_or(i32::MAX);
+        let rows = self.query(environment, "SELECT id FROM dag_run WHERE id > $1 ORDER BY id", &[&after]).await?;
+        Ok(rows.iter().map(|row| i64::from(row.get::<_, i32>(0))).collect())
+    }
+
+    async fn dag_run(&self, environment: &Environment, id: i64) -> Result<Option<DagRun>, AirflowError> {
+        let Ok(id) = i32::try_from(id) else { return Ok(None) };
+        let rows = self.query(environment, &format!("{DAG_RUN} WHERE id = $1"), &[&id]).await?;
+        Ok(rows.first().map(dag_run))
+    }
+
+    async fn dag_run_by_run_id(
+        &self,
+        environment: &Environment,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Option<DagRun>, AirflowError> {
+        let sql = format!("{DAG_RUN} WHERE dag_id = $1 AND run_id = $2");
+        let rows = self.query(environment, &sql, &[&dag_id, &run_id]).await?;
+        Ok(rows.first().map(dag_run))
+    }
+
+    async fn latest_dag_run(
+        &self,
+        environment: &Environment,
+        dag_id: Option<&str>,
+        successful_only: bool,
+    ) -> Result<Option<DagRun>, AirflowError> {
+        let mut clauses = Vec::new();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(dag_id) = &dag_id {
+            clauses.push("dag_id = $1");
+            params.push(dag_id);
+        }
+        if successful_only {
+            clauses.push("state = 'success'");
+        }
+        let conditions = if clauses.is_empty() { String::new() } else { format!(" WHERE {}", clauses.join(" AND ")) };
+        let sql = format!("{DAG_RUN}{conditions} ORDER BY end_date DESC NULLS LAST, id DESC LIMIT 1");
+        let rows = self.query(environment, &sql, &params).await?;
+        Ok(rows.first().map(dag_run))
+    }
+}

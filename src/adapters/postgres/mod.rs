@@ -1,0 +1,71 @@
+//! The Jade database: id registries, manifest and file rows, and its migrations.
+
+mod files;
+mod manifests;
+mod registry;
+
+use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
+
+use crate::adapters::pg::{Tls, pool};
+use crate::ports::BackendError;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// A pool of connections to the Jade database. Implements the id registry, the manifest
+/// store and the file store.
+#[derive(Clone)]
+pub struct JadeDatabase {
+    pool: Pool,
+}
+
+/// Key of the session lock that keeps replicas from migrating at the same time.
+const MIGRATION_LOCK: i64 = 0x4A41_4445_0001;
+
+impl JadeDatabase {
+    /// A pool over `config`; connections open lazily.
+    pub fn new(config: tokio_postgres::Config, pool_size: usize, tls: Tls) -> Result<Self, BackendError> {
+        Ok(JadeDatabase { pool: pool(config, pool_size, tls)? })
+    }
+
+    /// Runs the migrations: creates the schema on an empty database and adopts one the
+    /// first Jade migrated, keeping every row. Safe to run from several replicas at once.
+    pub async fn migrate(&self) -> Result<(), BackendError> {
+        let mut client = self.client().await?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db)?;
+        let report = embedded::migrations::runner().set_grouped(true).run_async(&mut **client).await;
+        let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+        let report = report.map_err(|e| BackendError::new(format!("migrating the Jade database: {e}")))?;
+        unlocked.map_err(db)?;
+        for migration in report.applied_migrations() {
+            tracing::info!(migration = %migration, "applied Jade database migration");
+        }
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
+        self.pool.get().await.map_err(|e| BackendError::new(format!("Jade database: {e}")))
+    }
+}
+
+fn db(error: tokio_postgres::Error) -> BackendError {
+    BackendError::new(format!("Jade database: {error}"))
+}
+
+fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Ids of the `integer` columns the first Jade created.
+fn int4(value: i64) -> Result<i32, BackendError> {
+    i32::try_from(value).map_err(|_| BackendError::new(format!("{value} does not fit an integer column")))
+}
+
+/// The `timestamp(0)` columns hold UTC without a zone, as Ecto's `:utc_datetime` wrote them.
+fn utc(naive: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
+    naive.and_utc()
+}
+
+const NOW: &str = "(now() AT TIME ZONE 'utc')::timestamp(0)";

@@ -1,0 +1,182 @@
+//! `job_ids` and `job_run_ids`: ids assigned with `INSERT … ON CONFLICT DO NOTHING`, one
+//! statement per batch, so concurrent requests and replicas agree on every id.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::{JadeDatabase, db, int4};
+use crate::ports::BackendError;
+use crate::ports::registry::{IdRegistry, JobKey, RunKey};
+
+/// Namespace of the per-environment transaction locks that keep run registration in
+/// `dag_run.id` order across replicas (the second key is the environment id).
+const RUN_LOCK: i32 = 0x4A41_4445;
+
+fn columns(keys: &[RunKey]) -> Result<(Vec<i32>, Vec<i32>), BackendError> {
+    let mut environments = Vec::with_capacity(keys.len());
+    let mut runs = Vec::with_capacity(keys.len());
+    for (environment_id, dag_run_id) in keys {
+        environments.push(int4(*environment_id)?);
+        runs.push(int4(*dag_run_id)?);
+    }
+    Ok((environments, runs))
+}
+
+impl JadeDatabase {
+    async fn known_runs(&self, keys: &[RunKey]) -> Result<HashMap<RunKey, i64>, BackendError> {
+        let (environments, runs) = columns(keys)?;
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT j.id, j.environment_id, j.dag_run_id FROM job_run_ids j \
+                 JOIN unnest($1::int4[], $2::int4[]) AS k(e, r) \
+                   ON j.environment_id = k.e AND j.dag_run_id = k.r",
+            )
+            .await
+            .map_err(db)?;
+        let rows = client.query(&statement, &[&environments, &runs]).await.map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| ((i64::from(row.get::<_, i32>(1)), i64::from(row.get::<_, i32>(2))), row.get::<_, i64>(0)))
+            .collect())
+    }
+
+    async fn known_jobs(&self, keys: &[JobKey]) -> Result<HashMap<JobKey, i64>, BackendError> {
+        let environments = keys.iter().map(|(e, _)| int4(*e)).collect::<Result<Vec<_>, _>>()?;
+        let dags: Vec<&str> = keys.iter().map(|(_, d)| d.as_str()).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT j.id, j.environment_id, j.dag_id FROM job_ids j \
+                 JOIN unnest($1::int4[], $2::text[]) AS k(e, d) ON j.environment_id = k.e AND j.dag_id = k.d",
+            )
+            .await
+            .map_err(db)?;
+        let rows = client.query(&statement, &[&environments, &dags]).await.map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| ((i64::from(row.get::<_, i32>(1)), row.get::<_, String>(2)), row.get::<_, i64>(0)))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl IdRegistry for JadeDatabase {
+    async fn run_watermarks(&self, environment_ids: &[i64]) -> Result<HashMap<i64, i64>, BackendError> {
+        let environments = environment_ids.iter().map(|e| int4(*e)).collect::<Result<Vec<_>, _>>()?;
+        let client = self.client().await?;
+        // One index probe per environment (backwards scan of the unique index).
+        let statement = client
+            .prepare_cached(
+                "SELECT e, (SELECT max(dag_run_id) FROM job_run_ids WHERE environment_id = e) \
+                 FROM unnest($1::int4[]) AS e",
+            )
+            .await
+            .map_err(db)?;
+        let rows = client.query(&statement, &[&environments]).await.map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| Some((i64::from(row.get::<_, i32>(0)), i64::from(row.get::<_, Option<i32>>(1)?))))
+            .collect())
+    }
+
+    async fn register_runs(&self, keys: &[RunKey]) -> Result<(), BackendError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (environments, runs) = columns(keys)?;
+        let mut locked: Vec<i32> = environments.clone();
+        locked.sort_unstable();
+        locked.dedup();
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(db)?;
+        // Environments are locked in ascending order, so concurrent registrations cannot
+        // deadlock; within the lock the rows are inserted in the order given.
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1, e) FROM unnest($2::int4[]) AS e", &[&RUN_LOCK, &locked])
+            .await
+            .map_err(db)?;
+        transaction
+            .execute(
+                "INSERT INTO job_run_ids (environment_id, dag_run_id) \
+                 SELECT e, r FROM unnest($1::int4[], $2::int4[]) WITH ORDINALITY AS k(e, r, n) ORDER BY n \
+                 ON CONFLICT (environment_id, dag_run_id) DO NOTHING",
+                &[&environments, &runs],
+            )
+            .await
+            .map_err(db)?;
+        transaction.commit().await.map_err(db)
+    }
+
+    async fn run_ids(&self, keys: &[RunKey]) -> Result<HashMap<RunKey, i64>, BackendError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut ids = self.known_runs(keys).await?;
+        let missing: Vec<RunKey> = keys.iter().filter(|k| !ids.contains_key(k)).copied().collect();
+        if !missing.is_empty() {
+            self.register_runs(&missing).await?;
+            ids.extend(self.known_runs(&missing).await?);
+        }
+        Ok(ids)
+    }
+
+    async fn run_key(&self, id: i64) -> Result<Option<RunKey>, BackendError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT environment_id, dag_run_id FROM job_run_ids WHERE id = $1")
+            .await
+            .map_err(db)?;
+        let row = client.query_opt(&statement, &[&id]).await.map_err(db)?;
+        Ok(row.and_then(|row| {
+            Some((i64::from(row.get::<_, Option<i32>>(0)?), i64::from(row.get::<_, Option<i32>>(1)?)))
+        }))
+    }
+
+    async fn job_ids(&self, keys: &[JobKey]) -> Result<HashMap<JobKey, i64>, BackendError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut ids = self.known_jobs(keys).await?;
+        let missing: Vec<&JobKey> = keys.iter().filter(|k| !ids.contains_key(*k)).collect();
+        if !missing.is_empty() {
+            let environments = missing.iter().map(|(e, _)| int4(*e)).collect::<Result<Vec<_>, _>>()?;
+            let dags: Vec<&str> = missing.iter().map(|(_, d)| d.as_str()).collect();
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO job_ids (environment_id, dag_id) \
+                     SELECT e, d FROM unnest($1::int4[], $2::text[]) WITH ORDINALITY AS k(e, d, n) ORDER BY n \
+                     ON CONFLICT (environment_id, dag_id) DO NOTHING",
+                    &[&environments, &dags],
+                )
+                .await
+                .map_err(db)?;
+            drop(client);
+            let missing: Vec<JobKey> = missing.into_iter().cloned().collect();
+            ids.extend(self.known_jobs(&missing).await?);
+        }
+        Ok(ids)
+    }
+
+    async fn job_keys(&self, ids: &[i64]) -> Result<HashMap<i64, JobKey>, BackendError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT id, environment_id, dag_id FROM job_ids WHERE id = ANY($1)")
+            .await
+            .map_err(db)?;
+        let rows = client.query(&statement, &[&ids]).await.map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let environment_id = row.get::<_, Option<i32>>(1)?;
+                let dag_id = row.get::<_, Option<String>>(2)?;
+                Some((row.get::<_, i64>(0), (i64::from(environment_id), dag_id)))
+            })
+            .collect())
+    }
+}

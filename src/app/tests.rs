@@ -1,0 +1,417 @@
+//! The use cases over the in-memory adapters.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use futures::StreamExt;
+
+use super::*;
+use crate::adapters::memory::*;
+use crate::domain::catalog::{Account, AirflowDatabase, Environment, Project, Timestamp};
+use crate::domain::file::FileLookup;
+use crate::domain::job::Dag;
+use crate::domain::job_run::DagRun;
+use crate::domain::paging::{Page, RunOrder};
+use crate::ports::manifests::ManifestQuery;
+use crate::ports::storage::Blob;
+
+struct Fixture {
+    jade: Jade,
+    airflow: Arc<MemoryAirflow>,
+    storage: Arc<MemoryStorage>,
+}
+
+fn at(minutes: i64) -> Timestamp {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + Duration::minutes(minutes)
+}
+
+fn environment(id: i64, account_id: i64, project_id: i64) -> Environment {
+    Environment {
+        id,
+        account_id,
+        project_id,
+        name: Some(format!("Env {id}")),
+        slug: format!("env{id}"),
+        dbt_home_path: None,
+        created_at: None,
+        updated_at: None,
+        airflow: Some(AirflowDatabase::InCluster),
+    }
+}
+
+/// Account 1 with project 10 (environments 100, 101) and project 11 (environment 102);
+/// account 2 with project 20 (environment 200). Each environment of account 1 has DAGs
+/// `a` and `b` and `runs` runs alternating between them.
+fn fixture(runs: i64) -> Fixture {
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock(at(100_000)));
+    let catalog = Arc::new(MemoryCatalog::default());
+    let airflow = Arc::new(MemoryAirflow::default());
+    let storage = Arc::new(MemoryStorage::default());
+    for account in [1, 2] {
+        catalog.add_account(Account {
+            id: account,
+            name: Some(format!("Account {account}")),
+            slug: Some(format!("account{account}")),
+            developer_licenses: None,
+            plan_id: None,
+            trial_ends_at: None,
+            created_at: None,
+            updated_at: None,
+        });
+    }
+    for (id, account_id) in [(10, 1), (11, 1), (20, 2)] {
+        catalog.add_project(Project {
+            id,
+            account_id,
+            name: None,
+            slug: format!("project{id}"),
+            repository_id: None,
+            created_at: None,
+            updated_at: None,
+        });
+    }
+    for (id, account_id, project_id) in [(100, 1, 10), (101, 1, 10), (102, 1, 11), (200, 2, 20)] {
+        catalog.add_environment(environment(id, account_id, project_id));
+        for dag_id in ["a", "b"] {
+            airflow.add_dag(
+                id,
+                Dag {
+                    dag_id: dag_id.into(),
+                    description: None,
+                    is_active: Some(true),
+                    last_parsed_time: Some(at(0)),
+                    schedule_interval: None,
+                },
+            );
+        }
+        if account_id == 1 {
+            for n in 1..=runs {
+                let state = ["success", "failed", "running", "queued", "up_for_retry"][(n % 5) as usize];
+                airflow.add_run(
+                    id,
+                    DagRun {
+                        id: n,
+                        dag_id: if n % 2 == 0 { "a".into() } else { "b".into() },
+                        run_id: Some(format!("manual__{n}")),
+                        state: Some(state.into()),
+                        queued_at: Some(at(n * 10 + id)),
+                        start_date: Some(at(n * 10 + id + 1)),
+                        end_date: (state == "success" || state == "failed").then(|| at(n * 10 + id + 5)),
+                    },
+                );
+            }
+        }
+    }
+    let ports = Ports {
+        catalog,
+        airflow: Some(airflow.clone()),
+        registry: Arc::new(MemoryRegistry::default()),
+        manifests: Arc::new(MemoryManifestStore::new(clock.clone())),
+        files: Arc::new(MemoryFileStore::new(clock.clone())),
+        storage: storage.clone(),
+        verifier: Arc::new(MemoryVerifier::default()),
+        clock,
+    };
+    Fixture { jade: Jade::new(ports, Settings::default()), airflow, storage }
+}
+
+fn spooled(body: &[u8], filename: &str) -> Spooled {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(body).unwrap();
+    Spooled { len: body.len() as u64, path: file.into_temp_path(), filename: Some(filename.into()) }
+}
+
+async fn read(blob: Blob) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = blob.body;
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.unwrap());
+    }
+    body
+}
+
+async fn walk(jade: &Jade, filter: &RunFilter, order: &str, limit: u64) -> (Vec<JobRun>, Vec<u64>) {
+    let order = RunOrder::parse(order).unwrap();
+    let (mut runs, mut totals) = (Vec::new(), Vec::new());
+    loop {
+        let page = Page::runs(Some(runs.len() as u64), Some(limit));
+        let listing = jade.runs(1, filter, order, page, false).await.unwrap();
+        totals.push(listing.total_count);
+        if listing.items.is_empty() {
+            return (runs, totals);
+        }
+        runs.extend(listing.items);
+    }
+}
+
+use crate::domain::job_run::JobRun;
+
+#[tokio::test]
+async fn paging_yields_every_run_once_in_order_across_environments() {
+    let f = fixture(12);
+    for order in ["id", "-id", "created_at", "-created_at", "finished_at", "-finished_at"] {
+        let (runs, totals) = walk(&f.jade, &RunFilter::default(), order, 7).await;
+        assert_eq!(runs.len(), 36, "order {order}");
+        assert!(totals.iter().all(|t| *t == 36), "order {order}: {totals:?}");
+        let mut keys: Vec<(i64, i64)> = runs.iter().map(|r| (r.environment.id, r.dag_run.id)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 36, "order {order}: a run came twice");
+        let parsed = RunOrder::parse(order).unwrap();
+        for pair in runs.windows(2) {
+            let ordering = crate::domain::job_run::compare(parsed, (&pair[0].dag_run, pair[0].id), (&pair[1].dag_run, pair[1].id));
+            assert_eq!(ordering, std::cmp::Ordering::Less, "order {order}: {} before {}", pair[0].id, pair[1].id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn newest_run_first_with_minus_id_includes_runs_added_later() {
+    let f = fixture(3);
+    let newest = |jade: Jade| async move {
+        let listing = jade.runs(1, &RunFilter::default(), RunOrder::parse("-id").unwrap(), Page::runs(None, Some(1)), false).await.unwrap();
+        listing.items[0].clone()
+    };
+    let before = newest(f.jade.clone()).await;
+    let id = f.airflow.next_run_id(101);
+    f.airflow.add_run(
+        101,
+        DagRun { id, dag_id: "a".into(), run_id: Some("late".into()), state: None, queued_at: None, start_date: None, end_date: None },
+    );
+    let after = newest(f.jade.clone()).await;
+    assert!(after.id > before.id);
+    assert_eq!((after.environment.id, after.dag_run.id), (101, id));
+    assert_eq!(after.dag_run.run_id.as_deref(), Some("late"));
+}
+
+#[tokio::test]
+async fn filters_select_runs_by_status_job_project_and_environment() {
+    let f = fixture(10);
+    let all = |filter: RunFilter| {
+        let jade = f.jade.clone();
+        async move { walk(&jade, &filter, "id", 100).await.0 }
+    };
+    let success = all(RunFilter { statuses: Some(vec![1]), ..Default::default() }).await;
+    assert_eq!(success.len(), 6);
+    assert!(success.iter().all(|r| r.dag_run.state.as_deref() == Some("success")));
+    // Queued (3) covers every state that is not success, failed or running.
+    let queued = all(RunFilter { statuses: Some(vec![3]), ..Default::default() }).await;
+    assert_eq!(queued.len(), 12);
+    let none = all(RunFilter { statuses: Some(vec![42]), ..Default::default() }).await;
+    assert!(none.is_empty());
+    let project = all(RunFilter { project_ids: Some(vec![11]), ..Default::default() }).await;
+    assert!(project.len() == 10 && project.iter().all(|r| r.environment.id == 102));
+    let environment = all(RunFilter { environment_id: Some(101), ..Default::default() }).await;
+    assert!(environment.len() == 10 && environment.iter().all(|r| r.environment.id == 101));
+    let job_id = environment.iter().find(|r| r.dag_run.dag_id == "a").unwrap().job_id;
+    let job = all(RunFilter { job_definition_ids: Some(vec![job_id]), ..Default::default() }).await;
+    assert_eq!(job.len(), 5);
+    assert!(job.iter().all(|r| r.job_id == job_id && r.environment.id == 101));
+    let unknown_job = all(RunFilter { job_definition_ids: Some(vec![999_999]), ..Default::default() }).await;
+    assert!(unknown_job.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_environment_is_left_out_of_lists_and_404s_on_lookup() {
+    let f = fixture(4);
+    let listing = f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
+    let in_101 = listing.items.iter().find(|r| r.environment.id == 101).unwrap().id;
+    f.airflow.set_unreachable(101, true);
+    let listing = f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
+    assert_eq!(listing.total_count, 8);
+    assert!(listing.items.iter().all(|r| r.environment.id != 101));
+    let jobs = f.jade.jobs(1, JobFilter::default(), Default::default(), Page::default()).await.unwrap();
+    assert_eq!(jobs.total_count, 4);
+    assert_eq!(
+        f.jade.run(1, in_101, false).await.unwrap_err(),
+        Error::not_found_with("Airflow Repo for Environment env101 not found.")
+    );
+}
+
+#[tokio::test]
+async fn another_accounts_ids_are_not_found() {
+    let f = fixture(2);
+    let listing = f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), true).await.unwrap();
+    let run = &listing.items[0];
+    assert_eq!(run.job.as_ref().unwrap().id, run.job_id);
+    assert_eq!(f.jade.run(2, run.id, false).await.unwrap_err(), Error::not_found());
+    assert_eq!(f.jade.job(2, run.job_id).await.unwrap_err(), Error::not_found());
+    assert_eq!(f.jade.environment(2, 100).await.unwrap_err(), Error::not_found());
+    assert_eq!(f.jade.project(2, 10).await.unwrap_err(), Error::not_found());
+    assert_eq!(f.jade.latest_run(2, 10).await.unwrap_err(), Error::not_found());
+}
+
+#[tokio::test]
+async fn a_job_shows_its_latest_and_latest_successful_runs() {
+    let f = fixture(10);
+    let jobs = f.jade.jobs(1, JobFilter { environment_id: Some(100), project_id: None }, Default::default(), Page::default()).await.unwrap();
+    let a = jobs.items.iter().find(|j| j.dag.dag_id == "a").unwrap();
+    let job = f.jade.job(1, a.id).await.unwrap();
+    // Runs of `a` are the even ones; 10 is success... n%5: 10 -> success, 8 -> queued, 6 -> failed.
+    let recent = job.most_recent_run.unwrap();
+    assert_eq!(recent.dag_run.id, 10);
+    assert_eq!(job.most_recent_completed_run.unwrap().dag_run.id, 10);
+    assert_eq!(recent.job_id, a.id);
+    let latest = f.jade.latest_run(1, 10).await.unwrap();
+    assert_eq!(latest.dag_run.state.as_deref(), Some("success"));
+    assert_eq!((latest.environment.id, latest.dag_run.id), (101, 10));
+}
+
+#[tokio::test]
+async fn a_manifest_for_a_run_is_stored_whole_and_trimmed_and_marks_the_run() {
+    let f = fixture(3);
+    let body = br#"{"metadata": {"v": 1}, "nodes": {"n": 1}, "macros": {}}"#;
+    let upload = ManifestUpload {
+        environment_slug: "env100".into(),
+        dag_id: Some("a".into()),
+        run_id: Some("manual__2".into()),
+        tag: Some("release".into()),
+        file: Some(spooled(body, "manifest.json")),
+    };
+    let manifest = f.jade.upload_manifest(upload).await.unwrap();
+    assert_eq!(manifest.key(), "accounts/1/environments/env100/dags/a/dag_runs/manual--2/manifest.json");
+    assert_eq!(
+        f.storage.keys(),
+        vec![manifest.key(), manifest.trimmed_key()],
+    );
+    let query = ManifestQuery::Dag { environment_slug: "env100".into(), dag_id: "a".into() };
+    assert_eq!(read(f.jade.manifest(&query, false).await.unwrap()).await, body);
+    assert_eq!(read(f.jade.manifest(&query, true).await.unwrap()).await, br#"{"metadata":{"v": 1},"nodes":{"n": 1}}"#);
+    let run = f.jade.run(1, manifest.job_run_id.unwrap(), false).await.unwrap();
+    assert_eq!(run.artifact_path, Some(manifest.key()));
+    assert_eq!(read(f.jade.artifact(1, run.id, "manifest.json").await.unwrap()).await, body);
+    assert_eq!(f.jade.artifact(1, run.id, "run_results.json").await.unwrap_err(), Error::not_found());
+    assert_eq!(f.jade.artifact(2, run.id, "manifest.json").await.unwrap_err(), Error::not_found());
+    // Another environment's DAG of the same name has no manifest (no cross-tenant reads).
+    let other = ManifestQuery::Dag { environment_slug: "env101".into(), dag_id: "a".into() };
+    assert_eq!(f.jade.manifest(&other, true).await.unwrap_err(), Error::not_found());
+}
+
+#[tokio::test]
+async fn refused_manifests_leave_nothing_behind() {
+    let f = fixture(1);
+    let upload = |body: &[u8], tag: Option<&str>, run: Option<(&str, &str)>| ManifestUpload {
+        environment_slug: "env100".into(),
+        dag_id: run.map(|r| r.0.to_owned()),
+        run_id: run.map(|r| r.1.to_owned()),
+        tag: tag.map(str::to_owned),
+        file: Some(spooled(body, "manifest.json")),
+    };
+    let Err(Error::Invalid(errors)) = f.jade.upload_manifest(upload(b"nope", None, None)).await else { panic!() };
+    assert!(errors["file"][0].starts_with("is not valid JSON"));
+    assert_eq!(
+        f.jade.upload_manifest(upload(b"{}", None, Some(("a", "missing")))).await.unwrap_err(),
+        Error::not_found()
+    );
+    f.storage.set_failing(true);
+    assert_eq!(
+        f.jade.upload_manifest(upload(b"{}", Some("t"), None)).await.unwrap_err(),
+        Error::Unprocessable("File upload failed. Please check the error in the logs.".into())
+    );
+    f.storage.set_failing(false);
+    // The trimmed body failing after the full one was written: both are removed.
+    f.storage.fail_puts_containing(Some("trimmed"));
+    assert!(f.jade.upload_manifest(upload(b"{}", Some("t"), None)).await.is_err());
+    f.storage.fail_puts_containing(None);
+    assert!(f.storage.keys().is_empty(), "{:?}", f.storage.keys());
+    let query = ManifestQuery::Environment { environment_slug: "env100".into() };
+    assert_eq!(f.jade.manifest(&query, true).await.unwrap_err(), Error::not_found());
+
+    f.jade.upload_manifest(upload(b"{}", Some("t"), None)).await.unwrap();
+    assert_eq!(
+        f.jade.upload_manifest(upload(b"{}", Some("t"), None)).await.unwrap_err(),
+        Error::invalid("tag", "has already been taken")
+    );
+    assert_eq!(f.storage.keys().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_multi_upload_stores_none_of_its_files() {
+    let f = fixture(0);
+    let uploads = || {
+        vec![
+            FileUpload { tag: Some("one".into()), file: Some(spooled(b"{\"a\":1}", "one.json")) },
+            FileUpload { tag: Some("two".into()), file: Some(spooled(b"plain", "two.txt")) },
+        ]
+    };
+    f.storage.fail_puts_containing(Some("two"));
+    assert!(matches!(f.jade.create_files("env100", uploads()).await, Err(Error::Unprocessable(_))));
+    assert!(f.storage.keys().is_empty());
+    let lookup = Some(FileLookup::Tag("one".into()));
+    assert_eq!(f.jade.file("env100", lookup.clone()).await.unwrap_err(), Error::not_found());
+    f.storage.fail_puts_containing(None);
+
+    let files = f.jade.create_files("env100", uploads()).await.unwrap();
+    assert_eq!(files[1].path, "/environments/env100/files/two/two.txt");
+    let one = f.jade.file("env100", lookup).await.unwrap();
+    assert!(one.is_json);
+    let two = f.jade.file("env100", Some(FileLookup::Filename("two.txt".into()))).await.unwrap();
+    assert!(!two.is_json);
+    assert_eq!(std::fs::read(&two.contents.path).unwrap(), b"plain");
+    assert_eq!(f.jade.file("env100", None).await.unwrap_err(), Error::BadRequest(LOOKUP_REQUIRED_FOR_TESTS.into()));
+}
+
+const LOOKUP_REQUIRED_FOR_TESTS: &str = "Give the file's slug, tag or filename as a query parameter.";
+
+#[tokio::test]
+async fn files_update_and_delete_keep_rows_and_bodies_together() {
+    let f = fixture(0);
+    let created = f
+        .jade
+        .create_files("env100", vec![FileUpload { tag: Some("cfg".into()), file: Some(spooled(b"1", "a.json")) }])
+        .await
+        .unwrap()
+        .remove(0);
+    let by_slug = Some(FileLookup::Slug(created.slug.to_string()));
+    let updated = f.jade.update_file("env100", by_slug.clone(), Some(spooled(b"2", "b.json"))).await.unwrap();
+    assert_eq!(updated.path, "/environments/env100/files/cfg/b.json");
+    // The old body went with the old filename.
+    assert_eq!(f.storage.keys(), vec![updated.path.clone()]);
+
+    f.storage.set_failing(true);
+    assert_eq!(
+        f.jade.delete_file("env100", by_slug.clone()).await.unwrap_err(),
+        Error::Unprocessable("Deletion of file contents from storage failed. File record and contents remain.".into())
+    );
+    f.storage.set_failing(false);
+    assert!(f.jade.file("env100", by_slug.clone()).await.is_ok());
+    f.jade.delete_file("env100", by_slug.clone()).await.unwrap();
+    assert_eq!(f.jade.file("env100", by_slug).await.unwrap_err(), Error::not_found());
+    assert!(f.storage.keys().is_empty());
+    // Another environment cannot reach a file by its tag.
+    f.jade.create_files("env100", vec![FileUpload { tag: Some("x".into()), file: Some(spooled(b"1", "x")) }]).await.unwrap();
+    assert_eq!(f.jade.file("env101", Some(FileLookup::Tag("x".into()))).await.unwrap_err(), Error::not_found());
+}
+
+#[tokio::test]
+async fn a_row_without_its_body_answers_the_contract_message() {
+    let f = fixture(0);
+    let file = f
+        .jade
+        .create_files("env100", vec![FileUpload { tag: Some("t".into()), file: Some(spooled(b"1", "a")) }])
+        .await
+        .unwrap()
+        .remove(0);
+    f.storage.delete(&file.path).await.unwrap();
+    assert_eq!(
+        f.jade.file("env100", Some(FileLookup::Tag("t".into()))).await.unwrap_err(),
+        Error::not_found_with("File found but could not download contents from storage bucket.")
+    );
+    f.storage.set_failing(true);
+    assert_eq!(
+        f.jade.file("env100", Some(FileLookup::Tag("t".into()))).await.unwrap_err(),
+        Error::Unprocessable("The request to the storage bucket failed.".into())
+    );
+}
+
+#[tokio::test]
+async fn airflow_off_means_empty_lists() {
+    let f = fixture(3);
+    let mut ports = f.jade.ports.clone();
+    ports.airflow = None;
+    let jade = Jade::new(ports, Settings::default());
+    let listing = jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
+    assert_eq!((listing.items.len(), listing.total_count), (0, 0));
+    assert_eq!(jade.jobs(1, JobFilter::default(), Default::default(), Page::default()).await.unwrap().total_count, 0);
+}
