@@ -4,5 +4,8 @@
 
 pub mod adapters;
 pub mod app;
+#[cfg(feature = "http")]
+pub mod demo;
 pub mod domain;
 pub mod ports;
+pub mod startup;

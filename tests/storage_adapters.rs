@@ -3,8 +3,9 @@
 //! temporary directory for fs.
 //!
 //! The servers are started here, on free loopback ports, and killed when a test ends. Install
-//! them with `scripts/install-storage-servers.sh`, then `source .tools/env` (or point
-//! `JADE_MOTO_SERVER` / `JADE_AZURITE_BLOB` at the binaries). A missing binary fails the
+//! them with `scripts/install-storage-servers.sh` (into `.tools/`, where the tests find them),
+//! or point `JADE_MOTO_SERVER` / `JADE_AZURITE_BLOB` at the binaries; without either, the
+//! tests look for `moto_server` / `azurite-blob` on the PATH. A missing binary fails the
 //! test; it is never skipped.
 
 #![allow(dead_code)]
@@ -67,27 +68,24 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("no free loopback port")
-        .port()
+    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("no free loopback port").port()
 }
 
-fn binary(var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
+/// The server binary: `$var`, else what the install script put under `.tools/`, else
+/// `default` on the PATH.
+fn binary(var: &str, installed: &str, default: &str) -> String {
+    if let Some(path) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        return path;
+    }
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools").join(installed);
+    if installed.exists() {
+        return installed.display().to_string();
+    }
+    default.to_string()
 }
 
 /// Spawns `program args…`, then waits until it answers HTTP on `port`.
-fn spawn_server(
-    name: &'static str,
-    var: &str,
-    program: &str,
-    args: &[String],
-    port: u16,
-) -> Server {
+fn spawn_server(name: &'static str, var: &str, program: &str, args: &[String], port: u16) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join(format!("{name}.log"));
     let log_file = std::fs::File::create(&log).expect("server log file");
@@ -106,49 +104,29 @@ fn spawn_server(
         ),
         Err(e) => panic!("cannot start {name} (`{program}`, from {var}): {e}; {INSTALL_HINT}"),
     };
-    let mut server = Server {
-        name,
-        child: Some(child),
-        port,
-        log,
-        _dir: dir,
-    };
+    let mut server = Server { name, child: Some(child), port, log, _dir: dir };
     let started = Instant::now();
     loop {
         if answers_http(port) {
-            eprintln!(
-                "{name} ready on port {port} after {} ms",
-                started.elapsed().as_millis()
-            );
+            eprintln!("{name} ready on port {port} after {} ms", started.elapsed().as_millis());
             return server;
         }
         if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            panic!(
-                "{name} (`{program}`) exited with {status} before answering:\n{}",
-                server.log_tail()
-            );
+            panic!("{name} (`{program}`) exited with {status} before answering:\n{}", server.log_tail());
         }
         if started.elapsed() > Duration::from_secs(60) {
-            panic!(
-                "{name} (`{program}`) did not answer on port {port} within 60 s:\n{}",
-                server.log_tail()
-            );
+            panic!("{name} (`{program}`) did not answer on port {port} within 60 s:\n{}", server.log_tail());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn answers_http(port: u16) -> bool {
-    let Ok(mut stream) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
-    else {
+    let Ok(mut stream) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
+    if stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
         return false;
     }
     let mut head = [0u8; 5];
@@ -156,14 +134,14 @@ fn answers_http(port: u16) -> bool {
 }
 
 fn start_moto() -> Server {
-    let program = binary("JADE_MOTO_SERVER", "moto_server");
+    let program = binary("JADE_MOTO_SERVER", "venv/bin/moto_server", "moto_server");
     let port = free_port();
     let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
     spawn_server("moto_server", "JADE_MOTO_SERVER", &program, &args, port)
 }
 
 fn start_azurite() -> Server {
-    let program = binary("JADE_AZURITE_BLOB", "azurite-blob");
+    let program = binary("JADE_AZURITE_BLOB", "node/node_modules/.bin/azurite-blob", "azurite-blob");
     let port = free_port();
     let args = [
         "--blobHost",
@@ -175,8 +153,6 @@ fn start_azurite() -> Server {
         "--loose",
         "--disableTelemetry",
         "--silent",
-        "--location",
-        ".",
     ]
     .map(String::from);
     spawn_server("azurite-blob", "JADE_AZURITE_BLOB", &program, &args, port)
@@ -203,10 +179,7 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 fn write_file(dir: &Path, name: &str, data: &[u8]) -> BlobSource {
     let path = dir.join(name);
     std::fs::write(&path, data).expect("write upload file");
-    BlobSource::File {
-        path,
-        len: data.len() as u64,
-    }
+    BlobSource::File { path, len: data.len() as u64 }
 }
 
 /// Reads the object back: its bytes and how many chunks they came in.
@@ -227,9 +200,7 @@ async fn read(storage: &dyn BlobStorage, key: &str) -> Result<(Vec<u8>, usize), 
 }
 
 async fn assert_content(storage: &dyn BlobStorage, key: &str, expected: &[u8]) -> usize {
-    let (data, chunks) = read(storage, key)
-        .await
-        .unwrap_or_else(|e| panic!("{}: get {key}: {e}", storage.backend()));
+    let (data, chunks) = read(storage, key).await.unwrap_or_else(|e| panic!("{}: get {key}: {e}", storage.backend()));
     assert!(
         data.len() == expected.len() && data == expected,
         "{}: {key}: got {} bytes, expected {} (contents differ)",
@@ -249,17 +220,11 @@ async fn assert_not_found(storage: &dyn BlobStorage, key: &str) {
 }
 
 async fn put(storage: &dyn BlobStorage, key: &str, source: BlobSource) {
-    storage
-        .put(key, source)
-        .await
-        .unwrap_or_else(|e| panic!("{}: put {key}: {e}", storage.backend()));
+    storage.put(key, source).await.unwrap_or_else(|e| panic!("{}: put {key}: {e}", storage.backend()));
 }
 
 async fn delete(storage: &dyn BlobStorage, key: &str) {
-    storage
-        .delete(key)
-        .await
-        .unwrap_or_else(|e| panic!("{}: delete {key}: {e}", storage.backend()));
+    storage.delete(key).await.unwrap_or_else(|e| panic!("{}: delete {key}: {e}", storage.backend()));
 }
 
 /// What every adapter must do.
@@ -360,10 +325,7 @@ async fn server_stopped(storage: &dyn BlobStorage, server: &mut Server, secret: 
 
     let file = write_file(files.path(), "after", &pattern(2 * 1024 * 1024, 5));
     let calls: Vec<(&str, futures::future::BoxFuture<'_, Result<(), StorageError>>)> = vec![
-        (
-            "put bytes",
-            Box::pin(storage.put(key, BlobSource::Bytes(Bytes::from_static(b"after")))),
-        ),
+        ("put bytes", Box::pin(storage.put(key, BlobSource::Bytes(Bytes::from_static(b"after"))))),
         ("put file", Box::pin(storage.put(key, file))),
         ("get", Box::pin(async { storage.get(key).await.map(|_| ()) })),
         ("delete", Box::pin(storage.delete(key))),
@@ -380,12 +342,11 @@ async fn server_stopped(storage: &dyn BlobStorage, server: &mut Server, secret: 
                 assert!(!message.contains(secret), "{name}: {op}: secret in {message}");
                 assert!(message.len() < 1000, "{name}: {op}: message too long: {message}");
             }
-            other => panic!("{name}: {op} after the server stopped: expected Backend, got {other:?}"),
+            other => {
+                panic!("{name}: {op} after the server stopped: expected Backend, got {other:?}")
+            }
         }
-        assert!(
-            took < FAIL_FAST,
-            "{name}: {op} took {took:?} to fail after the server stopped"
-        );
+        assert!(took < FAIL_FAST, "{name}: {op} took {took:?} to fail after the server stopped");
     }
 }
 
@@ -416,11 +377,7 @@ async fn moto_keys(server: &Server, bucket: &str) -> Vec<String> {
         .text()
         .await
         .expect("list objects body");
-    xml.split("<Key>")
-        .skip(1)
-        .filter_map(|part| part.split("</Key>").next())
-        .map(str::to_string)
-        .collect()
+    xml.split("<Key>").skip(1).filter_map(|part| part.split("</Key>").next()).map(str::to_string).collect()
 }
 
 #[cfg(feature = "storage-minio")]
@@ -526,9 +483,9 @@ mod blob {
     use jade::adapters::storage::blob::{AzureBlobStorage, BlobConnection, BlobSettings};
 
     const ACCOUNT: &str = "devstoreaccount1";
-    /// Azurite's well-known development key.
+    /// Azurite's well-known development key (as in Azurite's and azure_storage's sources).
     const AZURITE_KEY: &str =
-        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFr4eqazTZiCmqCsK2Rg==";
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
     async fn storage(server: &Server) -> (AzureBlobStorage, String) {
         let connection_string = format!(
@@ -589,10 +546,7 @@ mod blob {
         // Account + key builds a client for the public cloud without any request.
         let settings = BlobSettings {
             container: "c".into(),
-            connection: BlobConnection::AccountKey {
-                account: "jadeaccount".into(),
-                key: AZURITE_KEY.into(),
-            },
+            connection: BlobConnection::AccountKey { account: "jadeaccount".into(), key: AZURITE_KEY.into() },
         };
         assert!(!format!("{settings:?}").contains(AZURITE_KEY));
         AzureBlobStorage::new(settings).await.expect("account + key");

@@ -39,12 +39,7 @@ impl Jade {
     }
 
     pub async fn environment(&self, account_id: i64, id: i64) -> Result<Environment, Error> {
-        self.ports
-            .catalog
-            .environment(account_id, id)
-            .await
-            .map_err(backend)?
-            .ok_or_else(Error::not_found)
+        self.ports.catalog.environment(account_id, id).await.map_err(backend)?.ok_or_else(Error::not_found)
     }
 
     pub(super) async fn environment_by_slug(&self, slug: &str) -> Result<Environment, Error> {

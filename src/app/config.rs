@@ -144,7 +144,12 @@ impl Config {
                 verifier: match env.get("AUTH_VERIFIER").as_deref().unwrap_or("http") {
                     "http" => Verifier::Http { url: env.required("DATACOVES_VERIFY_URL")? },
                     "database" => Verifier::Database,
-                    other => return Err(ConfigError::new("AUTH_VERIFIER", format!("must be http or database, not {other:?}"))),
+                    other => {
+                        return Err(ConfigError::new(
+                            "AUTH_VERIFIER",
+                            format!("must be http or database, not {other:?}"),
+                        ));
+                    }
                 },
                 cache_ttl: Duration::from_secs(env.parse("AUTH_CACHE_TTL_SECONDS", 60)?),
             },
@@ -152,7 +157,9 @@ impl Config {
             compat: match env.get("API_COMPAT").as_deref().unwrap_or("jade") {
                 "jade" => ApiCompat::Jade,
                 "dbt-cloud" => ApiCompat::DbtCloud,
-                other => return Err(ConfigError::new("API_COMPAT", format!("must be jade or dbt-cloud, not {other:?}"))),
+                other => {
+                    return Err(ConfigError::new("API_COMPAT", format!("must be jade or dbt-cloud, not {other:?}")));
+                }
             },
             max_upload_bytes: env.parse("MAX_UPLOAD_BYTES", 1 << 30)?,
             log_format: match env.get("LOG_FORMAT").as_deref().unwrap_or("text") {
@@ -208,7 +215,11 @@ impl Env {
                 database: self.get(&var("NAME")).unwrap_or_else(|| default_name.into()),
             },
         };
-        let pool_variable = if prefix == "DB" { "POOL_SIZE".to_owned() } else { format!("{}_POOL_SIZE", prefix.trim_end_matches("_DB")) };
+        let pool_variable = if prefix == "DB" {
+            "POOL_SIZE".to_owned()
+        } else {
+            format!("{}_POOL_SIZE", prefix.trim_end_matches("_DB"))
+        };
         let pool_size = self.parse(&pool_variable, 10)?;
         if pool_size == 0 {
             return Err(ConfigError::new(&pool_variable, "must be at least 1"));
@@ -244,7 +255,10 @@ impl Env {
             },
             "fs" => Storage::Fs { root: PathBuf::from(self.required("FS_STORAGE_ROOT")?) },
             other => {
-                return Err(ConfigError::new("STORAGE_ADAPTER", format!("must be minio, s3, blob or fs, not {other:?}")));
+                return Err(ConfigError::new(
+                    "STORAGE_ADAPTER",
+                    format!("must be minio, s3, blob or fs, not {other:?}"),
+                ));
             }
         })
     }

@@ -67,9 +67,7 @@ impl Jade {
         let blob = match self.ports.storage.get(&file.path).await {
             Ok(blob) => blob,
             Err(StorageError::NotFound) => {
-                return Err(Error::not_found_with(
-                    "File found but could not download contents from storage bucket.",
-                ));
+                return Err(Error::not_found_with("File found but could not download contents from storage bucket."));
             }
             Err(error) => return Err(storage_read_failed(&error)),
         };
@@ -79,13 +77,13 @@ impl Jade {
         Ok(FileBody { file, contents, is_json })
     }
 
-    /// Replaces a file's body and filename.
+    /// Replaces a file's body and filename; answers the file with its new body.
     pub async fn update_file(
         &self,
         environment_slug: &str,
         lookup: Option<FileLookup>,
         upload: Option<Spooled>,
-    ) -> Result<File, Error> {
+    ) -> Result<FileBody, Error> {
         let lookup = lookup.ok_or_else(|| Error::BadRequest(SLUG_OR_TAG_REQUIRED.into()))?;
         let existing = self.find_file(environment_slug, &lookup).await?;
         let upload = upload.ok_or_else(|| Error::invalid("file", "can't be blank"))?;
@@ -110,7 +108,9 @@ impl Jade {
         if existing.path != updated.path {
             self.discard_file_bodies(&[&existing.path]).await;
         }
-        Ok(updated)
+        let path = upload.path.to_path_buf();
+        let is_json = blocking(move || is_json(&path)).await?;
+        Ok(FileBody { file: updated, contents: upload, is_json })
     }
 
     /// Removes a file's body, then its row (and the rows of earlier uploads stored under the

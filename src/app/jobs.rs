@@ -19,19 +19,26 @@ pub struct JobFilter {
 impl Jade {
     /// The account's jobs. Environments are read concurrently; one whose database cannot be
     /// reached is left out with a warning.
-    pub async fn jobs(&self, account_id: i64, filter: JobFilter, order: JobOrder, page: Page) -> Result<Listing<Job>, Error> {
+    pub async fn jobs(
+        &self,
+        account_id: i64,
+        filter: JobFilter,
+        order: JobOrder,
+        page: Page,
+    ) -> Result<Listing<Job>, Error> {
         let Some(airflow) = self.airflow() else { return Ok(Listing { items: Vec::new(), total_count: 0 }) };
         let mut environments = self.ports.catalog.environments(account_id).await.map_err(backend)?;
         environments.retain(|e| {
-            filter.project_id.is_none_or(|id| e.project_id == id)
-                && filter.environment_id.is_none_or(|id| e.id == id)
+            filter.project_id.is_none_or(|id| e.project_id == id) && filter.environment_id.is_none_or(|id| e.id == id)
         });
         let answers = join_all(environments.iter().map(|e| airflow.dags(e))).await;
         let mut found = Vec::new();
         for (environment, answer) in environments.iter().zip(answers) {
             match answer {
                 Ok(dags) => found.extend(dags.into_iter().map(|dag| (environment, dag))),
-                Err(error) => tracing::warn!(environment = %environment.slug, %error, "environment left out of the job list"),
+                Err(error) => {
+                    tracing::warn!(environment = %environment.slug, %error, "environment left out of the job list")
+                }
             }
         }
         let keys: Vec<JobKey> = found.iter().map(|(e, dag)| (e.id, dag.dag_id.clone())).collect();
@@ -49,14 +56,8 @@ impl Jade {
 
     /// One job with its most recent run and its most recent successful run.
     pub async fn job(&self, account_id: i64, id: i64) -> Result<Job, Error> {
-        let (environment_id, dag_id) = self
-            .ports
-            .registry
-            .job_keys(&[id])
-            .await
-            .map_err(backend)?
-            .remove(&id)
-            .ok_or_else(Error::not_found)?;
+        let (environment_id, dag_id) =
+            self.ports.registry.job_keys(&[id]).await.map_err(backend)?.remove(&id).ok_or_else(Error::not_found)?;
         let environment = self.environment(account_id, environment_id).await?;
         let airflow = self.airflow_for(&environment)?;
         let failed = |e| lookup_failed(&environment, e);

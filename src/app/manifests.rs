@@ -57,12 +57,12 @@ impl Jade {
         };
 
         let path = file.path.to_path_buf();
-        let trimmed = blocking(move || manifest::trim(BufReader::new(std::fs::File::open(path)?)))
-            .await?
-            .map_err(|e| match e {
+        let trimmed = blocking(move || manifest::trim(BufReader::new(std::fs::File::open(path)?))).await?.map_err(
+            |e| match e {
                 ManifestError::Io(e) => Error::Internal(format!("reading the spooled manifest: {e}")),
                 invalid => Error::invalid("file", &invalid.to_string()),
-            })?;
+            },
+        )?;
 
         let id = self.ports.manifests.reserve_id().await.map_err(backend)?;
         let (key, trimmed_key) = manifest::keys(environment.account_id, &environment.slug, id, run.as_ref());

@@ -25,8 +25,8 @@ use crate::ports::registry::IdRegistry;
 use crate::ports::storage::BlobStorage;
 
 pub use files::{FileBody, FileUpload};
-pub use manifests::ManifestUpload;
 pub use jobs::JobFilter;
+pub use manifests::ManifestUpload;
 pub use runs::RunFilter;
 
 /// The adapters the service works through.

@@ -91,8 +91,7 @@ impl Jade {
                 limit: page.end(),
             })
             .collect();
-        let answers =
-            join_all(environments.iter().zip(&queries).map(|(e, q)| airflow.dag_runs(e, q))).await;
+        let answers = join_all(environments.iter().zip(&queries).map(|(e, q)| airflow.dag_runs(e, q))).await;
 
         let mut total_count = 0;
         let mut found = Vec::new();
@@ -102,7 +101,9 @@ impl Jade {
                     total_count += answer.total;
                     found.extend(answer.runs.into_iter().map(|run| Found { environment, run, id: 0 }));
                 }
-                Err(error) => tracing::warn!(environment = %environment.slug, %error, "environment left out of the run list"),
+                Err(error) => {
+                    tracing::warn!(environment = %environment.slug, %error, "environment left out of the run list")
+                }
             }
         }
         self.assign_run_ids(&mut found).await?;
@@ -162,11 +163,7 @@ impl Jade {
 
     /// Registers the environments' runs that have no id yet, oldest first, so that within an
     /// environment job-run ids grow with DAG run ids and paging by id is stable.
-    pub(super) async fn sync_runs(
-        &self,
-        airflow: &dyn AirflowRuns,
-        environments: &[Environment],
-    ) -> Result<(), Error> {
+    pub(super) async fn sync_runs(&self, airflow: &dyn AirflowRuns, environments: &[Environment]) -> Result<(), Error> {
         let ids: Vec<i64> = environments.iter().map(|e| e.id).collect();
         let watermarks = self.ports.registry.run_watermarks(&ids).await.map_err(backend)?;
         let new = join_all(environments.iter().map(|environment| {
@@ -199,21 +196,15 @@ impl Jade {
 
     /// Completes found runs into job runs: job ids, uploaded manifests, and (with
     /// `include_job`) the jobs themselves.
-    async fn assemble(
-        &self,
-        account_id: i64,
-        found: Vec<Found<'_>>,
-        include_job: bool,
-    ) -> Result<Vec<JobRun>, Error> {
-        let mut job_keys: Vec<JobKey> =
-            found.iter().map(|f| (f.environment.id, f.run.dag_id.clone())).collect();
+    async fn assemble(&self, account_id: i64, found: Vec<Found<'_>>, include_job: bool) -> Result<Vec<JobRun>, Error> {
+        let mut job_keys: Vec<JobKey> = found.iter().map(|f| (f.environment.id, f.run.dag_id.clone())).collect();
         job_keys.sort_unstable();
         job_keys.dedup();
         let run_ids: Vec<i64> = found.iter().map(|f| f.id).collect();
-        let (job_ids, manifests) = futures::try_join!(
-            async { self.ports.registry.job_ids(&job_keys).await.map_err(backend) },
-            async { self.ports.manifests.for_job_runs(account_id, &run_ids).await.map_err(backend) },
-        )?;
+        let (job_ids, manifests) =
+            futures::try_join!(async { self.ports.registry.job_ids(&job_keys).await.map_err(backend) }, async {
+                self.ports.manifests.for_job_runs(account_id, &run_ids).await.map_err(backend)
+            },)?;
         let jobs = if include_job { self.jobs_of(&found, &job_ids).await } else { HashMap::new() };
         Ok(found
             .into_iter()

@@ -160,7 +160,8 @@ async fn paging_yields_every_run_once_in_order_across_environments() {
         assert_eq!(keys.len(), 36, "order {order}: a run came twice");
         let parsed = RunOrder::parse(order).unwrap();
         for pair in runs.windows(2) {
-            let ordering = crate::domain::job_run::compare(parsed, (&pair[0].dag_run, pair[0].id), (&pair[1].dag_run, pair[1].id));
+            let ordering =
+                crate::domain::job_run::compare(parsed, (&pair[0].dag_run, pair[0].id), (&pair[1].dag_run, pair[1].id));
             assert_eq!(ordering, std::cmp::Ordering::Less, "order {order}: {} before {}", pair[0].id, pair[1].id);
         }
     }
@@ -170,14 +171,25 @@ async fn paging_yields_every_run_once_in_order_across_environments() {
 async fn newest_run_first_with_minus_id_includes_runs_added_later() {
     let f = fixture(3);
     let newest = |jade: Jade| async move {
-        let listing = jade.runs(1, &RunFilter::default(), RunOrder::parse("-id").unwrap(), Page::runs(None, Some(1)), false).await.unwrap();
+        let listing = jade
+            .runs(1, &RunFilter::default(), RunOrder::parse("-id").unwrap(), Page::runs(None, Some(1)), false)
+            .await
+            .unwrap();
         listing.items[0].clone()
     };
     let before = newest(f.jade.clone()).await;
     let id = f.airflow.next_run_id(101);
     f.airflow.add_run(
         101,
-        DagRun { id, dag_id: "a".into(), run_id: Some("late".into()), state: None, queued_at: None, start_date: None, end_date: None },
+        DagRun {
+            id,
+            dag_id: "a".into(),
+            run_id: Some("late".into()),
+            state: None,
+            queued_at: None,
+            start_date: None,
+            end_date: None,
+        },
     );
     let after = newest(f.jade.clone()).await;
     assert!(after.id > before.id);
@@ -215,10 +227,12 @@ async fn filters_select_runs_by_status_job_project_and_environment() {
 #[tokio::test]
 async fn an_unreachable_environment_is_left_out_of_lists_and_404s_on_lookup() {
     let f = fixture(4);
-    let listing = f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
+    let listing =
+        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
     let in_101 = listing.items.iter().find(|r| r.environment.id == 101).unwrap().id;
     f.airflow.set_unreachable(101, true);
-    let listing = f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
+    let listing =
+        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
     assert_eq!(listing.total_count, 8);
     assert!(listing.items.iter().all(|r| r.environment.id != 101));
     let jobs = f.jade.jobs(1, JobFilter::default(), Default::default(), Page::default()).await.unwrap();
@@ -232,7 +246,8 @@ async fn an_unreachable_environment_is_left_out_of_lists_and_404s_on_lookup() {
 #[tokio::test]
 async fn another_accounts_ids_are_not_found() {
     let f = fixture(2);
-    let listing = f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), true).await.unwrap();
+    let listing =
+        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), true).await.unwrap();
     let run = &listing.items[0];
     assert_eq!(run.job.as_ref().unwrap().id, run.job_id);
     assert_eq!(f.jade.run(2, run.id, false).await.unwrap_err(), Error::not_found());
@@ -245,7 +260,11 @@ async fn another_accounts_ids_are_not_found() {
 #[tokio::test]
 async fn a_job_shows_its_latest_and_latest_successful_runs() {
     let f = fixture(10);
-    let jobs = f.jade.jobs(1, JobFilter { environment_id: Some(100), project_id: None }, Default::default(), Page::default()).await.unwrap();
+    let jobs = f
+        .jade
+        .jobs(1, JobFilter { environment_id: Some(100), project_id: None }, Default::default(), Page::default())
+        .await
+        .unwrap();
     let a = jobs.items.iter().find(|j| j.dag.dag_id == "a").unwrap();
     let job = f.jade.job(1, a.id).await.unwrap();
     // Runs of `a` are the even ones; 10 is success... n%5: 10 -> success, 8 -> queued, 6 -> failed.
@@ -271,10 +290,7 @@ async fn a_manifest_for_a_run_is_stored_whole_and_trimmed_and_marks_the_run() {
     };
     let manifest = f.jade.upload_manifest(upload).await.unwrap();
     assert_eq!(manifest.key(), "accounts/1/environments/env100/dags/a/dag_runs/manual--2/manifest.json");
-    assert_eq!(
-        f.storage.keys(),
-        vec![manifest.key(), manifest.trimmed_key()],
-    );
+    assert_eq!(f.storage.keys(), vec![manifest.key(), manifest.trimmed_key()],);
     let query = ManifestQuery::Dag { environment_slug: "env100".into(), dag_id: "a".into() };
     assert_eq!(read(f.jade.manifest(&query, false).await.unwrap()).await, body);
     assert_eq!(read(f.jade.manifest(&query, true).await.unwrap()).await, br#"{"metadata":{"v": 1},"nodes":{"n": 1}}"#);
@@ -365,6 +381,8 @@ async fn files_update_and_delete_keep_rows_and_bodies_together() {
         .remove(0);
     let by_slug = Some(FileLookup::Slug(created.slug.to_string()));
     let updated = f.jade.update_file("env100", by_slug.clone(), Some(spooled(b"2", "b.json"))).await.unwrap();
+    assert!(updated.is_json);
+    let updated = updated.file;
     assert_eq!(updated.path, "/environments/env100/files/cfg/b.json");
     // The old body went with the old filename.
     assert_eq!(f.storage.keys(), vec![updated.path.clone()]);
@@ -380,7 +398,10 @@ async fn files_update_and_delete_keep_rows_and_bodies_together() {
     assert_eq!(f.jade.file("env100", by_slug).await.unwrap_err(), Error::not_found());
     assert!(f.storage.keys().is_empty());
     // Another environment cannot reach a file by its tag.
-    f.jade.create_files("env100", vec![FileUpload { tag: Some("x".into()), file: Some(spooled(b"1", "x")) }]).await.unwrap();
+    f.jade
+        .create_files("env100", vec![FileUpload { tag: Some("x".into()), file: Some(spooled(b"1", "x")) }])
+        .await
+        .unwrap();
     assert_eq!(f.jade.file("env101", Some(FileLookup::Tag("x".into()))).await.unwrap_err(), Error::not_found());
 }
 
@@ -411,7 +432,8 @@ async fn airflow_off_means_empty_lists() {
     let mut ports = f.jade.ports.clone();
     ports.airflow = None;
     let jade = Jade::new(ports, Settings::default());
-    let listing = jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
+    let listing =
+        jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
     assert_eq!((listing.items.len(), listing.total_count), (0, 0));
     assert_eq!(jade.jobs(1, JobFilter::default(), Default::default(), Page::default()).await.unwrap().total_count, 0);
 }

@@ -83,11 +83,7 @@ pub fn authorize(identity: &Identity, scope: RequestScope<'_>) -> Result<(), Acc
         };
     }
     if let Some(project) = scope.project_slug {
-        return if identity.projects.iter().any(|p| p == project) {
-            Ok(())
-        } else {
-            Err(AccessDenied::Project)
-        };
+        return if identity.projects.iter().any(|p| p == project) { Ok(()) } else { Err(AccessDenied::Project) };
     }
     if let Some(environment) = scope.environment_slug {
         return if identity.environments.iter().any(|e| e == environment) {
@@ -183,7 +179,9 @@ pub fn identity_from(grants: Grants) -> Identity {
         .environments
         .iter()
         .filter(|e| {
-            has(&account_perms, &e.account_slug) || has(&project_perms, &e.project_slug) || has(&environment_perms, &e.slug)
+            has(&account_perms, &e.account_slug)
+                || has(&project_perms, &e.project_slug)
+                || has(&environment_perms, &e.slug)
         })
         .collect();
     let accounts: Vec<&(i64, String)> = grants
@@ -244,17 +242,9 @@ mod tests {
     fn first_matching_rule_wins() {
         let id = identity();
         // The account rule decides even when the environment would pass.
-        let scope = RequestScope {
-            account_id: Some("2"),
-            project_slug: None,
-            environment_slug: Some("dev123"),
-        };
+        let scope = RequestScope { account_id: Some("2"), project_slug: None, environment_slug: Some("dev123") };
         assert_eq!(authorize(&id, scope), Err(AccessDenied::Account));
-        let scope = RequestScope {
-            account_id: None,
-            project_slug: Some("other"),
-            environment_slug: Some("dev123"),
-        };
+        let scope = RequestScope { account_id: None, project_slug: Some("other"), environment_slug: Some("dev123") };
         assert_eq!(authorize(&id, scope), Err(AccessDenied::Project));
         let scope = RequestScope { environment_slug: Some("dev123"), ..Default::default() };
         assert_eq!(authorize(&id, scope), Ok(()));
@@ -291,7 +281,10 @@ mod tests {
             ],
             accounts: vec![(1, "acme".into()), (2, "other".into())],
             projects: vec![project(10, "analytics", "acme")],
-            environments: vec![environment(100, "dev1", "analytics", "acme"), environment(101, "dev2", "analytics", "acme")],
+            environments: vec![
+                environment(100, "dev1", "analytics", "acme"),
+                environment(101, "dev2", "analytics", "acme"),
+            ],
             ..Grants::default()
         };
         let identity = identity_from(grants);
@@ -313,20 +306,17 @@ mod tests {
             ..Grants::default()
         };
         let identity = identity_from(grants.clone());
-        assert_eq!((identity.account_ids, identity.project_ids, identity.environment_ids), (vec![1], vec![10], vec![100]));
+        assert_eq!(
+            (identity.account_ids, identity.project_ids, identity.environment_ids),
+            (vec![1], vec![10], vec![100])
+        );
         let none = identity_from(Grants { permissions: vec!["acme|admin:users|read".into()], ..grants });
         assert!(none.account_ids.is_empty() && none.projects.is_empty() && none.environments.is_empty());
     }
 
     #[test]
     fn messages_are_the_contracts() {
-        assert_eq!(
-            AccessDenied::Account.message(),
-            "Invalid Account in Path. You have no accces to this account."
-        );
-        assert_eq!(
-            AccessDenied::NoScope.message(),
-            "Invalid Path. You requested a non-existent path."
-        );
+        assert_eq!(AccessDenied::Account.message(), "Invalid Account in Path. You have no accces to this account.");
+        assert_eq!(AccessDenied::NoScope.message(), "Invalid Path. You requested a non-existent path.");
     }
 }

@@ -47,13 +47,7 @@ pub struct Environment {
 #[derive(Clone, PartialEq, Eq)]
 pub enum AirflowDatabase {
     /// `airflow_config.db.external = true`: the database named in the config.
-    External {
-        host: String,
-        port: u16,
-        user: String,
-        password: String,
-        database: String,
-    },
+    External { host: String, port: u16, user: String, password: String, database: String },
     /// The in-cluster default for the environment's slug (or `AIRFLOW_DB_URL_TEMPLATE`).
     InCluster,
     /// Airflow is enabled but its config cannot be used (undecryptable, malformed); the
@@ -74,9 +68,7 @@ impl fmt::Debug for AirflowDatabase {
                 .field("database", database)
                 .finish(),
             AirflowDatabase::InCluster => f.write_str("InCluster"),
-            AirflowDatabase::Misconfigured(reason) => {
-                f.debug_tuple("Misconfigured").field(reason).finish()
-            }
+            AirflowDatabase::Misconfigured(reason) => f.debug_tuple("Misconfigured").field(reason).finish(),
         }
     }
 }

@@ -37,10 +37,7 @@ impl NewFile {
         let filename = check_name("filename", filename)?;
         let path = path(environment_slug, tag, filename);
         if path.chars().count() > MAX_LENGTH {
-            return Err(Error::invalid(
-                "filename",
-                "makes the file path longer than 255 characters",
-            ));
+            return Err(Error::invalid("filename", "makes the file path longer than 255 characters"));
         }
         Ok(NewFile {
             environment_slug: environment_slug.to_owned(),
@@ -54,10 +51,8 @@ impl NewFile {
 /// `/environments/{env}/files/{tag}/{filename}`, with whitespace and `_ : . +` in the tag and
 /// whitespace and `_ : +` in the filename replaced by `-`, as the first Jade built it.
 pub fn path(environment_slug: &str, tag: &str, filename: &str) -> String {
-    let tag: String =
-        tag.chars().map(|c| if is_space(c) || "_:.+".contains(c) { '-' } else { c }).collect();
-    let filename: String =
-        filename.chars().map(|c| if is_space(c) || "_:+".contains(c) { '-' } else { c }).collect();
+    let tag: String = tag.chars().map(|c| if is_space(c) || "_:.+".contains(c) { '-' } else { c }).collect();
+    let filename: String = filename.chars().map(|c| if is_space(c) || "_:+".contains(c) { '-' } else { c }).collect();
     format!("/environments/{environment_slug}/files/{tag}/{filename}")
 }
 
@@ -81,10 +76,7 @@ fn check_name<'a>(field: &str, value: Option<&'a str>) -> Result<&'a str, Error>
         return Err(Error::invalid(field, "must not contain control characters"));
     }
     if value.split(['/', '\\']).any(|segment| matches!(segment, "" | "." | "..")) {
-        return Err(Error::invalid(
-            field,
-            "must not contain empty, '.' or '..' path segments",
-        ));
+        return Err(Error::invalid(field, "must not contain empty, '.' or '..' path segments"));
     }
     Ok(value)
 }
@@ -128,14 +120,8 @@ mod tests {
 
     #[test]
     fn blank_names_are_refused_with_the_field_named() {
-        assert_eq!(
-            NewFile::new("dev", None, Some("a.json")),
-            Err(Error::invalid("tag", "can't be blank"))
-        );
-        assert_eq!(
-            NewFile::new("dev", Some("t"), Some("")),
-            Err(Error::invalid("filename", "can't be blank"))
-        );
+        assert_eq!(NewFile::new("dev", None, Some("a.json")), Err(Error::invalid("tag", "can't be blank")));
+        assert_eq!(NewFile::new("dev", Some("t"), Some("")), Err(Error::invalid("filename", "can't be blank")));
     }
 
     #[test]
@@ -168,14 +154,8 @@ mod tests {
 
     #[test]
     fn lookups_take_the_first_non_empty_parameter() {
-        assert_eq!(
-            FileLookup::from_params(Some(""), Some("t"), Some("f")),
-            Some(FileLookup::Tag("t".into()))
-        );
-        assert_eq!(
-            FileLookup::from_params(Some("s"), Some("t"), None),
-            Some(FileLookup::Slug("s".into()))
-        );
+        assert_eq!(FileLookup::from_params(Some(""), Some("t"), Some("f")), Some(FileLookup::Tag("t".into())));
+        assert_eq!(FileLookup::from_params(Some("s"), Some("t"), None), Some(FileLookup::Slug("s".into())));
         assert_eq!(FileLookup::from_params(Some(""), None, Some("")), None);
         assert_eq!(FileLookup::slug_or_tag(None, Some("t")), Some(FileLookup::Tag("t".into())));
     }

@@ -1,7 +1,6 @@
 //! The `*_humanized` strings of a dbt Cloud run: `"1 minute, 5 seconds"`, `"3 days ago"`.
 
-const UNITS: [(i64, &str); 5] =
-    [(7 * 86_400, "week"), (86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second")];
+const UNITS: [(i64, &str); 5] = [(7 * 86_400, "week"), (86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second")];
 
 /// A duration in whole seconds as its two largest non-zero units: `46 seconds`,
 /// `1 minute, 5 seconds`, `2 hours, 1 minute`, `0 seconds`.

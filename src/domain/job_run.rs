@@ -41,8 +41,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 4] =
-        [RunStatus::Queued, RunStatus::Running, RunStatus::Success, RunStatus::Error];
+    pub const ALL: [RunStatus; 4] = [RunStatus::Queued, RunStatus::Running, RunStatus::Success, RunStatus::Error];
 
     pub fn from_state(state: Option<&str>) -> Self {
         match state {
@@ -104,16 +103,12 @@ pub struct DagRunFilter {
 impl DagRunFilter {
     pub fn matches(&self, run: &DagRun) -> bool {
         self.dag_ids.as_ref().is_none_or(|ids| ids.contains(&run.dag_id))
-            && self
-                .statuses
-                .as_ref()
-                .is_none_or(|s| s.contains(&RunStatus::from_state(run.state.as_deref())))
+            && self.statuses.as_ref().is_none_or(|s| s.contains(&RunStatus::from_state(run.state.as_deref())))
     }
 
     /// True when no run can match (an empty `__in` list, an impossible status).
     pub fn matches_nothing(&self) -> bool {
-        self.dag_ids.as_ref().is_some_and(Vec::is_empty)
-            || self.statuses.as_ref().is_some_and(Vec::is_empty)
+        self.dag_ids.as_ref().is_some_and(Vec::is_empty) || self.statuses.as_ref().is_some_and(Vec::is_empty)
     }
 }
 
@@ -262,8 +257,7 @@ mod tests {
 
     #[test]
     fn filters_match_statuses_and_dags() {
-        let filter =
-            DagRunFilter { dag_ids: None, statuses: Some(vec![RunStatus::Queued]) };
+        let filter = DagRunFilter { dag_ids: None, statuses: Some(vec![RunStatus::Queued]) };
         assert!(filter.matches(&dag_run(1, Some("scheduled"))));
         assert!(filter.matches(&dag_run(1, None)));
         assert!(!filter.matches(&dag_run(1, Some("success"))));

@@ -69,10 +69,9 @@ pub fn keys(account_id: i64, environment_slug: &str, id: i64, run: Option<&Manif
 
 fn directory(account_id: i64, environment: &str, id: i64, run: Option<(&str, &str)>) -> String {
     match run {
-        Some((dag_id, run_id)) => format!(
-            "accounts/{account_id}/environments/{environment}/dags/{dag_id}/dag_runs/{}",
-            safe_run_id(run_id)
-        ),
+        Some((dag_id, run_id)) => {
+            format!("accounts/{account_id}/environments/{environment}/dags/{dag_id}/dag_runs/{}", safe_run_id(run_id))
+        }
         None => format!("accounts/{account_id}/environments/{environment}/manifests/{id}"),
     }
 }
@@ -209,10 +208,7 @@ mod tests {
              manual--2023-12-02T09-49-46-105347-00-00/manifest.json"
         );
         assert_eq!(manifest(false).key(), "accounts/3/environments/dev123/manifests/42/manifest.json");
-        assert_eq!(
-            manifest(false).trimmed_key(),
-            "accounts/3/environments/dev123/manifests/42/manifest.trimmed.json"
-        );
+        assert_eq!(manifest(false).trimmed_key(), "accounts/3/environments/dev123/manifests/42/manifest.trimmed.json");
     }
 
     #[test]

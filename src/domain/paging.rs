@@ -15,10 +15,7 @@ pub struct Page {
 impl Page {
     /// The page of a run list: `limit` defaults to and is capped at [`MAX_RUN_PAGE`].
     pub fn runs(offset: Option<u64>, limit: Option<u64>) -> Self {
-        Page {
-            offset: offset.unwrap_or(0),
-            limit: Some(limit.unwrap_or(MAX_RUN_PAGE).min(MAX_RUN_PAGE)),
-        }
+        Page { offset: offset.unwrap_or(0), limit: Some(limit.unwrap_or(MAX_RUN_PAGE).min(MAX_RUN_PAGE)) }
     }
 
     /// How many leading items of an ordered list this page needs (`offset + limit`).
@@ -65,8 +62,7 @@ impl<F: OrderField> Order<F> {
             None => (false, value),
         };
         F::from_name(name).map(|field| Order { field, descending }).ok_or_else(|| {
-            let allowed: Vec<String> =
-                F::NAMES.iter().flat_map(|n| [n.to_string(), format!("-{n}")]).collect();
+            let allowed: Vec<String> = F::NAMES.iter().flat_map(|n| [n.to_string(), format!("-{n}")]).collect();
             Error::BadRequest(format!("order_by must be one of: {}", allowed.join(", ")))
         })
     }
@@ -188,10 +184,7 @@ mod tests {
 
     #[test]
     fn order_by_parses_direction_and_rejects_unknown_fields() {
-        assert_eq!(
-            RunOrder::parse("-finished_at").unwrap(),
-            Order { field: RunSort::FinishedAt, descending: true }
-        );
+        assert_eq!(RunOrder::parse("-finished_at").unwrap(), Order { field: RunSort::FinishedAt, descending: true });
         assert_eq!(RunOrder::parse("id").unwrap(), RunOrder::default());
         assert_eq!(RunOrder::parse("-id").unwrap().as_param(), "-id");
         let Err(Error::BadRequest(message)) = RunOrder::parse("name") else {

@@ -21,7 +21,9 @@ impl DatacovesCatalog {
     /// `Misconfigured`).
     pub fn new(pool: Pool, fernet_key: Option<&str>) -> Result<Self, BackendError> {
         let fernet = fernet_key
-            .map(|key| fernet::Fernet::new(key).ok_or_else(|| BackendError::new("FERNET_KEY is not a valid Fernet key")))
+            .map(|key| {
+                fernet::Fernet::new(key).ok_or_else(|| BackendError::new("FERNET_KEY is not a valid Fernet key"))
+            })
             .transpose()?;
         Ok(DatacovesCatalog { pool, fernet })
     }
@@ -33,10 +35,7 @@ impl DatacovesCatalog {
     fn environment(&self, row: &Row) -> Environment {
         let slug: String = row.get::<_, Option<String>>("slug").unwrap_or_default();
         let services: Option<serde_json::Value> = row.get("services");
-        let enabled = services
-            .as_ref()
-            .and_then(|s| s.get("airflow")?.get("enabled")?.as_bool())
-            .unwrap_or(false);
+        let enabled = services.as_ref().and_then(|s| s.get("airflow")?.get("enabled")?.as_bool()).unwrap_or(false);
         let airflow = enabled.then(|| self.airflow_database(row.get("airflow_config")));
         if let Some(AirflowDatabase::Misconfigured(reason)) = &airflow {
             tracing::warn!(environment = %slug, %reason, "unusable Airflow settings");

@@ -55,7 +55,10 @@ impl MemoryAirflow {
         }
         let data = self.data.read().unwrap();
         if data.unreachable.contains(&environment.id) {
-            return Err(AirflowError::Unreachable { slug: environment.slug.clone(), reason: "marked unreachable".into() });
+            return Err(AirflowError::Unreachable {
+                slug: environment.slug.clone(),
+                reason: "marked unreachable".into(),
+            });
         }
         Ok(read(&data))
     }

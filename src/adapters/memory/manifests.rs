@@ -105,7 +105,8 @@ impl ManifestStore for MemoryManifestStore {
         let mut found: HashMap<i64, Manifest> = HashMap::new();
         for manifest in data.rows.iter().filter(|m| m.account_id == account_id) {
             let Some(job_run_id) = manifest.job_run_id.filter(|id| job_run_ids.contains(id)) else { continue };
-            let newer = found.get(&job_run_id).is_none_or(|m| (m.inserted_at, m.id) < (manifest.inserted_at, manifest.id));
+            let newer =
+                found.get(&job_run_id).is_none_or(|m| (m.inserted_at, m.id) < (manifest.inserted_at, manifest.id));
             if newer {
                 found.insert(job_run_id, manifest.clone());
             }

@@ -77,7 +77,8 @@ impl FileStore for JadeDatabase {
 
     async fn update(&self, id: i64, filename: &str, path: &str) -> Result<Option<File>, BackendError> {
         let client = self.client().await?;
-        let sql = format!("UPDATE files SET filename = $2, path = $3, updated_at = {NOW} WHERE id = $1 RETURNING {COLUMNS}");
+        let sql =
+            format!("UPDATE files SET filename = $2, path = $3, updated_at = {NOW} WHERE id = $1 RETURNING {COLUMNS}");
         let row = client.query_opt(&sql, &[&id, &filename, &path]).await.map_err(db)?;
         Ok(row.as_ref().map(file))
     }
@@ -92,10 +93,8 @@ impl FileStore for JadeDatabase {
 
     async fn path_in_use(&self, path: &str) -> Result<bool, BackendError> {
         let client = self.client().await?;
-        let row = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM files WHERE path = $1)", &[&path])
-            .await
-            .map_err(db)?;
+        let row =
+            client.query_one("SELECT EXISTS (SELECT 1 FROM files WHERE path = $1)", &[&path]).await.map_err(db)?;
         Ok(row.get(0))
     }
 }

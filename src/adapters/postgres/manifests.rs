@@ -37,10 +37,8 @@ fn manifest(row: &Row) -> Manifest {
 impl ManifestStore for JadeDatabase {
     async fn reserve_id(&self) -> Result<i64, BackendError> {
         let client = self.client().await?;
-        let row = client
-            .query_one("SELECT nextval(pg_get_serial_sequence('manifests', 'id'))", &[])
-            .await
-            .map_err(db)?;
+        let row =
+            client.query_one("SELECT nextval(pg_get_serial_sequence('manifests', 'id'))", &[]).await.map_err(db)?;
         Ok(row.get(0))
     }
 
@@ -57,8 +55,17 @@ impl ManifestStore for JadeDatabase {
              dag_run_run_id, job_run_id, inserted_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {NOW}, {NOW}) RETURNING {COLUMNS}"
         );
-        let params: [&(dyn ToSql + Sync); 9] =
-            [&new.id, &account_id, &project_id, &new.environment_slug, &new.tag, &dag_id, &dag_run_id, &run_id, &job_run_id];
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &new.id,
+            &account_id,
+            &project_id,
+            &new.environment_slug,
+            &new.tag,
+            &dag_id,
+            &dag_run_id,
+            &run_id,
+            &job_run_id,
+        ];
         match client.query_one(&sql, &params).await {
             Ok(row) => Ok(manifest(&row)),
             Err(e) if is_unique_violation(&e) => Err(InsertManifestError::TagTaken),
@@ -99,7 +106,8 @@ impl ManifestStore for JadeDatabase {
                 client.query_opt(&sql, &[environment_slug]).await
             }
             ManifestQuery::Dag { environment_slug, dag_id } => {
-                let sql = format!("SELECT {COLUMNS} FROM manifests WHERE environment_slug = $1 AND dag_id = $2 {newest}");
+                let sql =
+                    format!("SELECT {COLUMNS} FROM manifests WHERE environment_slug = $1 AND dag_id = $2 {newest}");
                 client.query_opt(&sql, &[environment_slug, dag_id]).await
             }
             ManifestQuery::Tag { environment_slug, tag } => {

@@ -129,9 +129,8 @@ impl IdRegistry for JadeDatabase {
             .await
             .map_err(db)?;
         let row = client.query_opt(&statement, &[&id]).await.map_err(db)?;
-        Ok(row.and_then(|row| {
-            Some((i64::from(row.get::<_, Option<i32>>(0)?), i64::from(row.get::<_, Option<i32>>(1)?)))
-        }))
+        Ok(row
+            .and_then(|row| Some((i64::from(row.get::<_, Option<i32>>(0)?), i64::from(row.get::<_, Option<i32>>(1)?)))))
     }
 
     async fn job_ids(&self, keys: &[JobKey]) -> Result<HashMap<JobKey, i64>, BackendError> {

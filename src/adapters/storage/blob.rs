@@ -15,13 +15,10 @@ use async_trait::async_trait;
 use azure_core::error::ErrorKind;
 use azure_core::prelude::{IfMatchCondition, Range};
 use azure_core::{
-    ClientOptions, Context, ExponentialRetryOptions, Policy, PolicyResult, Request, RetryOptions,
-    StatusCode,
+    ClientOptions, Context, ExponentialRetryOptions, Policy, PolicyResult, Request, RetryOptions, StatusCode,
 };
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
-use azure_storage_blobs::prelude::{
-    BlobBlockType, BlobClient, BlockId, BlockList, ClientBuilder, ContainerClient,
-};
+use azure_storage_blobs::prelude::{BlobBlockType, BlobClient, BlockId, BlockList, ClientBuilder, ContainerClient};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncReadExt;
@@ -55,11 +52,9 @@ impl fmt::Debug for BlobConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BlobConnection::ConnectionString(_) => f.write_str("ConnectionString(***)"),
-            BlobConnection::AccountKey { account, .. } => f
-                .debug_struct("AccountKey")
-                .field("account", account)
-                .field("key", &"***")
-                .finish(),
+            BlobConnection::AccountKey { account, .. } => {
+                f.debug_struct("AccountKey").field("account", account).field("key", &"***").finish()
+            }
         }
     }
 }
@@ -78,9 +73,7 @@ pub struct AzureBlobStorage {
 
 impl fmt::Debug for AzureBlobStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AzureBlobStorage")
-            .field("container", &self.container.container_name())
-            .finish_non_exhaustive()
+        f.debug_struct("AzureBlobStorage").field("container", &self.container.container_name()).finish_non_exhaustive()
     }
 }
 
@@ -91,13 +84,9 @@ impl AzureBlobStorage {
             return Err(StorageError::Backend("blob container name is empty".into()));
         }
         let (location, credentials) = match &settings.connection {
-            BlobConnection::ConnectionString(connection_string) => {
-                parse_connection_string(connection_string)?
-            }
+            BlobConnection::ConnectionString(connection_string) => parse_connection_string(connection_string)?,
             BlobConnection::AccountKey { account, key } => (
-                CloudLocation::Public {
-                    account: account.clone(),
-                },
+                CloudLocation::Public { account: account.clone() },
                 StorageCredentials::access_key(account.clone(), key.clone()),
             ),
         };
@@ -145,11 +134,7 @@ impl AzureBlobStorage {
         Ok(self.container.blob_client(name))
     }
 
-    async fn put_blocks_from_file(
-        blob: &BlobClient,
-        path: &std::path::Path,
-        len: u64,
-    ) -> Result<(), StorageError> {
+    async fn put_blocks_from_file(blob: &BlobClient, path: &std::path::Path, len: u64) -> Result<(), StorageError> {
         let mut file = tokio::fs::File::open(path)
             .await
             .map_err(|e| StorageError::Backend(format!("cannot open upload file: {e}")))?;
@@ -165,9 +150,7 @@ impl AzureBlobStorage {
                 .await
                 .map_err(|e| StorageError::Backend(format!("cannot read upload file: {e}")))?;
             if buffer.len() as u64 != want {
-                return Err(StorageError::Backend(
-                    "upload file is shorter than its stated length".into(),
-                ));
+                return Err(StorageError::Backend("upload file is shorter than its stated length".into()));
             }
             sent += want;
             blocks.push(Self::put_block(blob, &upload, blocks.len(), Bytes::from(buffer)).await?);
@@ -185,60 +168,39 @@ impl AzureBlobStorage {
         Self::commit(blob, blocks).await
     }
 
-    async fn put_block(
-        blob: &BlobClient,
-        upload: &str,
-        index: usize,
-        body: Bytes,
-    ) -> Result<BlockId, StorageError> {
+    async fn put_block(blob: &BlobClient, upload: &str, index: usize, body: Bytes) -> Result<BlockId, StorageError> {
         // Same length for every block of a blob, unique per upload so that concurrent
         // uploads to one key do not overwrite each other's uncommitted blocks.
         let id = BlockId::new(format!("{upload}-{index:08}"));
-        blob.put_block(id.clone(), body)
-            .await
-            .map_err(|e| backend("put block", &e))?;
+        blob.put_block(id.clone(), body).await.map_err(|e| backend("put block", &e))?;
         Ok(id)
     }
 
     async fn commit(blob: &BlobClient, blocks: Vec<BlockId>) -> Result<(), StorageError> {
-        let list = BlockList {
-            blocks: blocks.into_iter().map(BlobBlockType::Uncommitted).collect(),
-        };
-        blob.put_block_list(list)
-            .await
-            .map_err(|e| backend("put block list", &e))?;
+        let list = BlockList { blocks: blocks.into_iter().map(BlobBlockType::Uncommitted).collect() };
+        blob.put_block_list(list).await.map_err(|e| backend("put block list", &e))?;
         Ok(())
     }
 }
 
-fn parse_connection_string(
-    connection_string: &str,
-) -> Result<(CloudLocation, StorageCredentials), StorageError> {
+fn parse_connection_string(connection_string: &str) -> Result<(CloudLocation, StorageCredentials), StorageError> {
     // The parser's messages quote the whole string, key included: never pass them on.
-    let parsed = ConnectionString::new(connection_string).map_err(|_| {
-        StorageError::Backend("invalid Azure storage connection string".into())
-    })?;
+    let parsed = ConnectionString::new(connection_string)
+        .map_err(|_| StorageError::Backend("invalid Azure storage connection string".into()))?;
     if parsed.use_development_storage == Some(true) {
         return Ok((
-            CloudLocation::Emulator {
-                address: "127.0.0.1".into(),
-                port: 10000,
-            },
+            CloudLocation::Emulator { address: "127.0.0.1".into(), port: 10000 },
             StorageCredentials::emulator(),
         ));
     }
     let credentials = parsed.storage_credentials().map_err(|_| {
         StorageError::Backend(
-            "Azure storage connection string has neither AccountName+AccountKey nor SharedAccessSignature"
-                .into(),
+            "Azure storage connection string has neither AccountName+AccountKey nor SharedAccessSignature".into(),
         )
     })?;
     let account = parsed.account_name.unwrap_or_default().to_owned();
     let location = match (parsed.blob_endpoint, parsed.endpoint_suffix) {
-        (Some(endpoint), _) => CloudLocation::Custom {
-            account,
-            uri: endpoint.trim_end_matches('/').to_owned(),
-        },
+        (Some(endpoint), _) => CloudLocation::Custom { account, uri: endpoint.trim_end_matches('/').to_owned() },
         _ if account.is_empty() => {
             return Err(StorageError::Backend(
                 "Azure storage connection string has neither AccountName nor BlobEndpoint".into(),
@@ -246,14 +208,8 @@ fn parse_connection_string(
         }
         (None, None | Some("core.windows.net")) => CloudLocation::Public { account },
         (None, Some(suffix)) => {
-            let protocol = parsed
-                .default_endpoints_protocol
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "https".into());
-            CloudLocation::Custom {
-                uri: format!("{protocol}://{account}.blob.{suffix}"),
-                account,
-            }
+            let protocol = parsed.default_endpoints_protocol.map(|p| p.to_string()).unwrap_or_else(|| "https".into());
+            CloudLocation::Custom { uri: format!("{protocol}://{account}.blob.{suffix}"), account }
         }
     };
     Ok((location, credentials))
@@ -266,9 +222,7 @@ impl BlobStorage for AzureBlobStorage {
         let len = source.len();
         match source {
             BlobSource::Bytes(bytes) if len <= BLOCK_SIZE => {
-                blob.put_block_blob(bytes)
-                    .await
-                    .map_err(|e| backend("put", &e))?;
+                blob.put_block_blob(bytes).await.map_err(|e| backend("put", &e))?;
             }
             BlobSource::Bytes(bytes) => Self::put_blocks_from_bytes(&blob, bytes).await?,
             BlobSource::File { path, len } if len <= BLOCK_SIZE => {
@@ -276,13 +230,9 @@ impl BlobStorage for AzureBlobStorage {
                     .await
                     .map_err(|e| StorageError::Backend(format!("cannot read upload file: {e}")))?;
                 if bytes.len() as u64 != len {
-                    return Err(StorageError::Backend(
-                        "upload file size differs from its stated length".into(),
-                    ));
+                    return Err(StorageError::Backend("upload file size differs from its stated length".into()));
                 }
-                blob.put_block_blob(bytes)
-                    .await
-                    .map_err(|e| backend("put", &e))?;
+                blob.put_block_blob(bytes).await.map_err(|e| backend("put", &e))?;
             }
             BlobSource::File { path, len } => Self::put_blocks_from_file(&blob, &path, len).await?,
         }
@@ -299,10 +249,7 @@ impl BlobStorage for AzureBlobStorage {
         };
         let len = properties.content_length;
         if len == 0 {
-            return Ok(Blob {
-                len: Some(0),
-                body: futures::stream::empty().boxed(),
-            });
+            return Ok(Blob { len: Some(0), body: futures::stream::empty().boxed() });
         }
         // Every range request is pinned to the version seen above: when the blob is
         // replaced mid-download the stream fails (412) instead of mixing two bodies.
@@ -324,10 +271,7 @@ impl BlobStorage for AzureBlobStorage {
             .map_ok(|page| page.data)
             .try_flatten()
             .map_err(|e| std::io::Error::other(truncate(format!("blob body: {}", describe(&e)))));
-        Ok(Blob {
-            len: Some(len),
-            body: idle_timeout(chunks.boxed(), BODY_IDLE_TIMEOUT),
-        })
+        Ok(Blob { len: Some(len), body: idle_timeout(chunks.boxed(), BODY_IDLE_TIMEOUT) })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -351,12 +295,7 @@ struct AttemptTimeout;
 
 #[async_trait]
 impl Policy for AttemptTimeout {
-    async fn send(
-        &self,
-        ctx: &Context,
-        request: &mut Request,
-        next: &[Arc<dyn Policy>],
-    ) -> PolicyResult {
+    async fn send(&self, ctx: &Context, request: &mut Request, next: &[Arc<dyn Policy>]) -> PolicyResult {
         let body_len = match request.body() {
             azure_core::Body::Bytes(bytes) => bytes.len() as u64,
             _ => BLOCK_SIZE,
@@ -382,10 +321,9 @@ fn http_status(error: &azure_core::Error) -> Option<u16> {
 /// 404 for the blob itself (a missing container is a backend failure).
 fn is_blob_not_found(error: &azure_core::Error) -> bool {
     match error.kind() {
-        ErrorKind::HttpResponse {
-            status: StatusCode::NotFound,
-            error_code,
-        } => matches!(error_code.as_deref(), None | Some("BlobNotFound")),
+        ErrorKind::HttpResponse { status: StatusCode::NotFound, error_code } => {
+            matches!(error_code.as_deref(), None | Some("BlobNotFound"))
+        }
         _ => false,
     }
 }
@@ -397,23 +335,20 @@ fn backend(op: &str, error: &azure_core::Error) -> StorageError {
 }
 
 /// A short message: status and error code (never the full response dump), or the cause
-/// chain, with URL queries (which may hold a SAS token) removed.
+/// chain, with URLs cut to their host (a query may hold a SAS token).
 fn describe(error: &azure_core::Error) -> String {
     match error.kind() {
         ErrorKind::HttpResponse { status, error_code } => {
             let status = *status as u16;
-            let summary = error
-                .as_http_error()
-                .and_then(|e| e.error_message())
-                .and_then(|m| m.lines().next())
-                .map(str::to_owned);
+            let summary =
+                error.as_http_error().and_then(|e| e.error_message()).and_then(|m| m.lines().next()).map(str::to_owned);
             match (error_code, summary) {
                 (Some(code), Some(summary)) => format!("HTTP {status} {code}: {summary}"),
                 (Some(code), None) => format!("HTTP {status} {code}"),
                 (None, _) => format!("HTTP {status}"),
             }
         }
-        _ => scrub_url_queries(&chain(error)),
+        _ => shorten_urls(&chain(error)),
     }
 }
 
@@ -431,22 +366,18 @@ fn chain(error: &dyn StdError) -> String {
     message
 }
 
-/// Drops the query of every `http(s)://` URL in `text`.
-fn scrub_url_queries(text: &str) -> String {
+/// Cuts every `http(s)://` URL in `text` down to its scheme and authority: paths make
+/// messages long, and a query may hold a SAS token.
+fn shorten_urls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find("http") {
-        let (before, url_on) = rest.split_at(at);
-        out.push_str(before);
-        let end = url_on
-            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>'))
-            .unwrap_or(url_on.len());
-        let url = &url_on[..end];
-        match url.find('?') {
-            Some(q) => out.push_str(&url[..q]),
-            None => out.push_str(url),
-        }
-        rest = &url_on[end..];
+    while let Some(at) = rest.find("://") {
+        out.push_str(&rest[..at + 3]);
+        let url = &rest[at + 3..];
+        let url_end = url.find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>')).unwrap_or(url.len());
+        let authority_end = url[..url_end].find(['/', '?', '#']).unwrap_or(url_end);
+        out.push_str(&url[..authority_end]);
+        rest = &url[url_end..];
     }
     out.push_str(rest);
     out
@@ -482,4 +413,41 @@ fn idle_timeout(stream: ByteStream, limit: Duration) -> ByteStream {
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_messages_keep_only_their_host() {
+        let message = "error sending request for url (https://acct.blob.core.windows.net/c/a%20b.json?sv=2022&sig=SECRET): connection refused";
+        assert_eq!(
+            shorten_urls(message),
+            "error sending request for url (https://acct.blob.core.windows.net): connection refused"
+        );
+        assert_eq!(shorten_urls("no url here"), "no url here");
+        assert_eq!(shorten_urls("http://h:1"), "http://h:1");
+    }
+
+    #[test]
+    fn connection_string_with_blob_endpoint_is_a_custom_location() {
+        let (location, _) = parse_connection_string(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;\
+             BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1/;",
+        )
+        .expect("parse");
+        match location {
+            CloudLocation::Custom { account, uri } => {
+                assert_eq!(account, "devstoreaccount1");
+                assert_eq!(uri, "http://127.0.0.1:10000/devstoreaccount1");
+            }
+            other => panic!("{other:?}"),
+        }
+        let (location, _) = parse_connection_string(
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net",
+        )
+        .expect("parse");
+        assert!(matches!(location, CloudLocation::Public { account } if account == "acct"));
+    }
 }

@@ -107,7 +107,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = FsStorage::new(dir.path()).unwrap();
         let root = storage.root().to_path_buf();
-        assert_eq!(storage.path("/environments/dev/files/t/a.json").unwrap(), root.join("environments/dev/files/t/a.json"));
+        assert_eq!(
+            storage.path("/environments/dev/files/t/a.json").unwrap(),
+            root.join("environments/dev/files/t/a.json")
+        );
         assert_eq!(storage.path("accounts/1/m.json").unwrap(), root.join("accounts/1/m.json"));
         for bad in ["", "/", "../x", "a/../../x", "a//b", "./a", "//etc/passwd", "a/."] {
             assert!(matches!(storage.path(bad), Err(StorageError::InvalidKey(_))), "{bad:?} accepted");

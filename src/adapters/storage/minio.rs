@@ -66,19 +66,15 @@ pub struct MinioStorage {
 
 impl fmt::Debug for MinioStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MinioStorage")
-            .field("bucket", &self.bucket.as_str())
-            .finish_non_exhaustive()
+        f.debug_struct("MinioStorage").field("bucket", &self.bucket.as_str()).finish_non_exhaustive()
     }
 }
 
 impl MinioStorage {
     /// Builds the client. Makes no request: an unreachable server shows on first use.
     pub async fn new(settings: MinioSettings) -> Result<Self, StorageError> {
-        let base_url: BaseUrl = settings
-            .url
-            .parse()
-            .map_err(|e| StorageError::Backend(format!("invalid MinIO url: {e}")))?;
+        let base_url: BaseUrl =
+            settings.url.parse().map_err(|e| StorageError::Backend(format!("invalid MinIO url: {e}")))?;
         let bucket = BucketName::new(&settings.bucket)
             .map_err(|e| StorageError::Backend(format!("invalid MinIO bucket name: {e}")))?;
         let provider = StaticProvider::new(&settings.access_key, &settings.secret_key, None);
@@ -95,12 +91,7 @@ impl MinioStorage {
     /// Creates the bucket when it does not exist yet.
     pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
         let exists = timed(REQUEST_TIMEOUT, "bucket exists", async {
-            self.client
-                .bucket_exists(&self.bucket)
-                .map_err(MinioError::from)?
-                .build()
-                .send()
-                .await
+            self.client.bucket_exists(&self.bucket).map_err(MinioError::from)?.build().send().await
         })
         .await?
         .exists();
@@ -108,12 +99,7 @@ impl MinioStorage {
             return Ok(());
         }
         let created = timed(REQUEST_TIMEOUT, "create bucket", async {
-            self.client
-                .create_bucket(&self.bucket)
-                .map_err(MinioError::from)?
-                .build()
-                .send()
-                .await
+            self.client.create_bucket(&self.bucket).map_err(MinioError::from)?.build().send().await
         })
         .await;
         match created {
@@ -122,11 +108,8 @@ impl MinioStorage {
                 Ok(())
             }
             Err(Failure::Minio(e))
-                if matches!(
-                    s3_code(&e),
-                    Some(MinioErrorCode::BucketAlreadyOwnedByYou)
-                ) || s3_code(&e)
-                    == Some(MinioErrorCode::OtherError("BucketAlreadyExists".into())) =>
+                if matches!(s3_code(&e), Some(MinioErrorCode::BucketAlreadyOwnedByYou))
+                    || s3_code(&e) == Some(MinioErrorCode::OtherError("BucketAlreadyExists".into())) =>
             {
                 Ok(())
             }
@@ -147,22 +130,15 @@ impl BlobStorage for MinioStorage {
         let content = match source {
             BlobSource::Bytes(bytes) => ObjectContent::from(bytes),
             BlobSource::File { path, len } => {
-                let file = tokio::fs::File::open(&path).await.map_err(|e| {
-                    StorageError::Backend(format!("cannot open upload file: {e}"))
-                })?;
-                ObjectContent::new_from_stream(
-                    ReaderStream::with_capacity(file, READ_CHUNK),
-                    Size::Known(len),
-                )
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| StorageError::Backend(format!("cannot open upload file: {e}")))?;
+                ObjectContent::new_from_stream(ReaderStream::with_capacity(file, READ_CHUNK), Size::Known(len))
             }
         };
         // The crate picks a 64 MiB part (held in memory) unless told otherwise; below one
         // part it sends a single PUT of exactly `len` bytes.
-        let part_size = if len > PART_SIZE {
-            Size::Known(PART_SIZE)
-        } else {
-            Size::Unknown
-        };
+        let part_size = if len > PART_SIZE { Size::Known(PART_SIZE) } else { Size::Unknown };
         let timeout = UPLOAD_BASE_TIMEOUT + Duration::from_secs(len / (1024 * 1024));
         timed(timeout, "put", async {
             self.client
@@ -182,12 +158,7 @@ impl BlobStorage for MinioStorage {
     async fn get(&self, key: &str) -> Result<Blob, StorageError> {
         let object = Self::object_key(key)?;
         let response = timed(REQUEST_TIMEOUT, "get", async {
-            self.client
-                .get_object(&self.bucket, object)
-                .map_err(MinioError::from)?
-                .build()
-                .send()
-                .await
+            self.client.get_object(&self.bucket, object).map_err(MinioError::from)?.build().send().await
         })
         .await;
         let response = match response {
@@ -204,29 +175,19 @@ impl BlobStorage for MinioStorage {
             .to_stream()
             .await
             .map_err(|e| StorageError::Backend(format!("get: {}", chain(&e))))?;
-        Ok(Blob {
-            len,
-            body: idle_timeout(stream, BODY_IDLE_TIMEOUT),
-        })
+        Ok(Blob { len, body: idle_timeout(stream, BODY_IDLE_TIMEOUT) })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let object = Self::object_key(key)?;
         let deleted = timed(REQUEST_TIMEOUT, "delete", async {
-            self.client
-                .delete_object(&self.bucket, object)
-                .map_err(MinioError::from)?
-                .build()
-                .send()
-                .await
+            self.client.delete_object(&self.bucket, object).map_err(MinioError::from)?.build().send().await
         })
         .await;
         match deleted {
             Ok(_) => Ok(()),
             // S3 answers 204 for a missing object; be lenient with servers that say 404.
-            Err(Failure::Minio(e)) if matches!(s3_code(&e), Some(MinioErrorCode::NoSuchKey)) => {
-                Ok(())
-            }
+            Err(Failure::Minio(e)) if matches!(s3_code(&e), Some(MinioErrorCode::NoSuchKey)) => Ok(()),
             Err(e) => Err(e.into_storage("delete")),
         }
     }
@@ -245,7 +206,9 @@ impl Failure {
     fn into_storage(self, op: &str) -> StorageError {
         let message = match self {
             Failure::Minio(e) => describe(&e),
-            Failure::TimedOut(what, after) => format!("{what} timed out after {}s", after.as_secs()),
+            Failure::TimedOut(what, after) => {
+                format!("{what} timed out after {}s", after.as_secs())
+            }
         };
         tracing::warn!(op, error = %message, "minio request failed");
         StorageError::Backend(truncate(format!("minio {op}: {message}")))
@@ -286,9 +249,9 @@ fn describe(error: &MinioError) -> String {
         MinioError::S3Server(S3ServerError::HttpError(status, _)) => {
             format!("HTTP status {status}")
         }
-        MinioError::S3Server(S3ServerError::InvalidServerResponse {
-            http_status_code, ..
-        }) => format!("invalid server response (HTTP status {http_status_code})"),
+        MinioError::S3Server(S3ServerError::InvalidServerResponse { http_status_code, .. }) => {
+            format!("invalid server response (HTTP status {http_status_code})")
+        }
         // The top-level messages ("Validation error occurred") say little; the causes do.
         MinioError::Validation(e) => chain(e),
         MinioError::Network(e) => chain(e),
@@ -307,7 +270,24 @@ fn chain(error: &dyn StdError) -> String {
         }
         source = cause.source();
     }
-    message
+    shorten_urls(&message)
+}
+
+/// Cuts every `http(s)://` URL in `text` down to its scheme and authority: paths make
+/// messages long, and a query may hold a SAS token.
+fn shorten_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        out.push_str(&rest[..at + 3]);
+        let url = &rest[at + 3..];
+        let url_end = url.find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>')).unwrap_or(url.len());
+        let authority_end = url[..url_end].find(['/', '?', '#']).unwrap_or(url_end);
+        out.push_str(&url[..authority_end]);
+        rest = &url[url_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn truncate(mut message: String) -> String {
@@ -331,10 +311,9 @@ where
         let mut stream = state?;
         match tokio::time::timeout(limit, stream.next()).await {
             Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
-            Ok(Some(Err(e))) => Some((
-                Err(std::io::Error::other(truncate(format!("minio body: {}", chain(&e))))),
-                None,
-            )),
+            Ok(Some(Err(e))) => {
+                Some((Err(std::io::Error::other(truncate(format!("minio body: {}", chain(&e))))), None))
+            }
             Ok(None) => None,
             Err(_) => Some((
                 Err(std::io::Error::new(

@@ -69,10 +69,7 @@ pub struct S3Storage {
 
 impl fmt::Debug for S3Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Storage")
-            .field("bucket", &self.bucket)
-            .field("region", &self.region)
-            .finish_non_exhaustive()
+        f.debug_struct("S3Storage").field("bucket", &self.bucket).field("region", &self.region).finish_non_exhaustive()
     }
 }
 
@@ -83,13 +80,7 @@ impl S3Storage {
         if settings.bucket.is_empty() {
             return Err(StorageError::Backend("S3 bucket name is empty".into()));
         }
-        let credentials = Credentials::new(
-            settings.access_key,
-            settings.secret_key,
-            None,
-            None,
-            "jade-settings",
-        );
+        let credentials = Credentials::new(settings.access_key, settings.secret_key, None, None, "jade-settings");
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(settings.region.clone()))
@@ -114,11 +105,7 @@ impl S3Storage {
             endpoint = ?settings.endpoint_url,
             "s3 storage configured"
         );
-        Ok(S3Storage {
-            client: Client::from_conf(config.build()),
-            bucket: settings.bucket,
-            region: settings.region,
-        })
+        Ok(S3Storage { client: Client::from_conf(config.build()), bucket: settings.bucket, region: settings.region })
     }
 
     /// Creates the bucket when it does not exist yet.
@@ -142,9 +129,8 @@ impl S3Storage {
                 Ok(())
             }
             Err(e)
-                if e.as_service_error().is_some_and(|se| {
-                    se.is_bucket_already_owned_by_you() || se.is_bucket_already_exists()
-                }) =>
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_bucket_already_owned_by_you() || se.is_bucket_already_exists()) =>
             {
                 Ok(())
             }
@@ -164,10 +150,7 @@ fn check_key(key: &str) -> Result<(), StorageError> {
 }
 
 fn timeouts(read: Duration) -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(read)
-        .build()
+    TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).read_timeout(read).build()
 }
 
 #[async_trait]
@@ -204,14 +187,7 @@ impl BlobStorage for S3Storage {
 
     async fn get(&self, key: &str) -> Result<Blob, StorageError> {
         check_key(key)?;
-        let output = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        let output = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(output) => output,
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => {
                 return Err(StorageError::NotFound);
@@ -223,10 +199,9 @@ impl BlobStorage for S3Storage {
             let mut body = state?;
             match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
                 Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
-                Ok(Some(Err(e))) => Some((
-                    Err(std::io::Error::other(truncate(format!("s3 body: {}", chain(&e))))),
-                    None,
-                )),
+                Ok(Some(Err(e))) => {
+                    Some((Err(std::io::Error::other(truncate(format!("s3 body: {}", chain(&e))))), None))
+                }
                 Ok(None) => None,
                 Err(_) => Some((
                     Err(std::io::Error::new(
@@ -243,14 +218,7 @@ impl BlobStorage for S3Storage {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         check_key(key)?;
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        match self.client.delete_object().bucket(&self.bucket).key(key).send().await {
             Ok(_) => Ok(()),
             // S3 answers 204 for a missing object; be lenient with servers that say 404.
             Err(e) if e.code() == Some("NoSuchKey") => Ok(()),
@@ -300,7 +268,24 @@ fn chain(error: &dyn StdError) -> String {
         }
         source = cause.source();
     }
-    message
+    shorten_urls(&message)
+}
+
+/// Cuts every `http(s)://` URL in `text` down to its scheme and authority: paths make
+/// messages long, and a query may hold a SAS token.
+fn shorten_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        out.push_str(&rest[..at + 3]);
+        let url = &rest[at + 3..];
+        let url_end = url.find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>')).unwrap_or(url.len());
+        let authority_end = url[..url_end].find(['/', '?', '#']).unwrap_or(url_end);
+        out.push_str(&url[..authority_end]);
+        rest = &url[url_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn truncate(mut message: String) -> String {

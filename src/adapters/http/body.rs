@@ -1,0 +1,108 @@
+//! Streamed response bodies: stored manifests and files go out chunk by chunk, wrapped in
+//! the contract's JSON without ever being held whole.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{Stream, StreamExt, stream};
+use poem::Body;
+use tokio_util::io::ReaderStream;
+
+use crate::app::Spooled;
+use crate::ports::storage::ByteStream;
+
+type Chunks = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+fn text(bytes: impl Into<Bytes>) -> Chunks {
+    let bytes = bytes.into();
+    Box::pin(stream::once(async move { Ok(bytes) }))
+}
+
+/// The body as stored.
+pub fn raw(body: ByteStream) -> Body {
+    Body::from_bytes_stream(body)
+}
+
+/// `{"data":"<the body as a JSON string>"}`, how the first Jade answered artifacts.
+pub fn data_string(body: ByteStream) -> Body {
+    Body::from_bytes_stream(text(&b"{\"data\":"[..]).chain(json_string(body)).chain(text(&b"}"[..])))
+}
+
+/// A body as a JSON string, quotes included. Escaping works byte by byte (only `"`, `\`
+/// and control bytes change), so chunk boundaries inside UTF-8 sequences are harmless.
+pub fn json_string(body: ByteStream) -> Chunks {
+    let escaped = body.map(|chunk| chunk.map(|chunk| escape(&chunk)));
+    Box::pin(text(&b"\""[..]).chain(escaped).chain(text(&b"\""[..])))
+}
+
+fn escape(chunk: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(chunk.len() + chunk.len() / 8);
+    for &byte in chunk {
+        match byte {
+            b'"' => out.put_slice(b"\\\""),
+            b'\\' => out.put_slice(b"\\\\"),
+            b'\n' => out.put_slice(b"\\n"),
+            b'\r' => out.put_slice(b"\\r"),
+            b'\t' => out.put_slice(b"\\t"),
+            0x00..=0x1f => out.put_slice(format!("\\u{byte:04x}").as_bytes()),
+            _ => out.put_u8(byte),
+        }
+    }
+    out.freeze()
+}
+
+/// A spooled body as a stream; the spool file is unlinked at once (the open handle keeps
+/// it readable until the stream ends).
+pub async fn spooled(spooled: Spooled) -> std::io::Result<ByteStream> {
+    let file = tokio::fs::File::open(&spooled.path).await?;
+    drop(spooled);
+    Ok(Box::pin(ReaderStream::with_capacity(file, 64 * 1024)))
+}
+
+/// `{"data":{…file fields…,"contents":<body>}}`: the body inline when it is JSON, as a
+/// string otherwise.
+pub fn file_with_contents(file_json: serde_json::Value, contents: ByteStream, is_json: bool) -> Body {
+    let mut head = serde_json::to_string(&file_json).expect("a JSON value serializes");
+    // Reopen the object to append `contents` as its last member.
+    head.pop();
+    head.insert_str(0, "{\"data\":");
+    head.push_str(if head.ends_with('{') { "\"contents\":" } else { ",\"contents\":" });
+    let contents: Chunks = if is_json { Box::pin(contents) } else { json_string(contents) };
+    Body::from_bytes_stream(text(head).chain(contents).chain(text(&b"}}"[..])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(body: Body) -> String {
+        String::from_utf8(body.into_vec().await.unwrap()).unwrap()
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> ByteStream {
+        Box::pin(stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>()))
+    }
+
+    #[tokio::test]
+    async fn bodies_become_valid_json_strings_across_chunk_boundaries() {
+        let original = "{\"a\": \"é\\\"\n\t\u{1}\"}";
+        let bytes = original.as_bytes();
+        // Split inside the two-byte é.
+        let split = original.find('é').unwrap() + 1;
+        let (first, second) = bytes.split_at(split);
+        let first: &'static [u8] = Box::leak(first.to_vec().into_boxed_slice());
+        let second: &'static [u8] = Box::leak(second.to_vec().into_boxed_slice());
+        let body = collect(data_string(chunks(&[first, second]))).await;
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["data"], original);
+    }
+
+    #[tokio::test]
+    async fn file_contents_are_inlined_or_quoted() {
+        let file = serde_json::json!({"slug": "s", "tag": "t"});
+        let body = collect(file_with_contents(file.clone(), chunks(&[b"{\"k\":", b"[1]}"]), true)).await;
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed, serde_json::json!({"data": {"slug": "s", "tag": "t", "contents": {"k": [1]}}}));
+        let body = collect(file_with_contents(file, chunks(&[b"plain \"text\""]), false)).await;
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["data"]["contents"], "plain \"text\"");
+    }
+}

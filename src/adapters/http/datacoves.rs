@@ -1,0 +1,300 @@
+//! The Datacoves API (contract §4): manifests and files, also served under the legacy
+//! prefix `/api/internal`.
+
+use poem::Body;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Binary, Json, PlainText};
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi, Union};
+use serde::Deserialize;
+
+use super::ApiTags;
+use super::body;
+use super::dto::{Data, FileDto};
+use super::error::ApiError;
+use super::extract::{Caller, OptionalBody, Upload};
+use crate::app::{FileBody, FileUpload, Jade, ManifestUpload};
+use crate::domain::Error;
+use crate::domain::access::RequestScope;
+use crate::domain::file::FileLookup;
+use crate::ports::manifests::ManifestQuery;
+
+pub struct DatacovesApi {
+    pub jade: Jade,
+}
+
+#[derive(ApiResponse)]
+pub enum ManifestCreated {
+    /// Stored: the body is the JSON string `"ok"`.
+    #[oai(status = 201)]
+    Created(Json<String>),
+}
+
+#[derive(ApiResponse)]
+pub enum ManifestResponse {
+    /// The manifest: trimmed (an object of exactly its `metadata` and `nodes`) unless
+    /// `trimmed=false`.
+    #[oai(status = 200, actual_type = "Json<poem_openapi::types::Any<serde_json::Value>>")]
+    Ok(Binary<Body>),
+}
+
+#[derive(Union)]
+pub enum FileOrFiles {
+    One(FileDto),
+    Many(Vec<FileDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum FilesCreated {
+    /// Stored: the file (for `file` + `tag`) or every file (for `files[N][..]`), without
+    /// contents.
+    #[oai(status = 201)]
+    Created(
+        Json<Data<FileOrFiles>>,
+        /// For one file: where to read it.
+        #[oai(header = "location")]
+        Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum FileResponse {
+    /// The file with its contents.
+    #[oai(status = 200, actual_type = "Json<Data<FileDto>>")]
+    Ok(Binary<Body>),
+}
+
+#[derive(ApiResponse)]
+pub enum Deleted {
+    /// The body, then the row, were removed. Empty body.
+    #[oai(status = 200)]
+    Ok,
+}
+
+/// Which file to delete, as the Datacoves Airflow provider sends it.
+#[derive(Object, Deserialize, Debug)]
+pub struct FileSelector {
+    pub slug: Option<String>,
+    pub tag: Option<String>,
+}
+
+#[derive(ApiRequest)]
+pub enum FileSelectorBody {
+    Json(Json<FileSelector>),
+    Form(poem_openapi::payload::Form<FileSelector>),
+}
+
+/// `trimmed` unless it says false.
+fn wants_trimmed(value: &Option<String>) -> bool {
+    !matches!(value.as_deref().map(str::trim), Some("false" | "0" | "False" | "FALSE"))
+}
+
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+fn environment(caller: &Caller, slug: Option<&str>) -> Result<(), ApiError> {
+    caller.authorize(RequestScope { environment_slug: slug, ..Default::default() })
+}
+
+async fn file_response(file: FileBody) -> Result<FileResponse, ApiError> {
+    let FileBody { file, contents, is_json } = file;
+    let fields = FileDto::from(file).to_json().unwrap_or_default();
+    let contents = body::spooled(contents)
+        .await
+        .map_err(|e| ApiError::from(Error::Internal(format!("reading a spooled file: {e}"))))?;
+    Ok(FileResponse::Ok(Binary(body::file_with_contents(fields, contents, is_json))))
+}
+
+#[OpenApi(prefix_path = "/datacoves", tag = "ApiTags::Datacoves")]
+impl DatacovesApi {
+    /// Upload a manifest (multipart: `file`, `environment_slug`, optional `dag_id` with
+    /// `run_id`, optional `tag`). With a run, the DAG run must exist in the environment's
+    /// Airflow database. A tag is unique per environment.
+    #[oai(path = "/manifests", method = "post")]
+    async fn create_manifest(
+        &self,
+        caller: Caller,
+        /// The environment (also accepted as a form field).
+        environment_slug: Query<Option<String>>,
+        upload: Upload,
+    ) -> Result<ManifestCreated, ApiError> {
+        let Upload { mut fields, file, .. } = upload;
+        let slug = fields.remove("environment_slug").or(environment_slug.0).filter(|s| !s.is_empty());
+        environment(&caller, slug.as_deref())?;
+        let upload = ManifestUpload {
+            environment_slug: slug.unwrap_or_default(),
+            dag_id: fields.remove("dag_id"),
+            run_id: fields.remove("run_id"),
+            tag: fields.remove("tag"),
+            file,
+        };
+        self.jade.upload_manifest(upload).await?;
+        Ok(ManifestCreated::Created(Json("ok".into())))
+    }
+
+    /// A manifest of the environment: the newest of the DAG (`dag_id`), the tagged one
+    /// (`tag`), or the environment's newest.
+    #[oai(path = "/manifests", method = "get")]
+    async fn get_manifest(
+        &self,
+        caller: Caller,
+        environment_slug: Query<Option<String>>,
+        dag_id: Query<Option<String>>,
+        tag: Query<Option<String>>,
+        /// `false` for the whole manifest (default: trimmed to `metadata` and `nodes`).
+        trimmed: Query<Option<String>>,
+    ) -> Result<ManifestResponse, ApiError> {
+        let slug = given(environment_slug.0);
+        environment(&caller, slug.as_deref())?;
+        let environment_slug = slug.unwrap_or_default();
+        let query = match (given(dag_id.0), given(tag.0)) {
+            (Some(dag_id), _) => ManifestQuery::Dag { environment_slug, dag_id },
+            (None, Some(tag)) => ManifestQuery::Tag { environment_slug, tag },
+            (None, None) => ManifestQuery::Environment { environment_slug },
+        };
+        let blob = self.jade.manifest(&query, wants_trimmed(&trimmed.0)).await?;
+        Ok(ManifestResponse::Ok(Binary(body::raw(blob.body))))
+    }
+
+    /// The newest manifest across the project's environments.
+    #[oai(path = "/projects/:project_slug/latest-manifest", method = "get")]
+    async fn project_manifest(
+        &self,
+        caller: Caller,
+        project_slug: Path<String>,
+        /// `false` for the whole manifest (default: trimmed).
+        trimmed: Query<Option<String>>,
+    ) -> Result<ManifestResponse, ApiError> {
+        caller.authorize(RequestScope { project_slug: Some(&project_slug), ..Default::default() })?;
+        let blob = self.jade.project_manifest(&project_slug, wants_trimmed(&trimmed.0)).await?;
+        Ok(ManifestResponse::Ok(Binary(body::raw(blob.body))))
+    }
+
+    /// Upload one file (`file` + `tag`) or several (`files[0][tag]`, `files[0][file]`, …):
+    /// all of them are stored or none is.
+    #[oai(path = "/environments/:environment_slug/files", method = "post")]
+    async fn create_files(
+        &self,
+        caller: Caller,
+        environment_slug: Path<String>,
+        upload: Upload,
+    ) -> Result<FilesCreated, ApiError> {
+        environment(&caller, Some(&environment_slug))?;
+        let Upload { mut fields, file, indexed } = upload;
+        let single = file.is_some() || indexed.is_empty();
+        let uploads = if single {
+            vec![FileUpload { tag: fields.remove("tag"), file }]
+        } else {
+            indexed
+                .into_values()
+                .map(|mut entry| FileUpload { tag: entry.fields.remove("tag"), file: entry.file })
+                .collect()
+        };
+        let mut files = self.jade.create_files(&environment_slug, uploads).await?;
+        Ok(if single {
+            let file = FileDto::from(files.remove(0));
+            let location = format!("/api/v2/datacoves/environments/{}/files/?slug={}", &*environment_slug, file.slug);
+            FilesCreated::Created(Json(Data { data: FileOrFiles::One(file) }), Some(location))
+        } else {
+            let files = files.into_iter().map(FileDto::from).collect();
+            FilesCreated::Created(Json(Data { data: FileOrFiles::Many(files) }), None)
+        })
+    }
+
+    /// The newest file with this `slug`, else `tag`, else `filename`, with its contents.
+    #[oai(path = "/environments/:environment_slug/files", method = "get")]
+    async fn get_file(
+        &self,
+        caller: Caller,
+        environment_slug: Path<String>,
+        slug: Query<Option<String>>,
+        tag: Query<Option<String>>,
+        filename: Query<Option<String>>,
+    ) -> Result<FileResponse, ApiError> {
+        environment(&caller, Some(&environment_slug))?;
+        let lookup = FileLookup::from_params(slug.as_deref(), tag.as_deref(), filename.as_deref());
+        file_response(self.jade.file(&environment_slug, lookup).await?).await
+    }
+
+    /// Replace a file's contents and filename (multipart `file`); the file is named by
+    /// `slug` or `tag`, in the query or the form.
+    #[oai(path = "/environments/:environment_slug/files", method = "put")]
+    async fn put_file(
+        &self,
+        caller: Caller,
+        environment_slug: Path<String>,
+        slug: Query<Option<String>>,
+        tag: Query<Option<String>>,
+        upload: Upload,
+    ) -> Result<FileResponse, ApiError> {
+        self.update(caller, &environment_slug, slug.0, tag.0, upload).await
+    }
+
+    /// The same as `PUT`.
+    #[oai(path = "/environments/:environment_slug/files", method = "patch")]
+    async fn patch_file(
+        &self,
+        caller: Caller,
+        environment_slug: Path<String>,
+        slug: Query<Option<String>>,
+        tag: Query<Option<String>>,
+        upload: Upload,
+    ) -> Result<FileResponse, ApiError> {
+        self.update(caller, &environment_slug, slug.0, tag.0, upload).await
+    }
+
+    /// Delete a file named by `slug` or `tag` (query, form, or JSON body `{"tag": ".."}`):
+    /// its body, then its row.
+    #[oai(path = "/environments/:environment_slug/files", method = "delete")]
+    async fn delete_file(
+        &self,
+        caller: Caller,
+        environment_slug: Path<String>,
+        slug: Query<Option<String>>,
+        tag: Query<Option<String>>,
+        body: OptionalBody<FileSelectorBody>,
+    ) -> Result<Deleted, ApiError> {
+        environment(&caller, Some(&environment_slug))?;
+        let selector = match body.0 {
+            Some(
+                FileSelectorBody::Json(Json(selector)) | FileSelectorBody::Form(poem_openapi::payload::Form(selector)),
+            ) => selector,
+            None => FileSelector { slug: None, tag: None },
+        };
+        let lookup = FileLookup::slug_or_tag(slug.as_deref(), tag.as_deref())
+            .or_else(|| FileLookup::slug_or_tag(selector.slug.as_deref(), selector.tag.as_deref()));
+        self.jade.delete_file(&environment_slug, lookup).await?;
+        Ok(Deleted::Ok)
+    }
+}
+
+impl DatacovesApi {
+    async fn update(
+        &self,
+        caller: Caller,
+        environment_slug: &str,
+        slug: Option<String>,
+        tag: Option<String>,
+        upload: Upload,
+    ) -> Result<FileResponse, ApiError> {
+        environment(&caller, Some(environment_slug))?;
+        let Upload { fields, file, .. } = upload;
+        let lookup = FileLookup::slug_or_tag(slug.as_deref(), tag.as_deref()).or_else(|| {
+            FileLookup::slug_or_tag(fields.get("slug").map(String::as_str), fields.get("tag").map(String::as_str))
+        });
+        file_response(self.jade.update_file(environment_slug, lookup, file).await?).await
+    }
+}
+
+/// Liveness: answers `ok` without authentication.
+pub struct HealthApi;
+
+#[OpenApi(tag = "ApiTags::Datacoves")]
+impl HealthApi {
+    /// `ok` while Jade serves.
+    #[oai(path = "/healthcheck", method = "get")]
+    async fn healthcheck(&self) -> PlainText<&'static str> {
+        PlainText("ok")
+    }
+}

@@ -1,0 +1,133 @@
+//! The HTTP adapter: poem + poem-openapi. Routes, DTOs, the auth guard, the error envelope,
+//! the OpenAPI document and Swagger UI.
+
+mod body;
+mod datacoves;
+mod dto;
+mod error;
+mod extract;
+mod v2;
+
+use poem::endpoint::make_sync;
+use poem::middleware::{NormalizePath, TrailingSlash};
+use poem::web::Html;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem_openapi::{OpenApiService, Tags};
+use serde_json::Value;
+
+use crate::app::Jade;
+
+#[derive(Tags)]
+enum ApiTags {
+    /// The dbt Cloud Administrative API v2 clone.
+    #[oai(rename = "dbt-api")]
+    DbtApi,
+    /// Datacoves' manifests and files.
+    #[oai(rename = "datacoves")]
+    Datacoves,
+}
+
+const SPEC_PATH: &str = "/api/v2/openapi";
+const LEGACY_PREFIX: &str = "/api/internal";
+/// Largest JSON or form body accepted (`DELETE` selectors); uploads have their own limit.
+const SMALL_BODY_LIMIT: u64 = 1 << 20;
+
+fn service(jade: &Jade) -> OpenApiService<(v2::V2Api, datacoves::DatacovesApi, datacoves::HealthApi), ()> {
+    OpenApiService::new(
+        (v2::V2Api { jade: jade.clone() }, datacoves::DatacovesApi { jade: jade.clone() }, datacoves::HealthApi),
+        "Jade",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "A dbt Cloud Administrative API v2 clone over Datacoves and Airflow, and Datacoves' API for dbt \
+         manifests and files. Every route but the healthcheck needs `Authorization: Bearer <token>`. \
+         The Datacoves routes are also served under the legacy prefix `/api/internal`.",
+    )
+    .url_prefix("/api/v2")
+}
+
+/// The OpenAPI document: generated from the typed handlers, plus the legacy
+/// `/api/internal` aliases of the Datacoves routes (marked deprecated).
+pub fn openapi_json(jade: &Jade) -> String {
+    let mut spec: Value = serde_json::from_str(&service(jade).spec()).expect("poem-openapi emits JSON");
+    if let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) {
+        let aliases: Vec<(String, Value)> = paths
+            .iter()
+            .filter_map(|(path, item)| {
+                let legacy = match path.strip_prefix("/api/v2/datacoves") {
+                    Some(rest) => format!("{LEGACY_PREFIX}{rest}"),
+                    None if path == "/api/v2/healthcheck" => format!("{LEGACY_PREFIX}/healthcheck"),
+                    None => return None,
+                };
+                let mut item = item.clone();
+                for operation in item.as_object_mut()?.values_mut().filter_map(Value::as_object_mut) {
+                    operation.insert("deprecated".into(), Value::Bool(true));
+                    if let Some(Value::String(id)) = operation.get_mut("operationId") {
+                        id.push_str("_legacy");
+                    }
+                }
+                Some((legacy, item))
+            })
+            .collect();
+        paths.extend(aliases);
+    }
+    serde_json::to_string_pretty(&spec).expect("a JSON value serializes")
+}
+
+/// Swagger UI with its assets compiled in (no CDN), loading the spec from its URL.
+fn swagger_ui() -> String {
+    let html = OpenApiService::new((), "Jade", "").swagger_ui_html();
+    let html = html.replacen("spec: spec,", &format!("url: {SPEC_PATH:?}, validatorUrl: null,"), 1);
+    debug_assert!(html.contains(SPEC_PATH), "poem-openapi's Swagger UI template changed");
+    html
+}
+
+/// The whole HTTP surface as one endpoint.
+pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
+    let spec = openapi_json(&jade);
+    let ui = swagger_ui();
+    let max_upload = jade.settings().max_upload_bytes;
+    Route::new()
+        .nest("/api/v2", service(&jade))
+        .at(
+            SPEC_PATH,
+            make_sync(move |_| spec.clone().with_content_type("application/json; charset=utf-8").into_response()),
+        )
+        .at("/api/v2/swaggerui", make_sync(move |_| Html(ui.clone())))
+        .data(jade)
+        .with(error::BodyLimit(SMALL_BODY_LIMIT.min(max_upload)))
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .before(legacy_paths)
+        .with(error::ErrorEnvelope)
+        .map_to_response()
+}
+
+/// `/api/internal/...` is the Datacoves API under its old prefix.
+async fn legacy_paths(mut request: Request) -> poem::Result<Request> {
+    let path = request.uri().path();
+    if let Some(rest) = path.strip_prefix(LEGACY_PREFIX).filter(|r| r.is_empty() || r.starts_with('/')) {
+        let target = if rest.trim_end_matches('/') == "/healthcheck" {
+            format!("/api/v2{rest}")
+        } else {
+            format!("/api/v2/datacoves{rest}")
+        };
+        let uri = match request.uri().query() {
+            Some(query) => format!("{target}?{query}"),
+            None => target,
+        };
+        *request.uri_mut() = uri.parse().map_err(|_| poem::Error::from_status(poem::http::StatusCode::BAD_REQUEST))?;
+    }
+    Ok(request)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: impl Endpoint<Output = Response> + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown, Some(std::time::Duration::from_secs(10)))
+        .await
+}

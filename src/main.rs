@@ -1,0 +1,82 @@
+//! The `jade` command: `jade serve` (configured by environment variables) and `jade demo`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jade::app::config::Config;
+use jade::startup;
+
+#[derive(Parser)]
+#[command(name = "jade", version, about = "dbt Cloud API v2 clone and manifest store for Datacoves")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API over the databases and storage the environment variables name.
+    Serve,
+    /// Serve the API over seeded in-memory data and local-disk storage; prints a token per
+    /// account.
+    Demo {
+        /// Port to listen on.
+        #[arg(long, env = "PORT", default_value_t = 4000)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve => serve().await,
+        Command::Demo { port, host } => demo(SocketAddr::new(host, port)).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("jade: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| startup::StartupError::from(e).to_string())?;
+    startup::init_tracing(config.log_format);
+    let jade = startup::build(&config).await.map_err(|e| e.to_string())?;
+    let address = SocketAddr::from(([0, 0, 0, 0], config.port));
+    startup::serve_until_signal(jade, address).await.map_err(|e| format!("serving on {address}: {e}"))
+}
+
+async fn demo(address: SocketAddr) -> Result<(), String> {
+    startup::init_tracing(Default::default());
+    let demo = jade::demo::build(Default::default()).await?;
+    let running =
+        startup::spawn(demo.jade.clone(), address).await.map_err(|e| format!("listening on {address}: {e}"))?;
+    let url = running.url();
+    println!("Jade demo serving on {url} (in-memory data; files under {})", demo.storage_dir.path().display());
+    println!();
+    for (account_id, name, token) in &demo.tokens {
+        println!("  account {account_id} ({name}): token {token}");
+    }
+    let (account_id, _, token) = &demo.tokens[0];
+    println!();
+    println!("Try:");
+    println!("  curl -H \"Authorization: Token {token}\" {url}/api/v2/accounts/{account_id}/runs");
+    println!("  curl -H \"Authorization: Token {token}\" {url}/api/v2/accounts/{account_id}/jobs");
+    println!(
+        "  curl -H \"Authorization: Token {token}\" \"{url}/api/v2/datacoves/manifests?environment_slug=acme-prod\""
+    );
+    println!(
+        "  curl -H \"Authorization: Token {token}\" \"{url}/api/v2/datacoves/environments/acme-dev/files?tag=settings\""
+    );
+    println!("Swagger UI: {url}/api/v2/swaggerui (Authorize with a token above)");
+    println!("Stop with Ctrl-C.");
+    running.wait().await.map_err(|e| e.to_string())
+}

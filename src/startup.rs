@@ -1,0 +1,298 @@
+//! The composition root: builds the adapters the configuration asks for (and the build
+//! compiled in), hands them to the use cases and the HTTP adapter. The only module that
+//! names every adapter.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::adapters::auth::CachedVerifier;
+use crate::adapters::memory::SystemClock;
+use crate::app::config::{Config, LogFormat, Storage};
+use crate::app::{Jade, Ports, Settings};
+use crate::ports::storage::BlobStorage;
+
+/// Why Jade cannot start; printed as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(pub String);
+
+impl From<crate::app::config::ConfigError> for StartupError {
+    fn from(error: crate::app::config::ConfigError) -> Self {
+        StartupError(format!("configuration: {error}"))
+    }
+}
+
+/// Logs to stderr as text or JSON lines, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A server running in the background (tests and the demo start it this way).
+pub struct Running {
+    pub address: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.task).await.map_err(std::io::Error::other)?
+    }
+
+    /// Waits until the server ends (it ends on Ctrl-C or SIGTERM when started by
+    /// [`serve_until_signal`]).
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        (&mut self.task).await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Starts the HTTP API for `jade` on `address` (port 0 picks a free one).
+#[cfg(feature = "http")]
+pub async fn spawn(jade: Jade, address: SocketAddr) -> std::io::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let address = listener.local_addr()?;
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = crate::adapters::http::app(jade);
+    let task = tokio::spawn(crate::adapters::http::serve(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Running { address, shutdown: Some(shutdown), task })
+}
+
+/// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
+#[cfg(feature = "http")]
+pub async fn serve_until_signal(jade: Jade, address: SocketAddr) -> std::io::Result<()> {
+    let mut running = spawn(jade, address).await?;
+    tracing::info!(address = %running.address, "Jade is serving");
+    tokio::select! {
+        result = &mut running.task => return result.map_err(std::io::Error::other)?,
+        () = signal() => tracing::info!("shutting down"),
+    }
+    running.stop().await
+}
+
+#[cfg(feature = "http")]
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg_attr(
+    all(feature = "storage-minio", feature = "storage-s3", feature = "storage-blob", feature = "storage-fs"),
+    allow(dead_code)
+)]
+fn missing(adapter: &str, feature: &str) -> StartupError {
+    StartupError(format!(
+        "STORAGE_ADAPTER={adapter} is not compiled into this build: rebuild with `--features {feature}`"
+    ))
+}
+
+/// The storage adapter `STORAGE_ADAPTER` names, or a line saying which Cargo feature the
+/// build lacks for it.
+pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupError> {
+    let failed = |adapter: &str, error: crate::ports::storage::StorageError| {
+        StartupError(format!("STORAGE_ADAPTER={adapter}: {error}"))
+    };
+    match config {
+        #[cfg(feature = "storage-minio")]
+        Storage::Minio { url, access_key, secret_key, bucket } => {
+            use crate::adapters::storage::minio::{MinioSettings, MinioStorage};
+            let settings = MinioSettings {
+                url: url.clone(),
+                access_key: access_key.expose().to_owned(),
+                secret_key: secret_key.expose().to_owned(),
+                bucket: bucket.clone(),
+            };
+            Ok(Arc::new(MinioStorage::new(settings).await.map_err(|e| failed("minio", e))?))
+        }
+        #[cfg(not(feature = "storage-minio"))]
+        Storage::Minio { .. } => Err(missing("minio", "storage-minio")),
+        #[cfg(feature = "storage-s3")]
+        Storage::S3 { bucket, access_key, secret_key, region, endpoint_url } => {
+            use crate::adapters::storage::s3::{S3Settings, S3Storage};
+            let settings = S3Settings {
+                bucket: bucket.clone(),
+                access_key: access_key.expose().to_owned(),
+                secret_key: secret_key.expose().to_owned(),
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+            };
+            Ok(Arc::new(S3Storage::new(settings).await.map_err(|e| failed("s3", e))?))
+        }
+        #[cfg(not(feature = "storage-s3"))]
+        Storage::S3 { .. } => Err(missing("s3", "storage-s3")),
+        #[cfg(feature = "storage-blob")]
+        Storage::Blob { container, connection } => {
+            use crate::adapters::storage::blob::{AzureBlobStorage, BlobConnection, BlobSettings};
+            use crate::app::config::BlobConnection as Configured;
+            let connection = match connection {
+                Configured::ConnectionString(value) => BlobConnection::ConnectionString(value.expose().to_owned()),
+                Configured::AccountKey { account, key } => {
+                    BlobConnection::AccountKey { account: account.clone(), key: key.expose().to_owned() }
+                }
+            };
+            let settings = BlobSettings { container: container.clone(), connection };
+            Ok(Arc::new(AzureBlobStorage::new(settings).await.map_err(|e| failed("blob", e))?))
+        }
+        #[cfg(not(feature = "storage-blob"))]
+        Storage::Blob { .. } => Err(missing("blob", "storage-blob")),
+        #[cfg(feature = "storage-fs")]
+        Storage::Fs { root } => {
+            let storage = crate::adapters::storage::fs::FsStorage::new(root)
+                .map_err(|e| StartupError(format!("FS_STORAGE_ROOT {}: {e}", root.display())))?;
+            Ok(Arc::new(storage))
+        }
+        #[cfg(not(feature = "storage-fs"))]
+        Storage::Fs { .. } => Err(missing("fs", "storage-fs")),
+    }
+}
+
+/// Builds Jade over the real databases and storage the configuration names, migrating the
+/// Jade database first.
+#[cfg(feature = "postgres")]
+pub async fn build(config: &Config) -> Result<Jade, StartupError> {
+    use crate::adapters::datacoves::DatacovesCatalog;
+    use crate::adapters::pg::{self, read_only};
+    use crate::adapters::postgres::JadeDatabase;
+    use crate::app::config::Verifier;
+
+    let jade_db = JadeDatabase::new(pg_config(&config.jade_db, "DB")?, config.jade_db.pool_size, tls(&config.jade_db))
+        .map_err(|e| StartupError(e.0))?;
+    jade_db.migrate().await.map_err(|e| StartupError(e.0))?;
+
+    let datacoves_pool = pg::pool(
+        read_only(pg_config(&config.datacoves_db, "DATACOVES_DB")?),
+        config.datacoves_db.pool_size,
+        tls(&config.datacoves_db),
+    )
+    .map_err(|e| StartupError(e.0))?;
+    let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose());
+    let catalog = DatacovesCatalog::new(datacoves_pool.clone(), fernet_key)
+        .map_err(|e| StartupError(format!("FERNET_KEY: {}", e.0)))?;
+
+    let verifier: Arc<dyn crate::ports::auth::TokenVerifier> = match &config.auth.verifier {
+        #[cfg(feature = "http")]
+        Verifier::Http { url } => {
+            let verifier = crate::adapters::auth::VerifyUrl::new(url.clone(), std::time::Duration::from_secs(10))
+                .map_err(StartupError)?;
+            Arc::new(CachedVerifier::new(verifier, config.auth.cache_ttl))
+        }
+        #[cfg(not(feature = "http"))]
+        Verifier::Http { .. } => {
+            return Err(StartupError("AUTH_VERIFIER=http needs the Cargo feature `http`".into()));
+        }
+        Verifier::Database => Arc::new(CachedVerifier::new(
+            crate::adapters::auth::DatabaseVerifier::new(datacoves_pool),
+            config.auth.cache_ttl,
+        )),
+    };
+
+    let airflow: Option<Arc<dyn crate::ports::airflow::AirflowRuns>> = if config.airflow.enabled {
+        airflow(config)?
+    } else {
+        tracing::info!("CONNECT_TO_AIRFLOW=false: job and run lists are empty");
+        None
+    };
+
+    let storage = storage(&config.storage).await?;
+    tracing::info!(storage = storage.backend(), airflow = airflow.is_some(), "adapters ready");
+    let jade_db = Arc::new(jade_db);
+    let ports = Ports {
+        catalog: Arc::new(catalog),
+        airflow,
+        registry: jade_db.clone(),
+        manifests: jade_db.clone(),
+        files: jade_db,
+        storage,
+        verifier,
+        clock: Arc::new(SystemClock),
+    };
+    Ok(Jade::new(ports, settings(config)))
+}
+
+#[cfg(not(feature = "postgres"))]
+pub async fn build(_config: &Config) -> Result<Jade, StartupError> {
+    Err(StartupError("jade serve reads the Jade and Datacoves databases: rebuild with `--features postgres`".into()))
+}
+
+#[cfg(all(feature = "postgres", feature = "airflow"))]
+fn airflow(config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::AirflowRuns>>, StartupError> {
+    use crate::adapters::airflow::{AirflowDatabases, AirflowSettings};
+    let settings = AirflowSettings {
+        url_template: config.airflow.url_template.as_ref().map(|t| t.expose().to_owned()),
+        tls: tls(&config.datacoves_db),
+        ..AirflowSettings::default()
+    };
+    Ok(Some(Arc::new(AirflowDatabases::new(settings))))
+}
+
+#[cfg(all(feature = "postgres", not(feature = "airflow")))]
+fn airflow(_config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::AirflowRuns>>, StartupError> {
+    Err(StartupError(
+        "CONNECT_TO_AIRFLOW is on but the Airflow adapter is not compiled in: rebuild with `--features airflow` \
+         or set CONNECT_TO_AIRFLOW=false"
+            .into(),
+    ))
+}
+
+pub fn settings(config: &Config) -> Settings {
+    Settings { compat: config.compat, max_upload_bytes: config.max_upload_bytes, spool_dir: None }
+}
+
+#[cfg(feature = "postgres")]
+fn tls(database: &crate::app::config::Database) -> crate::adapters::pg::Tls {
+    if database.ssl { crate::adapters::pg::Tls::Unverified } else { crate::adapters::pg::Tls::None }
+}
+
+/// A database's connection settings; a URL that does not parse is named, never printed.
+#[cfg(feature = "postgres")]
+fn pg_config(database: &crate::app::config::Database, prefix: &str) -> Result<tokio_postgres::Config, StartupError> {
+    use std::str::FromStr;
+
+    use crate::app::config::Connection;
+    let mut config = match &database.connection {
+        Connection::Url(url) => tokio_postgres::Config::from_str(url.expose())
+            .map_err(|_| StartupError(format!("configuration: {prefix}_URL: is not a valid PostgreSQL URL")))?,
+        Connection::Parts { host, port, user, password, database } => {
+            let mut config = tokio_postgres::Config::new();
+            config.host(host).port(*port).user(user).password(password.expose()).dbname(database);
+            config
+        }
+    };
+    if database.ssl {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
+    config.connect_timeout(std::time::Duration::from_secs(10));
+    config.application_name("jade");
+    Ok(config)
+}
