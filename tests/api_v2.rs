@@ -1,0 +1,521 @@
+//! The dbt Cloud v2 clone over HTTP, on real PostgreSQL databases (contract §2, §3).
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Value, json};
+use support::seed::{ACME, GLOBEX, NOBODY};
+use support::{Scenario, TestJade, message};
+
+fn ids(list: &Value) -> Vec<i64> {
+    list["data"].as_array().unwrap().iter().map(|item| item["id"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn accounts_projects_and_environments_carry_the_contract_fields() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+
+    let accounts = jade.json(ACME, "/api/v2/accounts/", 200).await;
+    assert_eq!(ids(&accounts), vec![1]);
+    assert_eq!(accounts["extra"]["pagination"], json!({"count": 1, "total_count": 1}));
+    assert_eq!(accounts["status"]["is_success"], true);
+
+    let account = jade.json(ACME, "/api/v2/accounts/1", 200).await;
+    let data = &account["data"];
+    assert_eq!(data["identifier"], "acme");
+    assert_eq!(data["name"], "Acme");
+    assert_eq!(data["developer_seats"], 5);
+    assert_eq!(data["plan"], 2);
+    assert_eq!(data["trial_end_date"], "2030-01-01T00:00:00Z");
+    assert_eq!(data["created_at"], "2023-01-01T10:00:00Z");
+    assert!(data.as_object().unwrap().contains_key("locked") && data["locked"].is_null());
+    assert_eq!(account["status"]["code"], 200);
+
+    let projects = jade.json(ACME, "/api/v2/accounts/1/projects", 200).await;
+    assert_eq!(ids(&projects), vec![10, 11]);
+    let project = &projects["data"][0];
+    assert_eq!(project["slug"], "analytics");
+    assert_eq!(project["integration_entity_id"], 10);
+    assert_eq!(project["repository_id"], 7);
+    assert_eq!(project["skipped_setup"], false);
+    assert!(project["semantic_layer_id"].is_null());
+    let page = jade.json(ACME, "/api/v2/accounts/1/projects?limit=1&offset=1", 200).await;
+    assert_eq!(ids(&page), vec![11]);
+    assert_eq!(page["extra"]["pagination"], json!({"count": 1, "total_count": 2}));
+    assert_eq!(jade.json(ACME, "/api/v2/accounts/1/projects/11", 200).await["data"]["name"], "Marketing");
+
+    let environments = jade.json(ACME, "/api/v2/accounts/1/environments", 200).await;
+    assert_eq!(ids(&environments), vec![100, 101, 102, 103, 104]);
+    let filtered = jade.json(ACME, "/api/v2/accounts/1/environments?project_id=10", 200).await;
+    assert_eq!(ids(&filtered), vec![100, 101]);
+    let environment = jade.json(ACME, "/api/v2/accounts/1/environments/101", 200).await["data"].clone();
+    assert_eq!(environment["slug"], "prod123");
+    assert_eq!(environment["connection_id"], 101);
+    assert_eq!(environment["account_id"], 1);
+    assert_eq!(environment["project_id"], 10);
+    assert_eq!(environment["dbt_project_subdirectory"], "transform");
+    assert_eq!(environment["use_custom_branch"], false);
+    let keys = environment.as_object().unwrap();
+    assert!(!keys.contains_key("services") && !keys.contains_key("airflow_config"));
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_are_the_dags_of_every_reachable_environment() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    // dev123, prod123 and mkt123 have 3 DAGs each; noflow123 has no Airflow, broken123 is down.
+    let jobs = jade.json(ACME, "/api/v2/accounts/1/jobs", 200).await;
+    assert_eq!(jobs["extra"]["pagination"]["total_count"], 9);
+    let all: Vec<&Value> = jobs["data"].as_array().unwrap().iter().collect();
+    assert!(all.iter().all(|j| [100, 101, 102].contains(&j["environment_id"].as_i64().unwrap())));
+    let paused = all.iter().find(|j| j["dag_id"] == "paused" && j["environment_id"] == 100).unwrap();
+    assert_eq!((paused["state"].as_i64(), paused["deactivated"].as_bool()), (Some(0), Some(true)));
+    let daily = all.iter().find(|j| j["dag_id"] == "daily" && j["environment_id"] == 101).unwrap();
+    assert_eq!(daily["name"], "daily");
+    assert_eq!(daily["state"], 1);
+    assert_eq!(daily["project_id"], 10);
+    assert_eq!(daily["account_id"], 1);
+    assert_eq!(daily["dbt_job_ext_id"], daily["id"]);
+    assert_eq!(daily["schedule"], "\"@daily\"");
+    assert_eq!(daily["created_at"], "2024-03-01T07:00:00Z");
+    assert_eq!(daily["description"], "The daily DAG");
+    assert_eq!(daily["triggers_on_draft_pr"], false);
+
+    let in_env = jade.json(ACME, "/api/v2/accounts/1/jobs?environment_id=102", 200).await;
+    assert_eq!(in_env["data"].as_array().unwrap().len(), 3);
+    let in_project = jade.json(ACME, "/api/v2/accounts/1/jobs?project_id=10&order_by=-name&limit=2", 200).await;
+    let names: Vec<&str> = in_project["data"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["paused", "paused"]);
+    assert_eq!(in_project["extra"]["pagination"], json!({"count": 2, "total_count": 6}));
+    assert_eq!(in_project["extra"]["order_by"], "-name");
+
+    let id = daily["id"].as_i64().unwrap();
+    let job = jade.json(ACME, &format!("/api/v2/accounts/1/jobs/{id}/"), 200).await["data"].clone();
+    assert_eq!(job["id"], id);
+    // Runs of `daily` are the even ones: 2 failed, 4 queued, 6 (None); the latest by end date
+    // is the failed run 2, which is also the only finished one; none succeeded.
+    let recent = &job["most_recent_job_run"];
+    assert_eq!(recent["job_definition_id"], id);
+    assert_eq!(recent["dag_id"], "daily");
+    assert_eq!(recent["status_humanized"], "Error");
+    assert!(job["most_recent_completed_job_run"].is_null());
+    assert_eq!(job["most_recent_run"], recent["id"]);
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn runs_in_every_airflow_state_render_as_dbt_cloud_runs() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let runs = runs["data"].as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    let expected = [
+        (1, "hourly", 1, "Success"),
+        (2, "daily", 2, "Error"),
+        (3, "hourly", 5, "Running"),
+        (4, "daily", 3, "Queued"),
+        (5, "hourly", 3, "Queued"),
+        (6, "daily", 3, "Queued"),
+    ];
+    for (run, (dag_run_id, dag_id, status, humanized)) in runs.iter().zip(expected) {
+        assert_eq!(run["dag_run_id"], dag_run_id, "{run}");
+        assert_eq!(run["dbt_job_run_ext_id"], dag_run_id);
+        assert_eq!(run["dag_id"], dag_id);
+        assert_eq!(run["status"], status, "{run}");
+        assert_eq!(run["status_humanized"], humanized);
+        assert_eq!(run["environment_slug"], "dev123");
+        assert_eq!((run["environment_id"].as_i64(), run["project_id"].as_i64()), (Some(100), Some(10)));
+        assert_eq!(run["job_definition_id"], run["job_id"]);
+        assert!(run["job_definition_id"].is_i64());
+        assert_eq!(run["created_at"], run["queued_at"]);
+        assert_eq!(run["should_start_at"], run["queued_at"]);
+        assert_eq!(run["finished_at"], run["completed_at"]);
+        assert_eq!(run["dequeued_at"], run["finished_at"]);
+        assert_eq!(run["artifacts_saved"], false);
+        assert!(run["dag_run_run_id"].as_str().unwrap().starts_with("scheduled__2024-03-01T"));
+    }
+    let success = &runs[0];
+    assert_eq!(success["queued_at"], "2024-03-01T08:12:00Z");
+    assert_eq!(success["started_at"], "2024-03-01T08:12:30Z");
+    assert_eq!(success["finished_at"], "2024-03-01T08:13:30Z");
+    assert_eq!(
+        (success["duration"].as_i64(), success["queued_duration"].as_i64(), success["run_duration"].as_i64()),
+        (Some(90), Some(30), Some(60))
+    );
+    assert_eq!(success["duration_humanized"], "1 minute, 30 seconds");
+    assert_eq!(success["run_duration_humanized"], "1 minute");
+    assert!(success["created_at_humanized"].as_str().unwrap().ends_with(" ago"));
+    assert_eq!(
+        [
+            success["is_complete"].clone(),
+            success["is_success"].clone(),
+            success["is_error"].clone(),
+            success["in_progress"].clone()
+        ],
+        [json!(true), json!(true), json!(false), json!(false)]
+    );
+    let running = &runs[2];
+    assert_eq!(
+        [running["in_progress"].clone(), running["is_running"].clone(), running["is_complete"].clone()],
+        [json!(true), json!(true), json!(false)]
+    );
+    assert!(running["duration"].is_null() && running["finished_at"].is_null());
+    assert_eq!(running["queued_duration"], 30);
+    let queued = &runs[5];
+    assert!(queued["started_at"].is_null() && queued["queued_duration"].is_null());
+
+    // Status filters, also in dbt Cloud's `__in` form.
+    let success_only = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&status=1", 200).await;
+    assert_eq!(success_only["data"].as_array().unwrap().len(), 1);
+    let queued = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&status__in=[3]", 200).await;
+    assert_eq!(queued["data"].as_array().unwrap().len(), 3);
+    let mixed = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&status__in=%5B1,2%5D", 200).await;
+    assert_eq!(mixed["extra"]["pagination"]["total_count"], 2);
+    assert_eq!(mixed["extra"]["filters"]["status__in"], json!([1, 2]));
+    let job_id = runs[0]["job_definition_id"].as_i64().unwrap();
+    let of_job = jade.json(ACME, &format!("/api/v2/accounts/1/runs?job_definition_id__in=[{job_id}]"), 200).await;
+    assert!(
+        of_job["data"].as_array().unwrap().iter().all(|r| r["job_definition_id"] == job_id && r["dag_id"] == "hourly")
+    );
+    assert_eq!(of_job["data"].as_array().unwrap().len(), 3);
+    let of_project = jade.json(ACME, "/api/v2/accounts/1/runs?project_id__in=[11]", 200).await;
+    assert!(of_project["data"].as_array().unwrap().iter().all(|r| r["environment_slug"] == "mkt123"));
+
+    // include_related=job embeds the job; an empty include_related is accepted.
+    let related =
+        jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&limit=1&include_related=[\"job\"]", 200).await;
+    assert_eq!(related["data"][0]["job"]["id"], related["data"][0]["job_id"]);
+    assert_eq!(related["data"][0]["job"]["name"], related["data"][0]["dag_id"]);
+    let plain =
+        jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&limit=1&include_related=&whatever=1", 200).await;
+    assert!(plain["data"][0].get("job").is_none());
+
+    let one = runs[1]["id"].as_i64().unwrap();
+    let shown = jade.json(ACME, &format!("/api/v2/accounts/1/runs/{one}/?include_related=job"), 200).await;
+    assert_eq!(shown["data"]["dag_run_id"], 2);
+    assert_eq!(shown["data"]["job"]["dag_id"], "daily");
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn dbt_cloud_compat_uses_dbt_cloud_status_codes() {
+    let jade = TestJade::start(Scenario::default(), &[("API_COMPAT", "dbt-cloud")]).await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let codes: Vec<i64> = runs["data"].as_array().unwrap().iter().map(|r| r["status"].as_i64().unwrap()).collect();
+    assert_eq!(codes, vec![10, 20, 3, 1, 1, 1]);
+    let succeeded = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&status=10", 200).await;
+    assert_eq!(succeeded["data"].as_array().unwrap().len(), 1);
+    let cancelled = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&status=30", 200).await;
+    assert_eq!(cancelled["extra"]["pagination"]["total_count"], 0);
+    jade.stop().await;
+}
+
+async fn walk(jade: &TestJade, order: &str, limit: usize) -> (Vec<Value>, HashSet<i64>) {
+    let mut runs = Vec::new();
+    let mut totals = HashSet::new();
+    loop {
+        let path = format!("/api/v2/accounts/1/runs?order_by={order}&limit={limit}&offset={}", runs.len());
+        let page = jade.json(ACME, &path, 200).await;
+        totals.insert(page["extra"]["pagination"]["total_count"].as_i64().unwrap());
+        let items = page["data"].as_array().unwrap().clone();
+        assert!(items.len() <= limit);
+        if items.is_empty() {
+            return (runs, totals);
+        }
+        runs.extend(items);
+    }
+}
+
+#[tokio::test]
+async fn paging_with_offset_yields_every_run_once_in_order_across_databases() {
+    let jade = TestJade::start(Scenario { runs_per_environment: 10, unreachable_environment: true }, &[]).await;
+    // dev123 and mkt123 share one Airflow database (a schema each); prod123 has its own.
+    for order in ["id", "-id", "created_at", "-created_at", "finished_at", "-finished_at"] {
+        let (runs, totals) = walk(&jade, order, 7).await;
+        assert_eq!(totals, HashSet::from([30]), "{order}");
+        assert_eq!(runs.len(), 30, "{order}");
+        let unique: HashSet<(String, i64)> = runs
+            .iter()
+            .map(|r| (r["environment_slug"].as_str().unwrap().to_owned(), r["dag_run_id"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(unique.len(), 30, "{order}: a run came twice");
+        let environments: HashSet<&str> = runs.iter().map(|r| r["environment_slug"].as_str().unwrap()).collect();
+        assert_eq!(environments, HashSet::from(["dev123", "prod123", "mkt123"]));
+        let ids: Vec<i64> = runs.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        for (i, pair) in runs.windows(2).enumerate() {
+            let key = |run: &Value| match order.trim_start_matches('-') {
+                "id" => None,
+                "created_at" => run["created_at"].as_str().map(str::to_owned),
+                _ => run["finished_at"].as_str().map(str::to_owned),
+            };
+            let (a, b) = (key(&pair[0]), key(&pair[1]));
+            let descending = order.starts_with('-');
+            let in_order = match (a, b) {
+                (None, None) => {
+                    if descending {
+                        ids[i] > ids[i + 1]
+                    } else {
+                        ids[i] < ids[i + 1]
+                    }
+                }
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(a), Some(b)) if a == b => {
+                    if descending {
+                        ids[i] > ids[i + 1]
+                    } else {
+                        ids[i] < ids[i + 1]
+                    }
+                }
+                (Some(a), Some(b)) => {
+                    if descending {
+                        a > b
+                    } else {
+                        a < b
+                    }
+                }
+            };
+            assert!(in_order, "{order}: run {} before run {}", ids[i], ids[i + 1]);
+        }
+    }
+    let newest = jade.json(ACME, "/api/v2/accounts/1/runs?order_by=-id&limit=1", 200).await;
+    let all = walk(&jade, "id", 100).await.0;
+    assert_eq!(newest["data"][0]["id"], all.last().unwrap()["id"]);
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_run_is_the_newest_by_id() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let before = jade.json(ACME, "/api/v2/accounts/1/runs?order_by=-id&limit=1", 200).await;
+    let airflow = jade.seeded.airflow("mkt123").await;
+    support::seed::add_run(&airflow, 102, 7).await;
+    let after = jade.json(ACME, "/api/v2/accounts/1/runs?order_by=-id&limit=1", 200).await;
+    assert!(after["data"][0]["id"].as_i64() > before["data"][0]["id"].as_i64());
+    assert_eq!(
+        (after["data"][0]["environment_slug"].as_str(), after["data"][0]["dag_run_id"].as_i64()),
+        (Some("mkt123"), Some(7))
+    );
+    assert_eq!(
+        after["extra"]["pagination"]["total_count"],
+        before["extra"]["pagination"]["total_count"].as_i64().unwrap() + 1
+    );
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_first_listings_assign_one_id_per_run() {
+    let jade = TestJade::start(Scenario { runs_per_environment: 40, unreachable_environment: false }, &[]).await;
+    let requests = (0..50).map(|_| jade.json(ACME, "/api/v2/accounts/1/runs?limit=100&order_by=-id", 200));
+    let pages = futures::future::join_all(requests).await;
+    let mut ids: HashMap<(String, i64), i64> = HashMap::new();
+    for page in &pages {
+        assert_eq!(page["extra"]["pagination"]["total_count"], 120);
+        for run in page["data"].as_array().unwrap() {
+            let key = (run["environment_slug"].as_str().unwrap().to_owned(), run["dag_run_id"].as_i64().unwrap());
+            let id = run["id"].as_i64().unwrap();
+            assert_eq!(*ids.entry(key).or_insert(id), id, "a run got two ids");
+        }
+    }
+    let registry = support::connect(&jade.seeded.jade_db).await;
+    let row = registry
+        .query_one("SELECT count(*), count(DISTINCT (environment_id, dag_run_id)) FROM job_run_ids", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (120, 120));
+    let jobs = registry.query_one("SELECT count(*) FROM job_ids", &[]).await.unwrap();
+    assert_eq!(jobs.get::<_, i64>(0), 6, "the runs' two DAGs in three environments");
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_airflow_database_drops_only_its_environment() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    // broken123 is unreachable from the start: the lists hold everything else.
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs", 200).await;
+    assert_eq!(runs["extra"]["pagination"]["total_count"], 18);
+    assert_eq!(jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=104", 200).await["data"], json!([]));
+
+    // prod123's database goes away after its runs got ids.
+    let in_prod = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=101", 200).await;
+    let run_id = in_prod["data"][0]["id"].as_i64().unwrap();
+    let job_id = in_prod["data"][0]["job_id"].as_i64().unwrap();
+    let datacoves = support::connect(&jade.seeded.datacoves_db).await;
+    datacoves
+        .execute("UPDATE projects_environment SET airflow_config = (SELECT airflow_config FROM projects_environment WHERE id = 104) WHERE id = 101", &[])
+        .await
+        .unwrap();
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs", 200).await;
+    assert_eq!(runs["extra"]["pagination"]["total_count"], 12);
+    assert!(runs["data"].as_array().unwrap().iter().all(|r| r["environment_slug"] != "prod123"));
+    let missing = "Airflow Repo for Environment prod123 not found.";
+    assert_eq!(message(&jade.json(ACME, &format!("/api/v2/accounts/1/runs/{run_id}"), 404).await), missing);
+    assert_eq!(message(&jade.json(ACME, &format!("/api/v2/accounts/1/jobs/{job_id}"), 404).await), missing);
+    assert_eq!(jade.json(ACME, "/api/v2/accounts/1/jobs", 200).await["extra"]["pagination"]["total_count"], 6);
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn latest_run_is_the_newest_success_across_the_projects_environments() {
+    let jade = TestJade::start(Scenario { runs_per_environment: 12, unreachable_environment: true }, &[]).await;
+    // Successful runs are 1 and 7 of each environment; prod123's run 7 is queued a minute
+    // after dev123's and runs as long, so it ends last.
+    let latest = jade.json(ACME, "/api/v2/accounts/1/projects/10/latest-run/", 200).await;
+    assert_eq!(latest["data"]["environment_slug"], "prod123");
+    assert_eq!(latest["data"]["dag_run_id"], 7);
+    assert_eq!(latest["data"]["status"], 1);
+    assert_eq!(message(&jade.json(ACME, "/api/v2/accounts/1/projects/999/latest-run", 404).await), "Not Found");
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn every_route_refuses_other_accounts_ids() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    // Globex's own ids, as its token sees them.
+    let globex_run = jade.json(GLOBEX, "/api/v2/accounts/2/runs?limit=1", 200).await["data"][0].clone();
+    let run_id = globex_run["id"].as_i64().unwrap();
+    let job_id = globex_run["job_id"].as_i64().unwrap();
+    let denied = "Invalid Account in Path. You have no accces to this account.";
+    for path in [
+        "/api/v2/accounts/2".to_owned(),
+        "/api/v2/accounts/2/projects".into(),
+        "/api/v2/accounts/2/projects/20".into(),
+        "/api/v2/accounts/2/projects/20/latest-run".into(),
+        "/api/v2/accounts/2/environments".into(),
+        "/api/v2/accounts/2/environments/200".into(),
+        "/api/v2/accounts/2/jobs".into(),
+        format!("/api/v2/accounts/2/jobs/{job_id}"),
+        "/api/v2/accounts/2/runs".into(),
+        format!("/api/v2/accounts/2/runs/{run_id}"),
+        format!("/api/v2/accounts/2/runs/{run_id}/artifacts/manifest.json"),
+    ] {
+        let body = jade.json(ACME, &path, 401).await;
+        assert_eq!(message(&body), denied, "{path}");
+        assert_eq!(body["status"]["code"], 401);
+        assert_eq!(body["status"]["is_success"], false);
+    }
+    // Globex's ids under Acme's account: not found, never Globex's data.
+    for path in [
+        "/api/v2/accounts/1/projects/20".to_owned(),
+        "/api/v2/accounts/1/projects/20/latest-run".into(),
+        "/api/v2/accounts/1/environments/200".into(),
+        format!("/api/v2/accounts/1/jobs/{job_id}"),
+        format!("/api/v2/accounts/1/runs/{run_id}"),
+        format!("/api/v2/accounts/1/runs/{run_id}/artifacts/manifest.json"),
+    ] {
+        assert_eq!(message(&jade.json(ACME, &path, 404).await), "Not Found", "{path}");
+    }
+    for path in [
+        "/api/v2/accounts/1/runs?environment_id=200",
+        "/api/v2/accounts/1/runs?project_id=20",
+        &format!("/api/v2/accounts/1/runs?job_definition_id={job_id}"),
+        "/api/v2/accounts/1/jobs?environment_id=200",
+        "/api/v2/accounts/1/environments?project_id=20",
+    ] {
+        let body = jade.json(ACME, path, 200).await;
+        assert_eq!(body["data"], json!([]), "{path}");
+    }
+    // A deactivated account is in no token's list.
+    assert_eq!(message(&jade.json(ACME, "/api/v2/accounts/3", 401).await), denied);
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn every_authentication_case_answers_the_contract_message() {
+    let mut jade = TestJade::start(Scenario::default(), &[]).await;
+    let client = &jade.client;
+    let missing = "Missing API Key. Please create a Bearer Token first.";
+    for header in [None, Some("Basic abc"), Some("Bearer "), Some("token-acme")] {
+        let mut request = client.get(jade.url("/api/v2/accounts/1/runs"));
+        if let Some(header) = header {
+            request = request.header("Authorization", header);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{header:?}");
+        assert_eq!(message(&response.json().await.unwrap()), missing);
+    }
+    let bearer = client.get(jade.url("/api/v2/accounts/1")).bearer_auth(ACME).send().await.unwrap();
+    assert_eq!(bearer.status(), 200);
+    let padded = client
+        .get(jade.url("/api/v2/accounts/1"))
+        .header("Authorization", "Token   token-acme  ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(padded.status(), 200);
+    assert_eq!(
+        message(&jade.json("not-a-token", "/api/v2/accounts/1", 401).await),
+        "Invalid API Key. Please use a valid Bearer Token."
+    );
+    assert_eq!(
+        message(&jade.json(ACME, "/api/v2/accounts/abc/runs", 401).await),
+        "Invalid Account in Path. You have no accces to this account."
+    );
+    assert_eq!(jade.json(NOBODY, "/api/v2/accounts/", 200).await["data"], json!([]));
+    let no_scope = jade.json(ACME, "/api/v2/datacoves/manifests", 401).await;
+    assert_eq!(message(&no_scope), "Invalid Path. You requested a non-existent path.");
+    assert_eq!(
+        message(&jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=globex123", 401).await),
+        "Invalid Environment in Path. You have no accces to this environment."
+    );
+    assert_eq!(
+        message(&jade.json(ACME, "/api/internal/projects/globex-dbt/latest-manifest", 401).await),
+        "Invalid Project in Path. You have no accces to this project."
+    );
+    // Open routes.
+    let health = client.get(jade.url("/api/v2/healthcheck")).send().await.unwrap();
+    assert_eq!((health.status().as_u16(), health.text().await.unwrap()), (200, "ok".to_owned()));
+    let legacy = client.get(jade.url("/api/internal/healthcheck/")).send().await.unwrap();
+    assert_eq!(legacy.status(), 200);
+    assert_eq!(client.get(jade.url("/api/v2/openapi")).send().await.unwrap().status(), 200);
+
+    // Verified answers are kept for a while: a known token is not verified again.
+    let calls = jade.verify.calls();
+    jade.json(ACME, "/api/v2/accounts/1", 200).await;
+    assert_eq!(jade.verify.calls(), calls);
+    // The verify service going away: 503 for tokens not verified yet, cached ones still work.
+    jade.verify.halt().await;
+    let down = jade.json(GLOBEX, "/api/v2/accounts/2", 503).await;
+    assert_eq!(message(&down), "Authentication service unavailable. Please retry.");
+    assert_eq!(down["status"]["code"], 503);
+    jade.json(ACME, "/api/v2/accounts/1", 200).await;
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_parameters_answer_400_and_unknown_ids_404() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    for (path, fragment) in [
+        ("/api/v2/accounts/1/runs?limit=abc", "limit"),
+        ("/api/v2/accounts/1/runs?offset=-3", "offset"),
+        ("/api/v2/accounts/1/runs?order_by=name", "order_by"),
+        ("/api/v2/accounts/1/runs?status__in=[x]", "status__in"),
+        ("/api/v2/accounts/1/runs?environment_id=dev", "environment_id"),
+        ("/api/v2/accounts/1/jobs?order_by=-bogus", "order_by"),
+        ("/api/v2/accounts/1/projects?limit=1.5", "limit"),
+    ] {
+        let body = jade.json(ACME, path, 400).await;
+        assert!(message(&body).contains(fragment), "{path}: {body}");
+        assert_eq!(body["status"]["code"], 400);
+    }
+    for path in [
+        "/api/v2/accounts/1/projects/999",
+        "/api/v2/accounts/1/environments/999",
+        "/api/v2/accounts/1/jobs/999",
+        "/api/v2/accounts/1/runs/999",
+        "/api/v2/accounts/1/runs/abc",
+        "/api/v2/accounts/1/runs/1/artifacts/manifest.json",
+        "/api/v2/accounts/1/nothing-here",
+        "/api/v2/nothing",
+    ] {
+        let body = jade.json(ACME, path, 404).await;
+        assert_eq!(message(&body), "Not Found", "{path}");
+    }
+    // Runs are capped at 100 a page.
+    let capped = jade.json(ACME, "/api/v2/accounts/1/runs?limit=500", 200).await;
+    assert_eq!(capped["extra"]["filters"]["limit"], 100);
+    let wrong_method = jade.client.post(jade.url("/api/v2/accounts/1/runs")).bearer_auth(ACME).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    jade.stop().await;
+}

@@ -1,0 +1,124 @@
+//! What the black-box tests run Jade against: real PostgreSQL databases created per test
+//! (Datacoves, Jade, Airflow with one schema per environment, and one environment in a
+//! database of its own), a verify service on a loopback port, and a real Jade server on a
+//! random port.
+
+#![allow(dead_code)]
+
+pub mod seed;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use jade::app::config::Config;
+use jade::startup::{self, Running};
+use tokio_postgres::NoTls;
+
+pub use seed::{Scenario, Seeded};
+pub use verify::VerifyServer;
+
+/// The PostgreSQL server the tests use (`JADE_TEST_PG`, default the local trust-auth server).
+pub fn pg_base() -> String {
+    std::env::var("JADE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn url(database: &str) -> String {
+    format!("{}/{database}", pg_base())
+}
+
+/// Connects, failing the test with a line that says what is missing.
+pub async fn connect(database: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&url(database), NoTls).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {} ({e}). Start it with \
+             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or set JADE_TEST_PG.",
+            url(database)
+        )
+    });
+    tokio::spawn(connection);
+    client
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A database of its own for one test, named `jade_test_<pid>_<n>_<what>`. The test command
+/// drops leftovers of earlier runs.
+pub async fn create_database(what: &str) -> String {
+    let name = format!("jade_test_{}_{}_{what}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let admin = connect("postgres").await;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    name
+}
+
+pub async fn drop_database(name: &str) {
+    let admin = connect("postgres").await;
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}
+
+/// A running Jade over seeded databases, fs storage and the verify server.
+pub struct TestJade {
+    pub server: Running,
+    pub seeded: Seeded,
+    pub verify: VerifyServer,
+    pub client: reqwest::Client,
+    pub storage_dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+impl TestJade {
+    /// Seeds a scenario and starts Jade on it; `overrides` replace configuration variables.
+    pub async fn start(scenario: Scenario, overrides: &[(&str, &str)]) -> TestJade {
+        let seeded = seed::seed(scenario).await;
+        let verify = VerifyServer::start(seeded.identities.clone()).await;
+        let storage_dir = tempfile::tempdir().unwrap();
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("DB_URL".into(), url(&seeded.jade_db)),
+            ("DATACOVES_DB_URL".into(), url(&seeded.datacoves_db)),
+            ("FERNET_KEY".into(), seeded.fernet_key.clone()),
+            ("DATACOVES_VERIFY_URL".into(), verify.url()),
+            ("AIRFLOW_DB_URL_TEMPLATE".into(), format!("{}?options=-csearch_path%3D{{slug}}", url(&seeded.airflow_db))),
+            ("STORAGE_ADAPTER".into(), "fs".into()),
+            ("FS_STORAGE_ROOT".into(), storage_dir.path().display().to_string()),
+            ("POOL_SIZE".into(), "8".into()),
+            ("DATACOVES_POOL_SIZE".into(), "4".into()),
+        ]);
+        for (name, value) in overrides {
+            vars.insert((*name).into(), (*value).into());
+        }
+        let config = Config::from_lookup(move |name| vars.get(name).cloned()).expect("test configuration is valid");
+        let jade = startup::build(&config).await.unwrap_or_else(|e| panic!("Jade did not start: {e}"));
+        let server = startup::spawn(jade, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        TestJade { server, seeded, verify, client: reqwest::Client::new(), storage_dir, config }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    /// `GET path` with `Authorization: Token <token>`.
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).header("Authorization", format!("Token {token}")).send().await.unwrap()
+    }
+
+    /// `GET path` as `token`, expecting `status`, answering the JSON body.
+    pub async fn json(&self, token: &str, path: &str, status: u16) -> serde_json::Value {
+        let response = self.get(token, path).await;
+        let got = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert_eq!(got, status, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await.unwrap();
+        self.verify.stop().await;
+        self.seeded.drop_databases().await;
+    }
+}
+
+/// The error message of an error body.
+pub fn message(body: &serde_json::Value) -> &str {
+    body["errors"]["message"].as_str().unwrap_or_else(|| panic!("no error message in {body}"))
+}

@@ -1,0 +1,239 @@
+//! Realistic Datacoves, Airflow and Jade databases for one test.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use super::{connect, create_database, drop_database};
+
+pub const ACME: &str = "token-acme";
+pub const GLOBEX: &str = "token-globex";
+pub const NOBODY: &str = "token-nobody";
+/// Tokens in the Datacoves `authtoken_token` table, for the database verifier.
+pub const DB_ACME: &str = "dbtoken-acme-0000000000000000000000000";
+pub const DB_DEACTIVATED: &str = "dbtoken-gone-0000000000000000000000000";
+pub const DB_PLAIN: &str = "dbtoken-plain-000000000000000000000000";
+
+const DATACOVES_SCHEMA: &str = include_str!("../fixtures/sql/datacoves-schema.sql");
+const AIRFLOW_SCHEMA: &str = include_str!("../fixtures/sql/airflow-schema.sql");
+
+pub struct Scenario {
+    /// DAG runs seeded in each environment with Airflow.
+    pub runs_per_environment: i64,
+    /// Whether `broken123` (Airflow enabled, its database unreachable) exists.
+    pub unreachable_environment: bool,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario { runs_per_environment: 6, unreachable_environment: true }
+    }
+}
+
+/// Account 1 `acme` (projects 10 `analytics`: environments 100 `dev123` with Airflow in the
+/// shared database, 101 `prod123` with Airflow in a database of its own (external settings);
+/// 11 `marketing`: 102 `mkt123` (in-cluster default, so the URL template), 103 `noflow123`
+/// (Airflow off), 104 `broken123` (unreachable)); account 2 `globex` (project 20
+/// `globex-dbt`, environment 200 `globex123`); account 3 deactivated.
+pub struct Seeded {
+    pub datacoves_db: String,
+    pub jade_db: String,
+    pub airflow_db: String,
+    pub external_airflow_db: String,
+    pub fernet_key: String,
+    /// Verify-service answers by token.
+    pub identities: HashMap<String, Value>,
+    /// (environment id, slug, Airflow schema or database) of every environment with runs.
+    pub airflow_environments: Vec<(i64, &'static str)>,
+}
+
+impl Seeded {
+    pub async fn drop_databases(&self) {
+        for db in [&self.datacoves_db, &self.jade_db, &self.airflow_db, &self.external_airflow_db] {
+            drop_database(db).await;
+        }
+    }
+
+    /// A client of the environment's Airflow database (its schema first on the path).
+    pub async fn airflow(&self, slug: &str) -> tokio_postgres::Client {
+        if slug == "prod123" {
+            return connect(&self.external_airflow_db).await;
+        }
+        let client = connect(&self.airflow_db).await;
+        client.batch_execute(&format!("SET search_path TO {slug}")).await.unwrap();
+        client
+    }
+}
+
+pub fn at(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 3, 1, 8, 0, 0).unwrap() + Duration::minutes(minutes)
+}
+
+/// The state of the n-th seeded run: every Airflow state comes round, `None` included.
+pub fn state(n: i64) -> Option<&'static str> {
+    [Some("success"), Some("failed"), Some("running"), Some("queued"), Some("up_for_retry"), None]
+        [((n - 1) % 6) as usize]
+}
+
+fn identity(account: (i64, &str), projects: &[(i64, &str)], environments: &[(i64, &str)]) -> Value {
+    json!({
+        "email": format!("admin@{}.example", account.1),
+        "name": "Admin",
+        "permissions": [format!("{}|dbt-api:manifest|write", account.1)],
+        "account_ids": [account.0],
+        "accounts": [account.1],
+        "project_ids": projects.iter().map(|p| p.0).collect::<Vec<_>>(),
+        "projects": projects.iter().map(|p| p.1).collect::<Vec<_>>(),
+        "environment_ids": environments.iter().map(|e| e.0).collect::<Vec<_>>(),
+        "environments": environments.iter().map(|e| e.1).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn seed(scenario: Scenario) -> Seeded {
+    let datacoves_db = create_database("datacoves").await;
+    let jade_db = create_database("jade").await;
+    let airflow_db = create_database("airflow").await;
+    let external_airflow_db = create_database("airflow_ext").await;
+    let fernet_key = fernet::Fernet::generate_key();
+    let fernet = fernet::Fernet::new(&fernet_key).unwrap();
+    let encrypt = |config: Value| fernet.encrypt(config.to_string().as_bytes()).into_bytes();
+
+    let datacoves = connect(&datacoves_db).await;
+    datacoves.batch_execute(DATACOVES_SCHEMA).await.unwrap();
+    datacoves
+        .batch_execute(
+            "INSERT INTO users_account (id, name, slug, developer_licenses, plan_id, trial_ends_at, created_at, updated_at, deactivated_at) VALUES
+               (1, 'Acme', 'acme', 5, 2, '2030-01-01T00:00:00Z', '2023-01-01T10:00:00Z', '2024-01-01T10:00:00Z', NULL),
+               (2, 'Globex', 'globex', 3, 1, NULL, '2023-02-01T10:00:00Z', '2024-02-01T10:00:00Z', NULL),
+               (3, 'Gone', 'gone', 1, 1, NULL, '2023-03-01T10:00:00Z', '2024-03-01T10:00:00Z', '2024-03-02T10:00:00Z');
+             INSERT INTO projects_project (id, account_id, name, slug, repository_id, created_at, updated_at) VALUES
+               (10, 1, 'Analytics', 'analytics', 7, '2023-01-02T10:00:00Z', '2024-01-02T10:00:00Z'),
+               (11, 1, 'Marketing', 'marketing', NULL, '2023-01-03T10:00:00Z', '2024-01-03T10:00:00Z'),
+               (20, 2, 'Globex dbt', 'globex-dbt', 9, '2023-02-02T10:00:00Z', '2024-02-02T10:00:00Z');",
+        )
+        .await
+        .unwrap();
+    let enabled = json!({"airflow": {"enabled": true}, "airbyte": {"enabled": false}});
+    let in_cluster = encrypt(json!({"db": {"external": false}, "dags_folder": "orchestrate/dags"}));
+    let external = encrypt(json!({"db": {
+        "external": true, "host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "unused-with-trust",
+        "database": external_airflow_db}}));
+    let unreachable = encrypt(json!({"db": {
+        "external": true, "host": "127.0.0.1", "port": "1", "user": "postgres", "password": "x", "database": "none"}}));
+    let mut environments: Vec<(i64, i64, &str, &str, Value, Option<Vec<u8>>)> = vec![
+        (100, 10, "dev123", "Development", enabled.clone(), Some(in_cluster.clone())),
+        (101, 10, "prod123", "Production", enabled.clone(), Some(external)),
+        (102, 11, "mkt123", "Marketing", enabled.clone(), None),
+        (103, 11, "noflow123", "No Airflow", json!({"airflow": {"enabled": false}}), None),
+        (200, 20, "globex123", "Globex production", enabled.clone(), Some(in_cluster)),
+    ];
+    if scenario.unreachable_environment {
+        environments.push((104, 11, "broken123", "Broken", enabled.clone(), Some(unreachable)));
+    }
+    for (id, project_id, slug, name, services, airflow_config) in &environments {
+        datacoves
+            .execute(
+                "INSERT INTO projects_environment (id, project_id, name, slug, type, services, airflow_config, dbt_home_path, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'dev', $5, $6, 'transform', '2023-05-01T10:00:00Z', '2024-05-01T10:00:00Z')",
+                &[id, project_id, name, slug, services, airflow_config],
+            )
+            .await
+            .unwrap();
+    }
+    seed_permissions(&datacoves).await;
+
+    // Airflow: one schema per environment in the shared database, prod123 in its own.
+    let airflow_environments: Vec<(i64, &'static str)> =
+        vec![(100, "dev123"), (101, "prod123"), (102, "mkt123"), (200, "globex123")];
+    for (environment_id, slug) in &airflow_environments {
+        let client = if *slug == "prod123" {
+            connect(&external_airflow_db).await
+        } else {
+            let client = connect(&airflow_db).await;
+            client.batch_execute(&format!("CREATE SCHEMA {slug}; SET search_path TO {slug};")).await.unwrap();
+            client
+        };
+        client.batch_execute(AIRFLOW_SCHEMA).await.unwrap();
+        seed_airflow(&client, *environment_id, scenario.runs_per_environment).await;
+    }
+
+    let acme = identity(
+        (1, "acme"),
+        &[(10, "analytics"), (11, "marketing")],
+        &[(100, "dev123"), (101, "prod123"), (102, "mkt123"), (103, "noflow123"), (104, "broken123")],
+    );
+    let globex = identity((2, "globex"), &[(20, "globex-dbt")], &[(200, "globex123")]);
+    let nobody = json!({"email": "x@y", "name": "Nobody", "permissions": [], "account_ids": [], "accounts": [],
+                        "project_ids": [], "projects": [], "environment_ids": [], "environments": []});
+    let identities = HashMap::from([(ACME.to_owned(), acme), (GLOBEX.to_owned(), globex), (NOBODY.to_owned(), nobody)]);
+    Seeded { datacoves_db, jade_db, airflow_db, external_airflow_db, fernet_key, identities, airflow_environments }
+}
+
+/// DAGs `daily`, `hourly` (active) and `paused` (inactive, no runs); `runs` runs alternating
+/// between `daily` and `hourly`, queued ten minutes apart.
+async fn seed_airflow(client: &tokio_postgres::Client, environment_id: i64, runs: i64) {
+    for (dag_id, active) in [("daily", true), ("hourly", true), ("paused", false)] {
+        client
+            .execute(
+                "INSERT INTO dag (dag_id, description, is_active, last_parsed_time, schedule_interval)
+                 VALUES ($1, $2, $3, $4, '\"@daily\"')",
+                &[&dag_id, &format!("The {dag_id} DAG"), &active, &at(-60)],
+            )
+            .await
+            .unwrap();
+    }
+    for n in 1..=runs {
+        add_run(client, environment_id, n).await;
+    }
+}
+
+/// Adds the n-th run of the pattern `seed_airflow` uses.
+pub async fn add_run(client: &tokio_postgres::Client, environment_id: i64, n: i64) {
+    let dag_id = if n % 2 == 0 { "daily" } else { "hourly" };
+    let state = state(n);
+    let queued = at(n * 10 + environment_id % 7);
+    let started = (state != Some("queued") && state.is_some()).then(|| queued + Duration::seconds(30));
+    let ended = matches!(state, Some("success" | "failed")).then(|| queued + Duration::seconds(30 + 60 * n));
+    client
+        .execute(
+            "INSERT INTO dag_run (dag_id, run_id, state, queued_at, start_date, end_date, execution_date, run_type)
+             VALUES ($1, $2, $3, $4, $5, $6, $4, 'scheduled')",
+            &[
+                &dag_id,
+                &format!("scheduled__{}", queued.format("%Y-%m-%dT%H:%M:%S%.6f+00:00")),
+                &state,
+                &queued,
+                &started,
+                &ended,
+            ],
+        )
+        .await
+        .unwrap();
+}
+
+/// Users, tokens, groups and permissions for the database verifier (appendix A).
+async fn seed_permissions(datacoves: &tokio_postgres::Client) {
+    datacoves
+        .batch_execute(&format!(
+            "INSERT INTO users_user (id, email, name, deactivated_at) VALUES
+               (1, 'ada@acme.example', 'Ada', NULL), (2, 'gone@acme.example', 'Gone', '2024-01-01T00:00:00Z'),
+               (3, 'plain@acme.example', 'Plain', NULL);
+             INSERT INTO authtoken_token (key, created, user_id) VALUES
+               ('{DB_ACME}', now(), 1), ('{DB_DEACTIVATED}', now(), 2), ('{DB_PLAIN}', now(), 3);
+             INSERT INTO auth_group (id, name) VALUES (1, 'acme developers'), (2, 'globex developers');
+             INSERT INTO users_extendedgroup (id, name, group_id, account_id) VALUES (1, 'acme devs', 1, 1), (2, 'globex devs', 2, 2);
+             INSERT INTO users_user_groups (user_id, group_id) VALUES (1, 1), (2, 1);
+             INSERT INTO auth_permission (id, name, codename) VALUES
+               (1, 'acme:analytics|workbench:airflow|read', 'a'),
+               (2, 'acme:analytics|dbt-api:manifest|write', 'b'),
+               (3, 'acme:marketing:mkt123|workbench:airflow|read', 'c'),
+               (4, 'acme:marketing:mkt123|dbt-api:manifest|write', 'd'),
+               (5, 'acme:marketing:noflow123|dbt-api:manifest|read', 'e'),
+               (6, 'globex:globex-dbt|dbt-api:manifest|write', 'f');
+             INSERT INTO auth_group_permissions (group_id, permission_id) VALUES (1, 1), (1, 2), (1, 3), (1, 4), (2, 6);
+             INSERT INTO users_user_user_permissions (user_id, permission_id) VALUES (1, 5);"
+        ))
+        .await
+        .unwrap();
+}
