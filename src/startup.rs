@@ -188,7 +188,10 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
 
     let jade_db = JadeDatabase::new(pg_config(&config.jade_db, "DB")?, config.jade_db.pool_size, tls(&config.jade_db))
         .map_err(|e| StartupError(e.0))?;
-    jade_db.migrate().await.map_err(|e| StartupError(e.0))?;
+    jade_db
+        .migrate()
+        .await
+        .map_err(|e| StartupError(format!("{} (set by DB_URL, or DB_HOST/DB_PORT/DB_USER/DB_PASS/DB_NAME)", e.0)))?;
 
     let datacoves_pool = pg::pool(
         read_only(pg_config(&config.datacoves_db, "DATACOVES_DB")?),
@@ -196,6 +199,12 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         tls(&config.datacoves_db),
     )
     .map_err(|e| StartupError(e.0))?;
+    datacoves_pool.get().await.map_err(|e| {
+        StartupError(format!(
+            "Datacoves database: {} (set by DATACOVES_DB_URL, or DATACOVES_DB_HOST/_PORT/_USER/_PASS/_NAME)",
+            pg::describe(&e)
+        ))
+    })?;
     let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose());
     let catalog = DatacovesCatalog::new(datacoves_pool.clone(), fernet_key)
         .map_err(|e| StartupError(format!("FERNET_KEY: {}", e.0)))?;

@@ -6,6 +6,7 @@ use deadpool_postgres::Pool;
 use serde::Deserialize;
 use tokio_postgres::Row;
 
+use crate::adapters::pg::describe;
 use crate::domain::catalog::{Account, AirflowDatabase, Environment, Project};
 use crate::ports::BackendError;
 use crate::ports::catalog::Catalog;
@@ -29,7 +30,7 @@ impl DatacovesCatalog {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        self.pool.get().await.map_err(|e| BackendError::new(format!("Datacoves database: {e}")))
+        self.pool.get().await.map_err(|e| BackendError::new(format!("Datacoves database: {}", describe(&e))))
     }
 
     fn environment(&self, row: &Row) -> Environment {
@@ -106,7 +107,7 @@ fn airflow_settings(plain: &[u8]) -> AirflowDatabase {
 }
 
 fn db(error: tokio_postgres::Error) -> BackendError {
-    BackendError::new(format!("Datacoves database: {error}"))
+    BackendError::new(format!("Datacoves database: {}", describe(&error)))
 }
 
 fn account(row: &Row) -> Account {

@@ -7,7 +7,7 @@ mod registry;
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 
-use crate::adapters::pg::{Tls, pool};
+use crate::adapters::pg::{Tls, describe, pool};
 use crate::ports::BackendError;
 
 mod embedded {
@@ -46,12 +46,12 @@ impl JadeDatabase {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        self.pool.get().await.map_err(|e| BackendError::new(format!("Jade database: {e}")))
+        self.pool.get().await.map_err(|e| BackendError::new(format!("Jade database: {}", describe(&e))))
     }
 }
 
 fn db(error: tokio_postgres::Error) -> BackendError {
-    BackendError::new(format!("Jade database: {error}"))
+    BackendError::new(format!("Jade database: {}", describe(&error)))
 }
 
 fn is_unique_violation(error: &tokio_postgres::Error) -> bool {

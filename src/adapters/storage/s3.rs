@@ -23,9 +23,13 @@ use futures::StreamExt;
 use crate::ports::storage::{Blob, BlobSource, BlobStorage, ByteStream, StorageError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time from sending a request until the response headers arrive. For a PUT this includes
-/// sending the body, so uploads get `UPLOAD_BASE_TIMEOUT` plus one second per MiB.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time from sending a request until the response headers arrive, per attempt. For a PUT
+/// this includes sending the body, so uploads get `UPLOAD_BASE_TIMEOUT` plus one second per
+/// MiB instead.
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// All attempts of a request other than a PUT, until the response headers (a GET body
+/// streams afterwards, bounded by `BODY_IDLE_TIMEOUT`).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A GET body that delivers nothing for this long fails instead of hanging (the SDK's
 /// stalled-stream protection usually fires first).
@@ -85,7 +89,7 @@ impl S3Storage {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(settings.region.clone()))
             .credentials_provider(credentials)
-            .timeout_config(timeouts(READ_TIMEOUT))
+            .timeout_config(timeouts())
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(MAX_ATTEMPTS)
@@ -149,8 +153,18 @@ fn check_key(key: &str) -> Result<(), StorageError> {
     Ok(())
 }
 
-fn timeouts(read: Duration) -> TimeoutConfig {
-    TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).read_timeout(read).build()
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// A PUT sends its body before the response comes: each attempt may take as long as
+/// `upload`, and the attempts together are bounded only by their count.
+fn upload_timeouts(upload: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).read_timeout(upload).disable_operation_timeout().build()
 }
 
 #[async_trait]
@@ -177,7 +191,7 @@ impl BlobStorage for S3Storage {
             .content_length(len as i64)
             .body(body)
             .customize()
-            .config_override(aws_sdk_s3::Config::builder().timeout_config(timeouts(upload_timeout)))
+            .config_override(aws_sdk_s3::Config::builder().timeout_config(upload_timeouts(upload_timeout)))
             .send()
             .await
             .map_err(|e| backend("put", &e))?;

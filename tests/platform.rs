@@ -1,0 +1,272 @@
+//! Start-up, configuration, migrations, the database token verifier and the OpenAPI
+//! document, on real PostgreSQL.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use support::seed::{ACME, DB_ACME, DB_DEACTIVATED, DB_PLAIN};
+use support::{Scenario, TestJade, connect, create_database, drop_database, message};
+
+const JADE_SCHEMA: &str = include_str!("fixtures/sql/jade-schema.sql");
+
+async fn migrate(database: &str) {
+    let jade = jade::adapters::postgres::JadeDatabase::new(
+        support::url(database).parse().unwrap(),
+        2,
+        jade::adapters::pg::Tls::None,
+    )
+    .unwrap();
+    jade.migrate().await.unwrap();
+}
+
+async fn snapshot(client: &tokio_postgres::Client) -> Vec<String> {
+    let mut rows = Vec::new();
+    for table in ["job_ids", "job_run_ids", "manifests", "files"] {
+        for row in client.query(&format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY id"), &[]).await.unwrap()
+        {
+            rows.push(format!("{table}: {}", row.get::<_, String>(0)));
+        }
+    }
+    rows
+}
+
+async fn columns(client: &tokio_postgres::Client) -> BTreeSet<String> {
+    client
+        .query(
+            "SELECT table_name || '.' || column_name || ':' || data_type || ':' || is_nullable FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name IN ('job_ids', 'job_run_ids', 'manifests', 'files')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_build_the_schema_and_adopt_the_first_jades_database_keeping_every_row() {
+    // An empty database, migrated twice, has the spec's tables and columns.
+    let empty = create_database("migrate_empty").await;
+    migrate(&empty).await;
+    migrate(&empty).await;
+    let reference = create_database("migrate_reference").await;
+    let reference_client = connect(&reference).await;
+    reference_client.batch_execute(JADE_SCHEMA).await.unwrap();
+    let empty_client = connect(&empty).await;
+    assert_eq!(columns(&empty_client).await, columns(&reference_client).await);
+    let unique: i64 = empty_client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND indexdef LIKE 'CREATE UNIQUE%' \
+             AND tablename IN ('job_ids', 'job_run_ids', 'manifests', 'files')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unique, 8, "four primary keys, the two registries, manifests' tag and files' slug");
+
+    // A database the first Jade migrated, with rows: adopted as is, twice.
+    let adopted = reference;
+    reference_client
+        .batch_execute(
+            "INSERT INTO job_ids (environment_id, dag_id) VALUES (1, 'daily'), (1, 'hourly');
+             INSERT INTO job_run_ids (environment_id, dag_run_id) VALUES (1, 10), (1, 11), (2, 10);
+             INSERT INTO manifests (account_id, project_id, environment_slug, tag, dag_id, dag_run_id, dag_run_run_id, job_run_id, content, inserted_at, updated_at)
+               VALUES (1, 1, 'dev', 'v1', 'daily', 10, 'manual__1', 1, '{\"metadata\": {}, \"nodes\": {}}', now(), now());
+             INSERT INTO files (filename, environment_slug, tag, path, inserted_at, updated_at)
+               VALUES ('a.json', 'dev', 't', '/environments/dev/files/t/a.json', now(), now()),
+                      ('a.json', 'dev', 't', '/environments/dev/files/t/a.json', now(), now());",
+        )
+        .await
+        .unwrap();
+    let before = snapshot(&reference_client).await;
+    migrate(&adopted).await;
+    migrate(&adopted).await;
+    assert_eq!(snapshot(&reference_client).await, before);
+    // New ids continue after the adopted ones.
+    let next: i64 = reference_client
+        .query_one("INSERT INTO job_run_ids (environment_id, dag_run_id) VALUES (3, 1) RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 4);
+    drop(reference_client);
+    drop(empty_client);
+    drop_database(&empty).await;
+    drop_database(&adopted).await;
+}
+
+#[tokio::test]
+async fn the_database_verifier_answers_what_the_verify_view_computes() {
+    let jade =
+        TestJade::start(Scenario::default(), &[("AUTH_VERIFIER", "database"), ("AUTH_CACHE_TTL_SECONDS", "0")]).await;
+    // Ada writes to project analytics (all its environments) and to environment mkt123.
+    assert_eq!(jade.json(DB_ACME, "/api/v2/accounts/", 200).await["data"][0]["id"], 1);
+    assert_eq!(jade.json(DB_ACME, "/api/v2/accounts/1/projects", 200).await["extra"]["pagination"]["total_count"], 2);
+    jade.json(DB_ACME, "/api/v2/datacoves/manifests?environment_slug=mkt123", 404).await;
+    jade.json(DB_ACME, "/api/v2/datacoves/projects/marketing/latest-manifest", 404).await;
+    let read_only = jade.json(DB_ACME, "/api/v2/datacoves/manifests?environment_slug=noflow123", 401).await;
+    assert_eq!(message(&read_only), "Invalid Environment in Path. You have no accces to this environment.");
+    let other = jade.json(DB_ACME, "/api/v2/accounts/2", 401).await;
+    assert_eq!(message(&other), "Invalid Account in Path. You have no accces to this account.");
+    // A deactivated user's token, and an unknown token, are invalid; a user without
+    // permissions reaches nothing.
+    for token in [DB_DEACTIVATED, ACME] {
+        let body = jade.json(token, "/api/v2/accounts/1", 401).await;
+        assert_eq!(message(&body), "Invalid API Key. Please use a valid Bearer Token.");
+    }
+    assert_eq!(jade.json(DB_PLAIN, "/api/v2/accounts/", 200).await["data"], json!([]));
+    jade.json(DB_PLAIN, "/api/v2/accounts/1", 401).await;
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn with_airflow_off_job_and_run_lists_are_empty() {
+    let jade = TestJade::start(Scenario::default(), &[("CONNECT_TO_AIRFLOW", "false")]).await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs", 200).await;
+    assert_eq!((runs["data"].clone(), runs["extra"]["pagination"]["total_count"].clone()), (json!([]), json!(0)));
+    assert_eq!(jade.json(ACME, "/api/v2/accounts/1/jobs", 200).await["data"], json!([]));
+    assert_eq!(jade.json(ACME, "/api/v2/accounts/1/environments", 200).await["data"].as_array().unwrap().len(), 5);
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_with_parameters_and_schemas() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let spec = jade.client.get(jade.url("/api/v2/openapi")).send().await.unwrap().json::<Value>().await.unwrap();
+    // For the external validator the test command runs.
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("openapi.json");
+    std::fs::write(&out, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(
+        spec["components"]["securitySchemes"]["BearerToken"],
+        json!({"type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["BearerToken"]["description"]})
+    );
+    let tags: BTreeSet<&str> = spec["tags"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(tags, BTreeSet::from(["dbt-api", "datacoves"]));
+    let routes: Vec<(&str, &str)> = vec![
+        ("/api/v2/accounts", "get"),
+        ("/api/v2/accounts/{account_id}", "get"),
+        ("/api/v2/accounts/{account_id}/projects", "get"),
+        ("/api/v2/accounts/{account_id}/projects/{project_id}", "get"),
+        ("/api/v2/accounts/{account_id}/projects/{project_id}/latest-run", "get"),
+        ("/api/v2/accounts/{account_id}/environments", "get"),
+        ("/api/v2/accounts/{account_id}/environments/{environment_id}", "get"),
+        ("/api/v2/accounts/{account_id}/jobs", "get"),
+        ("/api/v2/accounts/{account_id}/jobs/{job_id}", "get"),
+        ("/api/v2/accounts/{account_id}/runs", "get"),
+        ("/api/v2/accounts/{account_id}/runs/{run_id}", "get"),
+        ("/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{artifact}", "get"),
+        ("/api/v2/datacoves/manifests", "get"),
+        ("/api/v2/datacoves/manifests", "post"),
+        ("/api/v2/datacoves/projects/{project_slug}/latest-manifest", "get"),
+        ("/api/v2/datacoves/environments/{environment_slug}/files", "get"),
+        ("/api/v2/datacoves/environments/{environment_slug}/files", "post"),
+        ("/api/v2/datacoves/environments/{environment_slug}/files", "put"),
+        ("/api/v2/datacoves/environments/{environment_slug}/files", "patch"),
+        ("/api/v2/datacoves/environments/{environment_slug}/files", "delete"),
+        ("/api/v2/healthcheck", "get"),
+        ("/api/internal/manifests", "get"),
+        ("/api/internal/manifests", "post"),
+        ("/api/internal/projects/{project_slug}/latest-manifest", "get"),
+        ("/api/internal/environments/{environment_slug}/files", "get"),
+        ("/api/internal/environments/{environment_slug}/files", "post"),
+        ("/api/internal/environments/{environment_slug}/files", "put"),
+        ("/api/internal/environments/{environment_slug}/files", "patch"),
+        ("/api/internal/environments/{environment_slug}/files", "delete"),
+        ("/api/internal/healthcheck", "get"),
+    ];
+    let paths = spec["paths"].as_object().unwrap();
+    let listed: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
+    assert_eq!(listed, routes.len(), "every route once: {:?}", paths.keys().collect::<Vec<_>>());
+    for (path, method) in routes {
+        let operation = &spec["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is missing");
+        let parameters: Vec<&str> = operation["parameters"]
+            .as_array()
+            .map(|p| p.iter().map(|p| p["name"].as_str().unwrap()).collect())
+            .unwrap_or_default();
+        for segment in path.split('/').filter(|s| s.starts_with('{')) {
+            assert!(parameters.contains(&segment.trim_matches(['{', '}'])), "{method} {path}: {parameters:?}");
+        }
+        let ok = operation["responses"].as_object().unwrap().keys().find(|code| code.starts_with('2'));
+        assert!(ok.is_some(), "{method} {path} documents no success");
+        if !path.ends_with("healthcheck") {
+            assert_eq!(operation["security"], json!([{"BearerToken": []}]), "{method} {path}");
+            assert!(operation["responses"]["401"].is_object(), "{method} {path}");
+        }
+    }
+    let runs = &spec["paths"]["/api/v2/accounts/{account_id}/runs"]["get"];
+    let names: BTreeSet<&str> =
+        runs["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for name in [
+        "job_definition_id",
+        "job_definition_id__in",
+        "status",
+        "status__in",
+        "order_by",
+        "limit",
+        "offset",
+        "include_related",
+        "project_id__in",
+        "environment_id",
+    ] {
+        assert!(names.contains(name), "runs lacks {name}");
+    }
+    let schema = &runs["responses"]["200"]["content"]["application/json; charset=utf-8"]["schema"]["$ref"];
+    assert_eq!(schema, "#/components/schemas/ListEnvelope_JobRun");
+    for name in ["Account", "Project", "Environment", "Job", "JobRun", "File", "Error"] {
+        assert!(spec["components"]["schemas"][name].is_object(), "schema {name}");
+    }
+
+    let ui = jade.client.get(jade.url("/api/v2/swaggerui")).send().await.unwrap();
+    assert_eq!(ui.status(), 200);
+    let html = ui.text().await.unwrap();
+    assert!(html.contains("url: \"/api/v2/openapi\""), "Swagger UI loads the served document");
+    assert!(html.contains("SwaggerUIBundle"), "Swagger UI's script is embedded");
+    jade.stop().await;
+}
+
+#[test]
+fn jade_serve_names_what_is_missing_in_one_line() {
+    let run = |vars: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jade"));
+        command.arg("serve").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        stderr
+    };
+    assert!(run(&[]).contains("FERNET_KEY"));
+    assert!(run(&[("FERNET_KEY", "k")]).contains("DATACOVES_VERIFY_URL"));
+    let bad_port = run(&[("CONNECT_TO_AIRFLOW", "false"), ("AUTH_VERIFIER", "database"), ("PORT", "eighty")]);
+    assert!(bad_port.contains("PORT"), "{bad_port}");
+    let secret = "postgres://u:hunter2@host:notaport/db";
+    let bad_url = run(&[
+        ("CONNECT_TO_AIRFLOW", "false"),
+        ("AUTH_VERIFIER", "database"),
+        ("STORAGE_ADAPTER", "fs"),
+        ("FS_STORAGE_ROOT", "/tmp/jade-x"),
+        ("DB_URL", secret),
+    ]);
+    assert!(bad_url.contains("DB_URL") && !bad_url.contains("hunter2"), "{bad_url}");
+    let unreachable = run(&[
+        ("CONNECT_TO_AIRFLOW", "false"),
+        ("AUTH_VERIFIER", "database"),
+        ("STORAGE_ADAPTER", "fs"),
+        ("FS_STORAGE_ROOT", "/tmp/jade-x"),
+        ("DB_URL", "postgres://jade:hunter2@127.0.0.1:1/jade"),
+    ]);
+    assert!(
+        unreachable.contains("DB_URL") && unreachable.contains("refused") && !unreachable.contains("hunter2"),
+        "{unreachable}"
+    );
+}
