@@ -199,7 +199,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         tls(&config.datacoves_db),
     )
     .map_err(|e| StartupError(e.0))?;
-    datacoves_pool.get().await.map_err(|e| {
+    let _connected = datacoves_pool.get().await.map_err(|e| {
         StartupError(format!(
             "Datacoves database: {} (set by DATACOVES_DB_URL, or DATACOVES_DB_HOST/_PORT/_USER/_PASS/_NAME)",
             pg::describe(&e)
