@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every test of Jade: unit tests, and black-box tests over real HTTP against real
+# PostgreSQL, an S3 server (moto_server) and Azure's Blob emulator (Azurite).
+#
+# Sets up what the tests need: installs moto_server, Azurite and an OpenAPI validator
+# under .tools/ (first run only), checks that PostgreSQL answers on 127.0.0.1:5432 (and
+# starts the local cluster if it is installed but down), and drops databases that earlier,
+# interrupted runs left behind. Any missing service fails the run with a line naming it.
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test api_v2`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+OPENAPI_VALIDATOR_VERSION="0.7.2"
+
+fail() { echo "scripts/test.sh: $*" >&2; exit 1; }
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+pg_up() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; }
+if ! pg_up; then
+    if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+        echo "starting the local PostgreSQL cluster" >&2
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+        for _ in $(seq 1 20); do pg_up && break; sleep 0.5; done
+    fi
+    pg_up || fail "PostgreSQL does not answer on $PG_HOST:$PG_PORT (trust auth for user postgres is expected; JADE_TEST_PG overrides the URL)"
+fi
+if command -v psql >/dev/null; then
+    psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atc \
+        "SELECT datname FROM pg_database WHERE datname LIKE 'jade_test_%'" |
+        while read -r db; do
+            psql -q -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+        done
+fi
+
+# --- Object-storage servers and the OpenAPI validator ---------------------------------------
+scripts/install-storage-servers.sh >/dev/null
+# shellcheck disable=SC1091
+source .tools/env
+[ -x "$JADE_MOTO_SERVER" ] || fail "moto_server is missing at $JADE_MOTO_SERVER"
+[ -x "$JADE_AZURITE_BLOB" ] || fail "azurite-blob is missing at $JADE_AZURITE_BLOB"
+if ! .tools/venv/bin/python -c "import openapi_spec_validator" 2>/dev/null; then
+    .tools/venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION" || fail "cannot install openapi-spec-validator from PyPI"
+fi
+
+# --- Tests ----------------------------------------------------------------------------------
+rm -f target/tmp/openapi.json
+cargo test --all-features --locked "$@"
+
+# The OpenAPI document the platform tests fetched from a running Jade.
+if [ -f target/tmp/openapi.json ]; then
+    .tools/venv/bin/openapi-spec-validator target/tmp/openapi.json
+fi
