@@ -259,6 +259,7 @@ fn airflow(config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::Airf
     use crate::adapters::airflow::{AirflowDatabases, AirflowSettings};
     let settings = AirflowSettings {
         url_template: config.airflow.url_template.as_ref().map(|t| t.expose().to_owned()),
+        pool_size: config.airflow.pool_size,
         tls: tls(&config.datacoves_db),
         ..AirflowSettings::default()
     };

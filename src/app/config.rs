@@ -76,6 +76,8 @@ pub struct Airflow {
     pub fernet_key: Option<Secret>,
     /// `AIRFLOW_DB_URL_TEMPLATE`: replaces the in-cluster default; `{slug}` is replaced.
     pub url_template: Option<Secret>,
+    /// `AIRFLOW_POOL_SIZE`: connections per environment's Airflow database (default 4).
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +141,10 @@ impl Config {
                     (_, key) => key.map(Secret),
                 },
                 url_template: env.get("AIRFLOW_DB_URL_TEMPLATE").map(Secret),
+                pool_size: match env.parse("AIRFLOW_POOL_SIZE", 4)? {
+                    0 => return Err(ConfigError::new("AIRFLOW_POOL_SIZE", "must be at least 1")),
+                    size => size,
+                },
             },
             auth: Auth {
                 verifier: match env.get("AUTH_VERIFIER").as_deref().unwrap_or("http") {

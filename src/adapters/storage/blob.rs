@@ -118,7 +118,9 @@ impl AzureBlobStorage {
                 tracing::info!(container = %self.container.container_name(), "created blob container");
                 Ok(())
             }
-            Err(e) if http_status(&e) == Some(409) => Ok(()),
+            Err(e) if matches!(e.kind(), ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "ContainerAlreadyExists") => {
+                Ok(())
+            }
             Err(e) => Err(backend("create container", &e)),
         }
     }
@@ -242,36 +244,42 @@ impl BlobStorage for AzureBlobStorage {
 
     async fn get(&self, key: &str) -> Result<Blob, StorageError> {
         let blob = self.blob_client(key)?;
-        let properties = match blob.get_properties().await {
-            Ok(response) => response.blob.properties,
-            Err(e) if is_blob_not_found(&e) => return Err(StorageError::NotFound),
-            Err(e) => return Err(backend("get properties", &e)),
-        };
-        let len = properties.content_length;
-        if len == 0 {
-            return Ok(Blob { len: Some(0), body: futures::stream::empty().boxed() });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let properties = match blob.get_properties().await {
+                Ok(response) => response.blob.properties,
+                Err(e) if is_blob_not_found(&e) => return Err(StorageError::NotFound),
+                Err(e) => return Err(backend("get properties", &e)),
+            };
+            let len = properties.content_length;
+            if len == 0 {
+                return Ok(Blob { len: Some(0), body: futures::stream::empty().boxed() });
+            }
+            // Every range request is pinned to the version seen above: when the blob is
+            // replaced mid-download the stream fails (412) instead of mixing two bodies.
+            let mut pages = blob
+                .get()
+                .range(Range::new(0, len))
+                .if_match(IfMatchCondition::Match(properties.etag.to_string()))
+                .chunk_size(GET_CHUNK)
+                .into_stream();
+            // Fetch the first range now, so that failures show before the caller sends anything.
+            let first = match pages.next().await {
+                Some(Ok(page)) => page,
+                Some(Err(e)) if is_blob_not_found(&e) => return Err(StorageError::NotFound),
+                // Replaced between the two requests: look again.
+                Some(Err(e)) if http_status(&e) == Some(412) && attempt < 3 => continue,
+                Some(Err(e)) => return Err(backend("get", &e)),
+                None => return Err(StorageError::Backend("blob get: empty response".into())),
+            };
+            let chunks = futures::stream::once(async move { Ok(first) })
+                .chain(pages)
+                .map_ok(|page| page.data)
+                .try_flatten()
+                .map_err(|e| std::io::Error::other(truncate(format!("blob body: {}", describe(&e)))));
+            return Ok(Blob { len: Some(len), body: idle_timeout(chunks.boxed(), BODY_IDLE_TIMEOUT) });
         }
-        // Every range request is pinned to the version seen above: when the blob is
-        // replaced mid-download the stream fails (412) instead of mixing two bodies.
-        let mut pages = blob
-            .get()
-            .range(Range::new(0, len))
-            .if_match(IfMatchCondition::Match(properties.etag.to_string()))
-            .chunk_size(GET_CHUNK)
-            .into_stream();
-        // Fetch the first range now, so that failures show before the caller sends anything.
-        let first = match pages.next().await {
-            Some(Ok(page)) => page,
-            Some(Err(e)) if is_blob_not_found(&e) => return Err(StorageError::NotFound),
-            Some(Err(e)) => return Err(backend("get", &e)),
-            None => return Err(StorageError::Backend("blob get: empty response".into())),
-        };
-        let chunks = futures::stream::once(async move { Ok(first) })
-            .chain(pages)
-            .map_ok(|page| page.data)
-            .try_flatten()
-            .map_err(|e| std::io::Error::other(truncate(format!("blob body: {}", describe(&e)))));
-        Ok(Blob { len: Some(len), body: idle_timeout(chunks.boxed(), BODY_IDLE_TIMEOUT) })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -330,7 +338,7 @@ fn is_blob_not_found(error: &azure_core::Error) -> bool {
 
 fn backend(op: &str, error: &azure_core::Error) -> StorageError {
     let message = describe(error);
-    tracing::warn!(op, error = %message, "blob request failed");
+    tracing::debug!(op, error = %message, "blob request failed");
     StorageError::Backend(truncate(format!("blob {op}: {message}")))
 }
 

@@ -33,7 +33,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A GET body that delivers nothing for this long fails instead of hanging.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// An upload may take this long plus one second per MiB (i.e. it fails below ~1 MiB/s).
-const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(60);
+const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_ERROR_LEN: usize = 300;
 
 /// Where the MinIO server is and how to sign in.
@@ -210,7 +210,7 @@ impl Failure {
                 format!("{what} timed out after {}s", after.as_secs())
             }
         };
-        tracing::warn!(op, error = %message, "minio request failed");
+        tracing::debug!(op, error = %message, "minio request failed");
         StorageError::Backend(truncate(format!("minio {op}: {message}")))
     }
 }

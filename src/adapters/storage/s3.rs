@@ -30,7 +30,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// All attempts of a request other than a PUT, until the response headers (a GET body
 /// streams afterwards, bounded by `BODY_IDLE_TIMEOUT`).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
-const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(60);
+const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A GET body that delivers nothing for this long fails instead of hanging (the SDK's
 /// stalled-stream protection usually fires first).
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -87,7 +87,12 @@ impl S3Storage {
         let credentials = Credentials::new(settings.access_key, settings.secret_key, None, None, "jade-settings");
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(settings.region.clone()))
+            // S3-compatible servers mostly ignore the region, but signing needs one.
+            .region(Region::new(if settings.region.is_empty() {
+                "us-east-1".to_owned()
+            } else {
+                settings.region.clone()
+            }))
             .credentials_provider(credentials)
             .timeout_config(timeouts())
             .retry_config(
@@ -162,9 +167,9 @@ fn timeouts() -> TimeoutConfig {
 }
 
 /// A PUT sends its body before the response comes: each attempt may take as long as
-/// `upload`, and the attempts together are bounded only by their count.
+/// `upload`, and all attempts together twice that.
 fn upload_timeouts(upload: Duration) -> TimeoutConfig {
-    TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).read_timeout(upload).disable_operation_timeout().build()
+    TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).read_timeout(upload).operation_timeout(upload * 2).build()
 }
 
 #[async_trait]
@@ -267,7 +272,7 @@ where
         }
         other => chain(other),
     };
-    tracing::warn!(op, error = %message, "s3 request failed");
+    tracing::debug!(op, error = %message, "s3 request failed");
     StorageError::Backend(truncate(format!("s3 {op}: {message}")))
 }
 
