@@ -5,10 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::adapters::auth::CachedVerifier;
-use crate::adapters::memory::SystemClock;
 use crate::app::config::{Config, LogFormat, Storage};
-use crate::app::{Jade, Ports, Settings};
+use crate::app::{Jade, Settings};
 use crate::ports::storage::BlobStorage;
 
 /// Why Jade cannot start; printed as one line.
@@ -117,12 +115,14 @@ fn missing(adapter: &str, feature: &str) -> StartupError {
     ))
 }
 
+#[cfg_attr(not(any(feature = "storage-minio", feature = "storage-s3", feature = "storage-blob")), allow(dead_code))]
+fn failed(adapter: &str, error: crate::ports::storage::StorageError) -> StartupError {
+    StartupError(format!("STORAGE_ADAPTER={adapter}: {error}"))
+}
+
 /// The storage adapter `STORAGE_ADAPTER` names, or a line saying which Cargo feature the
 /// build lacks for it.
 pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupError> {
-    let failed = |adapter: &str, error: crate::ports::storage::StorageError| {
-        StartupError(format!("STORAGE_ADAPTER={adapter}: {error}"))
-    };
     match config {
         #[cfg(feature = "storage-minio")]
         Storage::Minio { url, access_key, secret_key, bucket } => {
@@ -181,7 +181,9 @@ pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupEr
 /// Jade database first.
 #[cfg(feature = "postgres")]
 pub async fn build(config: &Config) -> Result<Jade, StartupError> {
+    use crate::adapters::auth::CachedVerifier;
     use crate::adapters::datacoves::DatacovesCatalog;
+    use crate::adapters::memory::SystemClock;
     use crate::adapters::pg::{self, read_only};
     use crate::adapters::postgres::JadeDatabase;
     use crate::app::config::Verifier;
@@ -236,7 +238,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
     let storage = storage(&config.storage).await?;
     tracing::info!(storage = storage.backend(), airflow = airflow.is_some(), "adapters ready");
     let jade_db = Arc::new(jade_db);
-    let ports = Ports {
+    let ports = crate::app::Ports {
         catalog: Arc::new(catalog),
         airflow,
         registry: jade_db.clone(),

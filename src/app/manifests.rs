@@ -1,6 +1,6 @@
 //! Manifests (contract §4): uploaded with or without a DAG run, read whole or trimmed.
 
-use std::io::BufReader;
+use std::io::{BufReader, BufWriter};
 
 use bytes::Bytes;
 
@@ -56,13 +56,10 @@ impl Jade {
             (None, Some(_)) => return Err(Error::invalid("dag_id", "can't be blank")),
         };
 
-        let path = file.path.to_path_buf();
-        let trimmed = blocking(move || manifest::trim(BufReader::new(std::fs::File::open(path)?))).await?.map_err(
-            |e| match e {
-                ManifestError::Io(e) => Error::Internal(format!("reading the spooled manifest: {e}")),
-                invalid => Error::invalid("file", &invalid.to_string()),
-            },
-        )?;
+        let trimmed = self.trim_spooled(&file.path).await?.map_err(|e| match e {
+            ManifestError::Io(e) => Error::Internal(format!("trimming the spooled manifest: {e}")),
+            invalid => Error::invalid("file", &invalid.to_string()),
+        })?;
 
         let id = self.ports.manifests.reserve_id().await.map_err(backend)?;
         let (key, trimmed_key) = manifest::keys(environment.account_id, &environment.slug, id, run.as_ref());
@@ -74,10 +71,12 @@ impl Jade {
             tag,
             run,
         };
-        let full = BlobSource::File { path: file.path.to_path_buf(), len: file.len };
         let stored = async {
-            self.ports.storage.put(&key, full).await?;
-            self.ports.storage.put(&trimmed_key, BlobSource::Bytes(Bytes::from(trimmed))).await
+            self.ports.storage.put(&key, BlobSource::File { path: file.path.to_path_buf(), len: file.len }).await?;
+            self.ports
+                .storage
+                .put(&trimmed_key, BlobSource::File { path: trimmed.path.to_path_buf(), len: trimmed.len })
+                .await
         };
         if let Err(error) = stored.await {
             tracing::error!(%error, key, "storing a manifest failed");
@@ -153,23 +152,41 @@ impl Jade {
             Err(StorageError::NotFound) => {}
             Err(error) => return Err(storage_read_failed(&error)),
         }
-        let trimmed = match self.ports.storage.get(&manifest.key()).await {
+        let keep = |source: BlobSource| async move {
+            if let Err(error) = self.ports.storage.put(&manifest.trimmed_key(), source).await {
+                tracing::warn!(%error, manifest = manifest.id, "keeping a built trimmed manifest failed");
+            }
+        };
+        match self.ports.storage.get(&manifest.key()).await {
             Ok(full) => {
-                let spooled = self.spool(full).await?;
-                let path = spooled.path.to_path_buf();
-                let trimmed = blocking(move || manifest::trim(BufReader::new(std::fs::File::open(path)?))).await?;
-                Bytes::from(trimmed.map_err(|e| Error::Internal(format!("stored manifest {}: {e}", manifest.id)))?)
+                let full = self.spool(full).await?;
+                let trimmed = self
+                    .trim_spooled(&full.path)
+                    .await?
+                    .map_err(|e| Error::Internal(format!("stored manifest {}: {e}", manifest.id)))?;
+                keep(BlobSource::File { path: trimmed.path.to_path_buf(), len: trimmed.len }).await;
+                trimmed.into_blob().await.map_err(|e| Error::Internal(format!("reading a spool file: {e}")))
             }
             Err(StorageError::NotFound) => {
                 let legacy = self.ports.manifests.legacy_content(manifest.id, true).await.map_err(backend)?;
-                legacy.ok_or_else(Error::not_found)?
+                let trimmed = legacy.ok_or_else(Error::not_found)?;
+                keep(BlobSource::Bytes(trimmed.clone())).await;
+                Ok(blob_of(trimmed))
             }
-            Err(error) => return Err(storage_read_failed(&error)),
-        };
-        if let Err(error) = self.ports.storage.put(&manifest.trimmed_key(), BlobSource::Bytes(trimmed.clone())).await {
-            tracing::warn!(%error, manifest = manifest.id, "keeping a built trimmed manifest failed");
+            Err(error) => Err(storage_read_failed(&error)),
         }
-        Ok(blob_of(trimmed))
+    }
+
+    /// Validates a spooled manifest and writes its trimmed form to a new spool file, off the
+    /// async workers.
+    async fn trim_spooled(&self, full: &std::path::Path) -> Result<Result<Spooled, ManifestError>, Error> {
+        let (out, path) = self.spool_file()?.into_parts();
+        let full = full.to_path_buf();
+        blocking(move || {
+            let len = manifest::trim(BufReader::new(std::fs::File::open(full)?), BufWriter::new(out))?;
+            Ok(Spooled { path, len, filename: None })
+        })
+        .await
     }
 
     async fn legacy_body(&self, manifest: &Manifest, trimmed: bool) -> Result<Blob, Error> {

@@ -136,19 +136,35 @@ fn backend(error: BackendError) -> Error {
 const STORAGE_READ_FAILED: &str = "The request to the storage bucket failed.";
 const STORAGE_WRITE_FAILED: &str = "File upload failed. Please check the error in the logs.";
 
+impl Spooled {
+    /// The spooled body as a stream. The file is unlinked at once; the open handle keeps it
+    /// readable until the stream ends.
+    pub async fn into_blob(self) -> std::io::Result<crate::ports::storage::Blob> {
+        let file = tokio::fs::File::open(&self.path).await?;
+        let len = self.len;
+        drop(self);
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+        Ok(crate::ports::storage::Blob { len: Some(len), body: Box::pin(body) })
+    }
+}
+
 impl Jade {
+    /// A new, empty spool file (in `spool_dir` when set).
+    fn spool_file(&self) -> Result<tempfile::NamedTempFile, Error> {
+        match &self.settings.spool_dir {
+            Some(dir) => tempfile::NamedTempFile::new_in(dir),
+            None => tempfile::NamedTempFile::new(),
+        }
+        .map_err(|e| Error::Internal(format!("cannot create a spool file: {e}")))
+    }
+
     /// Streams a stored body to a temporary file, so it can be checked before it is served
     /// without being held in memory.
     async fn spool(&self, mut blob: crate::ports::storage::Blob) -> Result<Spooled, Error> {
         use futures::StreamExt;
         use tokio::io::AsyncWriteExt;
 
-        let temp = match &self.settings.spool_dir {
-            Some(dir) => tempfile::NamedTempFile::new_in(dir),
-            None => tempfile::NamedTempFile::new(),
-        }
-        .map_err(|e| Error::Internal(format!("cannot create a spool file: {e}")))?;
-        let (file, path) = temp.into_parts();
+        let (file, path) = self.spool_file()?.into_parts();
         let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
         let mut len = 0u64;
         while let Some(chunk) = blob.body.next().await {

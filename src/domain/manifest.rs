@@ -1,7 +1,7 @@
 //! dbt manifests: their rows, storage keys and trimmed form.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -91,24 +91,25 @@ pub enum ManifestError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads a manifest once, validating that it is one JSON object, and returns its trimmed
-/// form `{"metadata": .., "nodes": ..}` (a member the manifest lacks is `null`). The members
-/// are copied as raw text; no tree of the manifest is built, and every other member is
-/// skipped without being kept.
-pub fn trim(reader: impl Read) -> Result<Vec<u8>, ManifestError> {
+/// Reads a manifest once, validating that it is one JSON object, and writes its trimmed
+/// form `{"metadata": .., "nodes": ..}` to `out` (a member the manifest lacks is `null`);
+/// answers how many bytes were written. The two members are kept as raw text; no tree of the
+/// manifest is built, and every other member is skipped without being kept.
+pub fn trim(reader: impl Read, mut out: impl Write) -> Result<u64, ManifestError> {
     let mut deserializer = serde_json::Deserializer::from_reader(reader);
     let trimmed = deserializer.deserialize_map(TrimVisitor).map_err(|e| classify(&e))?;
     deserializer.end().map_err(|e| classify(&e))?;
-    let null = || RawValue::from_string("null".to_owned()).expect("null is JSON");
-    let metadata = trimmed.metadata.unwrap_or_else(null);
-    let nodes = trimmed.nodes.unwrap_or_else(null);
-    let mut out = Vec::with_capacity(metadata.get().len() + nodes.get().len() + 24);
-    out.extend_from_slice(b"{\"metadata\":");
-    out.extend_from_slice(metadata.get().as_bytes());
-    out.extend_from_slice(b",\"nodes\":");
-    out.extend_from_slice(nodes.get().as_bytes());
-    out.push(b'}');
-    Ok(out)
+    fn raw(value: &Option<Box<RawValue>>) -> &[u8] {
+        value.as_ref().map_or(b"null", |v| v.get().as_bytes())
+    }
+    let parts: [&[u8]; 5] = [b"{\"metadata\":", raw(&trimmed.metadata), b",\"nodes\":", raw(&trimmed.nodes), b"}"];
+    let mut written = 0u64;
+    for part in parts {
+        out.write_all(part)?;
+        written += part.len() as u64;
+    }
+    out.flush()?;
+    Ok(written)
 }
 
 fn classify(error: &serde_json::Error) -> ManifestError {
@@ -211,11 +212,18 @@ mod tests {
         assert_eq!(manifest(false).trimmed_key(), "accounts/3/environments/dev123/manifests/42/manifest.trimmed.json");
     }
 
+    fn trimmed(body: &[u8]) -> Result<Vec<u8>, ManifestError> {
+        let mut out = Vec::new();
+        let written = trim(body, &mut out)?;
+        assert_eq!(written, out.len() as u64);
+        Ok(out)
+    }
+
     #[test]
     fn trimming_keeps_metadata_and_nodes_verbatim() {
         let body = br#"{"metadata": {"dbt_version": "1.6.9"}, "macros": {"m": [1, 2]},
                         "nodes": {"model.a": {"name": "a", "tags": []}}, "child_map": {}}"#;
-        let trimmed = trim(&body[..]).unwrap();
+        let trimmed = trimmed(&body[..]).unwrap();
         assert_eq!(
             String::from_utf8(trimmed).unwrap(),
             r#"{"metadata":{"dbt_version": "1.6.9"},"nodes":{"model.a": {"name": "a", "tags": []}}}"#
@@ -224,25 +232,25 @@ mod tests {
 
     #[test]
     fn missing_members_trim_to_null() {
-        let trimmed = trim(&br#"{"nodes": {}}"#[..]).unwrap();
+        let trimmed = trimmed(&br#"{"nodes": {}}"#[..]).unwrap();
         assert_eq!(trimmed, br#"{"metadata":null,"nodes":{}}"#);
     }
 
     #[test]
     fn non_json_and_non_objects_are_refused() {
-        assert!(matches!(trim(&b"not json"[..]), Err(ManifestError::NotJson(_))));
-        assert!(matches!(trim(&br#"{"nodes": {}"#[..]), Err(ManifestError::NotJson(_))));
-        assert!(matches!(trim(&br#"{"nodes": {}} trailing"#[..]), Err(ManifestError::NotJson(_))));
-        assert!(matches!(trim(&b"[1, 2]"[..]), Err(ManifestError::NotAnObject)));
-        assert!(matches!(trim(&b"\"text\""[..]), Err(ManifestError::NotAnObject)));
-        assert!(matches!(trim(&b""[..]), Err(ManifestError::NotJson(_))));
+        assert!(matches!(trimmed(&b"not json"[..]), Err(ManifestError::NotJson(_))));
+        assert!(matches!(trimmed(&br#"{"nodes": {}"#[..]), Err(ManifestError::NotJson(_))));
+        assert!(matches!(trimmed(&br#"{"nodes": {}} trailing"#[..]), Err(ManifestError::NotJson(_))));
+        assert!(matches!(trimmed(&b"[1, 2]"[..]), Err(ManifestError::NotAnObject)));
+        assert!(matches!(trimmed(&b"\"text\""[..]), Err(ManifestError::NotAnObject)));
+        assert!(matches!(trimmed(&b""[..]), Err(ManifestError::NotJson(_))));
     }
 
     #[test]
     fn the_fixture_trims_to_its_metadata_and_nodes() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/manifest.json");
         let body = std::fs::read(path).unwrap();
-        let trimmed: serde_json::Value = serde_json::from_slice(&trim(&body[..]).unwrap()).unwrap();
+        let trimmed: serde_json::Value = serde_json::from_slice(&trimmed(&body[..]).unwrap()).unwrap();
         let full: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let object = trimmed.as_object().unwrap();
         assert_eq!(object.len(), 2);

@@ -90,6 +90,9 @@ fn identity(account: (i64, &str), projects: &[(i64, &str)], environments: &[(i64
     })
 }
 
+/// (id, project id, slug, name, services, encrypted airflow_config)
+type EnvironmentRow = (i64, i64, &'static str, &'static str, Value, Option<Vec<u8>>);
+
 pub async fn seed(scenario: Scenario) -> Seeded {
     let datacoves_db = create_database("datacoves").await;
     let jade_db = create_database("jade").await;
@@ -121,7 +124,7 @@ pub async fn seed(scenario: Scenario) -> Seeded {
         "database": external_airflow_db}}));
     let unreachable = encrypt(json!({"db": {
         "external": true, "host": "127.0.0.1", "port": "1", "user": "postgres", "password": "x", "database": "none"}}));
-    let mut environments: Vec<(i64, i64, &str, &str, Value, Option<Vec<u8>>)> = vec![
+    let mut environments: Vec<EnvironmentRow> = vec![
         (100, 10, "dev123", "Development", enabled.clone(), Some(in_cluster.clone())),
         (101, 10, "prod123", "Production", enabled.clone(), Some(external)),
         (102, 11, "mkt123", "Marketing", enabled.clone(), None),

@@ -143,7 +143,8 @@ impl AirflowDatabases {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, AirflowError> {
         let client = self.client(environment).await?;
-        client.query(sql, params).await.map_err(|e| failed(environment, &e))
+        let statement = client.prepare_cached(sql).await.map_err(|e| failed(environment, &e))?;
+        client.query(&statement, params).await.map_err(|e| failed(environment, &e))
     }
 }
 
@@ -245,8 +246,11 @@ impl AirflowRuns for AirflowDatabases {
         let page_sql = format!("{DAG_RUN}{}{}{limit}", conditions.sql, order_by(query));
         let count_sql = format!("SELECT count(*) FROM dag_run{}", conditions.sql);
         let client = self.client(environment).await?;
-        // Both statements go down the same connection, pipelined.
-        let (rows, count) = futures::try_join!(client.query(&page_sql, &params), client.query_one(&count_sql, &params))
+        // Both statements go down the same connection, pipelined (and prepared once per
+        // connection).
+        let (page, count) = futures::try_join!(client.prepare_cached(&page_sql), client.prepare_cached(&count_sql))
+            .map_err(|e| failed(environment, &e))?;
+        let (rows, count) = futures::try_join!(client.query(&page, &params), client.query_one(&count, &params))
             .map_err(|e| failed(environment, &e))?;
         Ok(DagRunPage {
             runs: rows.iter().map(dag_run).collect(),

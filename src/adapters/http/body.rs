@@ -4,9 +4,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt, stream};
 use poem::Body;
-use tokio_util::io::ReaderStream;
 
-use crate::app::Spooled;
 use crate::ports::storage::ByteStream;
 
 type Chunks = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -47,14 +45,6 @@ fn escape(chunk: &[u8]) -> Bytes {
         }
     }
     out.freeze()
-}
-
-/// A spooled body as a stream; the spool file is unlinked at once (the open handle keeps
-/// it readable until the stream ends).
-pub async fn spooled(spooled: Spooled) -> std::io::Result<ByteStream> {
-    let file = tokio::fs::File::open(&spooled.path).await?;
-    drop(spooled);
-    Ok(Box::pin(ReaderStream::with_capacity(file, 64 * 1024)))
 }
 
 /// `{"data":{…file fields…,"contents":<body>}}`: the body inline when it is JSON, as a

@@ -100,10 +100,11 @@ fn environment(caller: &Caller, slug: Option<&str>) -> Result<(), ApiError> {
 async fn file_response(file: FileBody) -> Result<FileResponse, ApiError> {
     let FileBody { file, contents, is_json } = file;
     let fields = FileDto::from(file).to_json().unwrap_or_default();
-    let contents = body::spooled(contents)
+    let contents = contents
+        .into_blob()
         .await
         .map_err(|e| ApiError::from(Error::Internal(format!("reading a spooled file: {e}"))))?;
-    Ok(FileResponse::Ok(Binary(body::file_with_contents(fields, contents, is_json))))
+    Ok(FileResponse::Ok(Binary(body::file_with_contents(fields, contents.body, is_json))))
 }
 
 #[OpenApi(prefix_path = "/datacoves", tag = "ApiTags::Datacoves")]

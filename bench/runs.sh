@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Benchmark of the run list (issue 3): the newest page of 100 runs (order_by=-id) of an
+# account with $ENVS environments of $RUNS DAG runs each, served by a release build of Jade
+# at 32 concurrent connections and at 1 (wrk), against the bare database work for the same
+# page: per environment the newest 100 runs and a count, run by pgbench (prepared
+# statements) at the same concurrency. Everything runs on this machine, over loopback, on
+# the local PostgreSQL. Writes bench/results/runs.md.
+#
+#   bench/runs.sh                      # 10 environments x 10,000 runs, 30 s per measurement
+#   ENVS=3 RUNS=1000 DURATION=5 bench/runs.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVS=${ENVS:-10}
+RUNS=${RUNS:-10000}
+DURATION=${DURATION:-30}
+PORT=${PORT:-4811}
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+PREFIX=jade_bench
+TOKEN=benchtoken0000000000000000000000000000
+OUT=bench/results/runs.md
+WORK=$(mktemp -d)
+trap 'kill "${JADE_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+need() { command -v "$1" >/dev/null || { echo "bench/runs.sh: $1 is required ($2)" >&2; exit 1; }; }
+if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; fi
+need wrk "apt-get install wrk"
+need pgbench "PostgreSQL's client tools"
+need psql "PostgreSQL's client tools"
+
+echo "building Jade (release)" >&2
+cargo build --release --locked --bin jade >&2
+
+echo "seeding $ENVS environments x $RUNS runs" >&2
+for db in datacoves jade airflow; do
+    psql -q -d postgres -c "DROP DATABASE IF EXISTS ${PREFIX}_$db WITH (FORCE)" -c "CREATE DATABASE ${PREFIX}_$db"
+done
+psql -q -v ON_ERROR_STOP=1 -d ${PREFIX}_datacoves -f tests/fixtures/sql/datacoves-schema.sql
+psql -q -v ON_ERROR_STOP=1 -d ${PREFIX}_datacoves <<SQL
+INSERT INTO users_account (id, name, slug, created_at, updated_at) VALUES (1, 'Bench', 'bench', now(), now());
+INSERT INTO projects_project (id, account_id, name, slug, created_at, updated_at) VALUES (1, 1, 'Bench', 'benchproj', now(), now());
+INSERT INTO projects_environment (id, project_id, name, slug, services, created_at, updated_at)
+  SELECT i + 1, 1, 'env' || i, 'env' || i, '{"airflow": {"enabled": true}}', now(), now() FROM generate_series(0, $ENVS - 1) i;
+INSERT INTO users_user (id, email, name) VALUES (1, 'bench@example.com', 'Bench');
+INSERT INTO authtoken_token (key, created, user_id) VALUES ('$TOKEN', now(), 1);
+INSERT INTO auth_group (id, name) VALUES (1, 'bench');
+INSERT INTO users_extendedgroup (id, name, group_id, account_id) VALUES (1, 'bench', 1, 1);
+INSERT INTO users_user_groups (user_id, group_id) VALUES (1, 1);
+INSERT INTO auth_permission (id, name, codename) VALUES (1, 'bench:benchproj|dbt-api:manifest|write', 'w'),
+                                                        (2, 'bench:benchproj|workbench:airflow|read', 'r');
+INSERT INTO auth_group_permissions (group_id, permission_id) VALUES (1, 1), (1, 2);
+SQL
+: >"$WORK/page.sql"
+for i in $(seq 0 $((ENVS - 1))); do
+    {
+        echo "CREATE SCHEMA env$i; SET search_path TO env$i;"
+        cat tests/fixtures/sql/airflow-schema.sql
+        cat <<SQL
+INSERT INTO dag (dag_id, is_active, last_parsed_time, schedule_interval) VALUES ('daily', true, now(), '"@daily"'), ('hourly', true, now(), '"@hourly"');
+INSERT INTO dag_run (dag_id, run_id, state, queued_at, start_date, end_date, execution_date, run_type)
+  SELECT CASE WHEN g % 2 = 0 THEN 'daily' ELSE 'hourly' END, 'scheduled__' || g,
+         (ARRAY['success', 'failed', 'running', 'queued'])[1 + g % 4],
+         now() - ($RUNS - g) * interval '5 minutes',
+         now() - ($RUNS - g) * interval '5 minutes' + interval '10 seconds',
+         CASE WHEN g % 4 < 2 THEN now() - ($RUNS - g) * interval '5 minutes' + interval '2 minutes' END,
+         now() - ($RUNS - g) * interval '5 minutes', 'scheduled'
+  FROM generate_series(1, $RUNS) g;
+ANALYZE dag_run;
+SQL
+    } | psql -q -v ON_ERROR_STOP=1 -d ${PREFIX}_airflow
+    cat >>"$WORK/page.sql" <<SQL
+SELECT id, dag_id, run_id, state, queued_at, start_date, end_date FROM env$i.dag_run ORDER BY id DESC LIMIT 100;
+SELECT count(*) FROM env$i.dag_run;
+SQL
+done
+
+echo "starting Jade on :$PORT" >&2
+mkdir -p "$WORK/storage"
+env -i PATH="$PATH" PORT=$PORT RUST_LOG=warn \
+    DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_jade" POOL_SIZE=16 \
+    DATACOVES_DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_datacoves" DATACOVES_POOL_SIZE=8 \
+    FERNET_KEY=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())') \
+    AIRFLOW_DB_URL_TEMPLATE="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_airflow?options=-csearch_path%3D{slug}" \
+    AIRFLOW_POOL_SIZE=8 AUTH_VERIFIER=database STORAGE_ADAPTER=fs FS_STORAGE_ROOT="$WORK/storage" \
+    target/release/jade serve 2>"$WORK/jade.log" &
+JADE_PID=$!
+URL="http://127.0.0.1:$PORT/api/v2/accounts/1/runs?order_by=-id&limit=100"
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/v2/healthcheck" >/dev/null && break; sleep 0.1; done
+first=$(curl -s -o "$WORK/first.json" -w '%{time_total}' -H "Authorization: Token $TOKEN" "$URL")
+python3 - "$WORK/first.json" "$ENVS" "$RUNS" <<'PY'
+import json, sys
+page = json.load(open(sys.argv[1]))
+total = int(sys.argv[2]) * int(sys.argv[3])
+assert page["extra"]["pagination"]["total_count"] == total, page.get("extra")
+assert len(page["data"]) == 100, len(page["data"])
+PY
+for _ in 1 2 3 4 5; do curl -sf -o /dev/null -H "Authorization: Token $TOKEN" "$URL"; done
+
+wrk_run() { # connections threads -> "requests/s median_ms"
+    wrk -t"$2" -c"$1" -d"${DURATION}s" --latency -H "Authorization: Token $TOKEN" "$URL" >"$WORK/wrk.$1.txt"
+    python3 - "$WORK/wrk.$1.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+m = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", text)
+median = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+assert not errors, text
+print(f"{rps:.1f} {median:.2f}")
+PY
+}
+pgbench_run() { # connections threads -> "pages/s median_ms"
+    (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$1" -j "$2" -T "$DURATION" -f page.sql -l \
+        ${PREFIX}_airflow >"pgbench.$1.txt" 2>&1)
+    python3 - "$WORK" "$1" <<'PY'
+import glob, re, statistics, sys
+work, clients = sys.argv[1], sys.argv[2]
+text = open(f"{work}/pgbench.{clients}.txt").read()
+tps = float(re.search(r"tps = ([\d.]+)", text).group(1))
+latencies = [int(line.split()[2]) for path in glob.glob(f"{work}/pgbench_log.*") for line in open(path)]
+print(f"{tps:.1f} {statistics.median(latencies) / 1000:.2f}")
+PY
+}
+
+echo "measuring ($DURATION s each)" >&2
+read -r jade32 jade32_median < <(wrk_run 32 2)
+read -r bare32 bare32_median < <(pgbench_run 32 2)
+read -r jade1 jade1_median < <(wrk_run 1 1)
+read -r bare1 bare1_median < <(pgbench_run 1 1)
+rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$JADE_PID/status)
+
+ratio=$(python3 -c "print(f'{$jade32 / $bare32:.2f}')")
+latency_ratio=$(python3 -c "print(f'{$jade1_median / $bare1_median:.2f}')")
+verdict() { python3 -c "print('met' if $1 else 'NOT met')"; }
+cat >"$OUT" <<MD
+# Run list benchmark
+
+\`bench/runs.sh\` (ENVS=$ENVS RUNS=$RUNS DURATION=$DURATION), $(date -u +%Y-%m-%d), on $(nproc) cores,
+PostgreSQL $(psql -d postgres -Atc 'SHOW server_version'), Jade $(git rev-parse --short HEAD) release build.
+
+One page: \`GET /api/v2/accounts/1/runs?order_by=-id&limit=100\` over $ENVS environments of
+$RUNS DAG runs each (Airflow: one database, a schema per environment, via
+\`AIRFLOW_DB_URL_TEMPLATE\`; token verified by \`AUTH_VERIFIER=database\`, cached).
+Bare work: the same page's database work with pgbench \`-M prepared\`, per environment
+\`SELECT … ORDER BY id DESC LIMIT 100\` and \`SELECT count(*)\`, one pgbench transaction per page.
+Jade, the load generator and PostgreSQL share the machine.
+
+| | pages/s at 32 connections | median latency at 1 connection |
+|---|---|---|
+| Jade | $jade32 | $jade1_median ms |
+| bare database work | $bare32 | $bare1_median ms |
+| Jade / bare | $ratio (target ≥ 0.5: $(verdict "$ratio >= 0.5")) | $latency_ratio (target ≤ 2: $(verdict "$latency_ratio <= 2")) |
+
+Also measured: first listing after start (registers all $((ENVS * RUNS)) runs) ${first}s;
+Jade at 32 connections median latency $jade32_median ms, at 1 connection $jade1 pages/s;
+bare at 1 connection $bare1 pages/s; Jade's peak RSS $((rss_kb / 1024)) MiB.
+MD
+cat "$OUT"
+for db in datacoves jade airflow; do psql -q -d postgres -c "DROP DATABASE IF EXISTS ${PREFIX}_$db WITH (FORCE)"; done
