@@ -1,6 +1,6 @@
 //! Manifests (contract §4): uploaded with or without a DAG run, read whole or trimmed.
 
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 
 use bytes::Bytes;
 
@@ -183,7 +183,9 @@ impl Jade {
         let (out, path) = self.spool_file()?.into_parts();
         let full = full.to_path_buf();
         blocking(move || {
-            let len = manifest::trim(BufReader::new(std::fs::File::open(full)?), BufWriter::new(out))?;
+            // The manifest's bytes are the only copy of it held: the trimmed form borrows.
+            let manifest = std::fs::read(full)?;
+            let len = manifest::trim(&manifest, BufWriter::new(out))?;
             Ok(Spooled { path, len, filename: None })
         })
         .await

@@ -1,7 +1,7 @@
 //! dbt manifests: their rows, storage keys and trimmed form.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -91,18 +91,19 @@ pub enum ManifestError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads a manifest once, validating that it is one JSON object, and writes its trimmed
-/// form `{"metadata": .., "nodes": ..}` to `out` (a member the manifest lacks is `null`);
-/// answers how many bytes were written. The two members are kept as raw text; no tree of the
-/// manifest is built, and every other member is skipped without being kept.
-pub fn trim(reader: impl Read, mut out: impl Write) -> Result<u64, ManifestError> {
-    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+/// Validates that `manifest` is one JSON object and writes its trimmed form
+/// `{"metadata": .., "nodes": ..}` to `out` (a member the manifest lacks is `null`); answers
+/// how many bytes were written. The two members are borrowed from `manifest` as raw text and
+/// written as they are: no tree of the manifest is built and nothing of it is copied, so
+/// trimming needs no memory beyond the manifest's own bytes.
+pub fn trim(manifest: &[u8], mut out: impl Write) -> Result<u64, ManifestError> {
+    fn raw(value: Option<&RawValue>) -> &[u8] {
+        value.map_or(b"null", |v| v.get().as_bytes())
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(manifest);
     let trimmed = deserializer.deserialize_map(TrimVisitor).map_err(|e| classify(&e))?;
     deserializer.end().map_err(|e| classify(&e))?;
-    fn raw(value: &Option<Box<RawValue>>) -> &[u8] {
-        value.as_ref().map_or(b"null", |v| v.get().as_bytes())
-    }
-    let parts: [&[u8]; 5] = [b"{\"metadata\":", raw(&trimmed.metadata), b",\"nodes\":", raw(&trimmed.nodes), b"}"];
+    let parts: [&[u8]; 5] = [b"{\"metadata\":", raw(trimmed.metadata), b",\"nodes\":", raw(trimmed.nodes), b"}"];
     let mut written = 0u64;
     for part in parts {
         out.write_all(part)?;
@@ -123,21 +124,21 @@ fn classify(error: &serde_json::Error) -> ManifestError {
 }
 
 #[derive(Default)]
-struct Trimmed {
-    metadata: Option<Box<RawValue>>,
-    nodes: Option<Box<RawValue>>,
+struct Trimmed<'a> {
+    metadata: Option<&'a RawValue>,
+    nodes: Option<&'a RawValue>,
 }
 
 struct TrimVisitor;
 
 impl<'de> Visitor<'de> for TrimVisitor {
-    type Value = Trimmed;
+    type Value = Trimmed<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Trimmed, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Trimmed<'de>, A::Error> {
         let mut trimmed = Trimmed::default();
         while let Some(key) = map.next_key::<Key>()? {
             match key {

@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod seed;
+pub mod servers;
+pub mod storage;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -16,6 +18,7 @@ use jade::startup::{self, Running};
 use tokio_postgres::NoTls;
 
 pub use seed::{Scenario, Seeded};
+pub use storage::{Backend, Storage};
 pub use verify::VerifyServer;
 
 /// The PostgreSQL server the tests use (`JADE_TEST_PG`, default the local trust-auth server).
@@ -57,40 +60,47 @@ pub async fn drop_database(name: &str) {
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
 
-/// A running Jade over seeded databases, fs storage and the verify server.
+/// A running Jade over seeded databases, object storage and the verify server.
 pub struct TestJade {
     pub server: Running,
     pub seeded: Seeded,
     pub verify: VerifyServer,
     pub client: reqwest::Client,
-    pub storage_dir: tempfile::TempDir,
+    pub storage: Storage,
     pub config: Config,
 }
 
 impl TestJade {
-    /// Seeds a scenario and starts Jade on it; `overrides` replace configuration variables.
+    /// Seeds a scenario and starts Jade on it with local-disk storage; `overrides` replace
+    /// configuration variables.
     pub async fn start(scenario: Scenario, overrides: &[(&str, &str)]) -> TestJade {
+        Self::with_storage(scenario, Backend::Fs, overrides).await
+    }
+
+    /// The same, storing bodies with `backend` (its server started for this test).
+    pub async fn with_storage(scenario: Scenario, backend: Backend, overrides: &[(&str, &str)]) -> TestJade {
         let seeded = seed::seed(scenario).await;
         let verify = VerifyServer::start(seeded.identities.clone()).await;
-        let storage_dir = tempfile::tempdir().unwrap();
+        let storage = Storage::start(backend).await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("DB_URL".into(), url(&seeded.jade_db)),
             ("DATACOVES_DB_URL".into(), url(&seeded.datacoves_db)),
             ("FERNET_KEY".into(), seeded.fernet_key.clone()),
             ("DATACOVES_VERIFY_URL".into(), verify.url()),
             ("AIRFLOW_DB_URL_TEMPLATE".into(), format!("{}?options=-csearch_path%3D{{slug}}", url(&seeded.airflow_db))),
-            ("STORAGE_ADAPTER".into(), "fs".into()),
-            ("FS_STORAGE_ROOT".into(), storage_dir.path().display().to_string()),
             ("POOL_SIZE".into(), "8".into()),
             ("DATACOVES_POOL_SIZE".into(), "4".into()),
         ]);
+        for (name, value) in &storage.vars {
+            vars.insert((*name).into(), value.clone());
+        }
         for (name, value) in overrides {
             vars.insert((*name).into(), (*value).into());
         }
         let config = Config::from_lookup(move |name| vars.get(name).cloned()).expect("test configuration is valid");
         let jade = startup::build(&config).await.unwrap_or_else(|e| panic!("Jade did not start: {e}"));
         let server = startup::spawn(jade, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        TestJade { server, seeded, verify, client: reqwest::Client::new(), storage_dir, config }
+        TestJade { server, seeded, verify, client: reqwest::Client::new(), storage, config }
     }
 
     pub fn url(&self, path: &str) -> String {
