@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use futures::future::join_all;
 
-use super::{Jade, backend, lookup_failed};
+use super::{Jade, backend, left_out, lookup_failed};
 use crate::domain::Error;
 use crate::domain::job::{EnvironmentRef, Job};
 use crate::domain::paging::{JobOrder, JobSort, Listing, Page};
@@ -36,9 +36,7 @@ impl Jade {
         for (environment, answer) in environments.iter().zip(answers) {
             match answer {
                 Ok(dags) => found.extend(dags.into_iter().map(|dag| (environment, dag))),
-                Err(error) => {
-                    tracing::warn!(environment = %environment.slug, %error, "environment left out of the job list")
-                }
+                Err(error) => left_out(environment, &error, "jobs"),
             }
         }
         let keys: Vec<JobKey> = found.iter().map(|(e, dag)| (e.id, dag.dag_id.clone())).collect();

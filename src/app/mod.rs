@@ -128,6 +128,19 @@ fn lookup_failed(environment: &Environment, error: AirflowError) -> Error {
     airflow_not_found(environment)
 }
 
+/// Notes an environment a list leaves out: a warning when its database failed, nothing
+/// worth one when it simply has no Airflow.
+fn left_out(environment: &Environment, error: &AirflowError, list: &str) {
+    match error {
+        AirflowError::Unreachable { reason, .. } => {
+            tracing::warn!(environment = %environment.slug, %reason, list, "Airflow database unreachable; environment left out");
+        }
+        AirflowError::NotConfigured { .. } => {
+            tracing::debug!(environment = %environment.slug, list, "no Airflow; environment left out");
+        }
+    }
+}
+
 fn backend(error: BackendError) -> Error {
     Error::Internal(error.0)
 }

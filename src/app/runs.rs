@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::{Jade, backend, lookup_failed};
+use super::{Jade, backend, left_out, lookup_failed};
 use crate::domain::Error;
 use crate::domain::catalog::Environment;
 use crate::domain::job::{EnvironmentRef, Job};
@@ -101,9 +101,7 @@ impl Jade {
                     total_count += answer.total;
                     found.extend(answer.runs.into_iter().map(|run| Found { environment, run, id: 0 }));
                 }
-                Err(error) => {
-                    tracing::warn!(environment = %environment.slug, %error, "environment left out of the run list")
-                }
+                Err(error) => left_out(environment, &error, "runs"),
             }
         }
         self.assign_run_ids(&mut found).await?;
@@ -140,7 +138,7 @@ impl Jade {
             .filter_map(|(environment, answer)| match answer {
                 Ok(run) => run.map(|run| (environment, run)),
                 Err(error) => {
-                    tracing::warn!(environment = %environment.slug, %error, "environment left out of latest-run");
+                    left_out(environment, &error, "latest-run");
                     None
                 }
             })

@@ -50,7 +50,7 @@ pub struct AirflowDatabases {
 }
 
 struct Entry {
-    target: String,
+    target: [u8; 32],
     pool: Pool,
     failed_at: Option<Instant>,
 }
@@ -99,7 +99,7 @@ impl AirflowDatabases {
     /// while, so a dead database does not cost every request a connect timeout).
     async fn client(&self, environment: &Environment) -> Result<deadpool_postgres::Object, AirflowError> {
         let config = self.config(environment)?;
-        let target = format!("{config:?}");
+        let target = fingerprint(&config);
         let unreachable = |reason: String| AirflowError::Unreachable { slug: environment.slug.clone(), reason };
         let pool = {
             let mut pools = self.pools.lock().unwrap();
@@ -114,7 +114,7 @@ impl AirflowDatabases {
                 None => {
                     let pool = pool(config, self.settings.pool_size, self.settings.tls.clone())
                         .map_err(|e| unreachable(e.0))?;
-                    pools.insert(environment.id, Entry { target: target.clone(), pool: pool.clone(), failed_at: None });
+                    pools.insert(environment.id, Entry { target, pool: pool.clone(), failed_at: None });
                     pool
                 }
             }
@@ -146,6 +146,17 @@ impl AirflowDatabases {
         let statement = client.prepare_cached(sql).await.map_err(|e| failed(environment, &e))?;
         client.query(&statement, params).await.map_err(|e| failed(environment, &e))
     }
+}
+
+/// Identifies a connection target, password included (a rotated password makes a new pool),
+/// without holding the password itself.
+fn fingerprint(config: &tokio_postgres::Config) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    // Config's Debug leaves the password out; it is hashed on its own.
+    hash.update(format!("{config:?}").as_bytes());
+    hash.update(config.get_password().unwrap_or_default());
+    hash.finalize().into()
 }
 
 fn failed(environment: &Environment, error: &tokio_postgres::Error) -> AirflowError {

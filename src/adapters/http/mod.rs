@@ -11,6 +11,8 @@ mod v2;
 use poem::endpoint::make_sync;
 use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::web::Html;
+use std::sync::Arc;
+
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::{OpenApiService, Tags};
 use serde_json::Value;
@@ -99,7 +101,24 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
         .with(NormalizePath::new(TrailingSlash::Trim))
         .before(legacy_paths)
         .with(error::ErrorEnvelope)
-        .map_to_response()
+        .around(access_log)
+}
+
+/// One line per request: method, path (never the query or headers, which may carry
+/// secrets), status and time taken.
+async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, request: Request) -> poem::Result<Response> {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.call(request).await?;
+    let status = response.status().as_u16();
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, millis, "request");
+    } else {
+        tracing::info!(%method, %path, status, millis, "request");
+    }
+    Ok(response)
 }
 
 /// `/api/internal/...` is the Datacoves API under its old prefix.
