@@ -20,7 +20,7 @@ PREFIX=jade_bench
 TOKEN=benchtoken0000000000000000000000000000
 OUT=bench/results/runs.md
 WORK=$(mktemp -d)
-trap 'kill "${JADE_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill "${JADE_PID:-0}" 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 
 need() { command -v "$1" >/dev/null || { echo "bench/runs.sh: $1 is required ($2)" >&2; exit 1; }; }
 if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; fi
@@ -81,7 +81,7 @@ env -i PATH="$PATH" PORT=$PORT RUST_LOG=warn \
     DATACOVES_DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_datacoves" DATACOVES_POOL_SIZE=8 \
     FERNET_KEY=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())') \
     AIRFLOW_DB_URL_TEMPLATE="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_airflow?options=-csearch_path%3D{slug}" \
-    AIRFLOW_POOL_SIZE=8 AUTH_VERIFIER=database STORAGE_ADAPTER=fs FS_STORAGE_ROOT="$WORK/storage" \
+    AIRFLOW_POOL_SIZE=4 AUTH_VERIFIER=database STORAGE_ADAPTER=fs FS_STORAGE_ROOT="$WORK/storage" \
     target/release/jade serve 2>"$WORK/jade.log" &
 JADE_PID=$!
 URL="http://127.0.0.1:$PORT/api/v2/accounts/1/runs?order_by=-id&limit=100"
@@ -105,7 +105,7 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 m = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", text)
 median = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-assert not errors, text
+assert not errors, text + open(sys.argv[1].rsplit("/", 1)[0] + "/jade.log").read()[-3000:]
 print(f"{rps:.1f} {median:.2f}")
 PY
 }

@@ -79,7 +79,6 @@ impl Jade {
             return Ok(empty);
         }
 
-        self.sync_runs(airflow.as_ref(), &environments).await?;
         let queries: Vec<DagRunQuery> = environments
             .iter()
             .map(|environment| DagRunQuery {
@@ -91,18 +90,31 @@ impl Jade {
                 limit: page.end(),
             })
             .collect();
-        let answers = join_all(environments.iter().zip(&queries).map(|(e, q)| airflow.dag_runs(e, q))).await;
+        let ids: Vec<i64> = environments.iter().map(|e| e.id).collect();
+        let (watermarks, answers) = futures::join!(
+            self.ports.registry.run_watermarks(&ids),
+            join_all(environments.iter().zip(&queries).map(|(e, q)| airflow.dag_runs(e, q)))
+        );
+        let watermarks = watermarks.map_err(backend)?;
 
         let mut total_count = 0;
         let mut found = Vec::new();
+        let mut grown = Vec::new();
         for (environment, answer) in environments.iter().zip(answers) {
             match answer {
                 Ok(answer) => {
+                    if answer.newest_id > watermarks.get(&environment.id).copied() {
+                        grown.push(environment.clone());
+                    }
                     total_count += answer.total;
                     found.extend(answer.runs.into_iter().map(|run| Found { environment, run, id: 0 }));
                 }
                 Err(error) => left_out(environment, &error, "runs"),
             }
+        }
+        // Runs added since the registry last looked get their ids before any is looked up.
+        if !grown.is_empty() {
+            self.register_new_runs(airflow.as_ref(), &grown, &watermarks).await?;
         }
         self.assign_run_ids(&mut found).await?;
         found.sort_by(|a, b| job_run::compare(order, (&a.run, a.id), (&b.run, b.id)));
@@ -164,6 +176,17 @@ impl Jade {
     pub(super) async fn sync_runs(&self, airflow: &dyn AirflowRuns, environments: &[Environment]) -> Result<(), Error> {
         let ids: Vec<i64> = environments.iter().map(|e| e.id).collect();
         let watermarks = self.ports.registry.run_watermarks(&ids).await.map_err(backend)?;
+        self.register_new_runs(airflow, environments, &watermarks).await
+    }
+
+    /// Registers each environment's runs above its watermark (the highest registered DAG run
+    /// id), in one batch.
+    async fn register_new_runs(
+        &self,
+        airflow: &dyn AirflowRuns,
+        environments: &[Environment],
+        watermarks: &HashMap<i64, i64>,
+    ) -> Result<(), Error> {
         let new = join_all(environments.iter().map(|environment| {
             airflow.dag_run_ids_after(environment, watermarks.get(&environment.id).copied().unwrap_or(0))
         }))

@@ -33,6 +33,9 @@ pub struct DagRunPage {
     pub runs: Vec<DagRun>,
     /// How many runs match the filter in all.
     pub total: u64,
+    /// The highest DAG run id of the environment, whatever the filter (`None`: no runs), so
+    /// a caller can tell whether runs were added since it last looked.
+    pub newest_id: Option<i64>,
 }
 
 /// Every method answers `NotConfigured` for an environment without a usable Airflow
@@ -46,8 +49,8 @@ pub trait AirflowRuns: Send + Sync + 'static {
 
     async fn dag(&self, environment: &Environment, dag_id: &str) -> Result<Option<Dag>, AirflowError>;
 
-    /// The first `query.limit` runs matching the filter in the query's order, and the number
-    /// of all matching runs.
+    /// The first `query.limit` runs matching the filter in the query's order, the number of
+    /// all matching runs, and the environment's newest run id.
     async fn dag_runs(&self, environment: &Environment, query: &DagRunQuery) -> Result<DagRunPage, AirflowError>;
 
     /// The ids of the runs whose id is greater than `after`, ascending.

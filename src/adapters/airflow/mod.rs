@@ -256,16 +256,26 @@ impl AirflowRuns for AirflowDatabases {
         let limit = query.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
         let page_sql = format!("{DAG_RUN}{}{}{limit}", conditions.sql, order_by(query));
         let count_sql = format!("SELECT count(*) FROM dag_run{}", conditions.sql);
+        let newest_sql = "SELECT max(id) FROM dag_run";
         let client = self.client(environment).await?;
-        // Both statements go down the same connection, pipelined (and prepared once per
-        // connection).
-        let (page, count) = futures::try_join!(client.prepare_cached(&page_sql), client.prepare_cached(&count_sql))
-            .map_err(|e| failed(environment, &e))?;
-        let (rows, count) = futures::try_join!(client.query(&page, &params), client.query_one(&count, &params))
-            .map_err(|e| failed(environment, &e))?;
+        // The three statements go down the same connection, pipelined (and are prepared once
+        // per connection).
+        let (page, count, newest) = futures::try_join!(
+            client.prepare_cached(&page_sql),
+            client.prepare_cached(&count_sql),
+            client.prepare_cached(newest_sql)
+        )
+        .map_err(|e| failed(environment, &e))?;
+        let (rows, count, newest) = futures::try_join!(
+            client.query(&page, &params),
+            client.query_one(&count, &params),
+            client.query_one(&newest, &[])
+        )
+        .map_err(|e| failed(environment, &e))?;
         Ok(DagRunPage {
             runs: rows.iter().map(dag_run).collect(),
             total: u64::try_from(count.get::<_, i64>(0)).unwrap_or(0),
+            newest_id: newest.get::<_, Option<i32>>(0).map(i64::from),
         })
     }
 

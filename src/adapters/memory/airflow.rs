@@ -79,13 +79,15 @@ impl AirflowRuns for MemoryAirflow {
     }
 
     async fn dag_runs(&self, environment: &Environment, query: &DagRunQuery) -> Result<DagRunPage, AirflowError> {
-        let mut runs: Vec<DagRun> = self.runs(environment)?.into_iter().filter(|r| query.filter.matches(r)).collect();
+        let all = self.runs(environment)?;
+        let newest_id = all.iter().map(|r| r.id).max();
+        let mut runs: Vec<DagRun> = all.into_iter().filter(|r| query.filter.matches(r)).collect();
         runs.sort_by(|a, b| compare_dag_runs(query.order, a, b));
         let total = runs.len() as u64;
         if let Some(limit) = query.limit {
             runs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         }
-        Ok(DagRunPage { runs, total })
+        Ok(DagRunPage { runs, total, newest_id })
     }
 
     async fn dag_run_ids_after(&self, environment: &Environment, after: i64) -> Result<Vec<i64>, AirflowError> {
