@@ -122,8 +122,11 @@ print(f"{tps:.1f} {statistics.median(latencies) / 1000:.2f}")
 PY
 }
 
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 echo "measuring ($DURATION s each)" >&2
+cpu_before=$(cpu_seconds "$JADE_PID")
 read -r jade32 jade32_median < <(wrk_run 32 2)
+jade_cpu=$(python3 -c "print(f'{$(cpu_seconds "$JADE_PID") - $cpu_before:.1f}')")
 read -r bare32 bare32_median < <(pgbench_run 32 2)
 read -r jade1 jade1_median < <(wrk_run 1 1)
 read -r bare1 bare1_median < <(pgbench_run 1 1)
@@ -152,7 +155,8 @@ Jade, the load generator and PostgreSQL share the machine.
 | Jade / bare | $ratio (target ≥ 0.5: $(verdict "$ratio >= 0.5")) | $latency_ratio (target ≤ 2: $(verdict "$latency_ratio <= 2")) |
 
 Also measured: first listing after start (registers all $((ENVS * RUNS)) runs) ${first}s;
-Jade at 32 connections median latency $jade32_median ms, at 1 connection $jade1 pages/s;
+Jade at 32 connections median latency $jade32_median ms, its process using ${jade_cpu} CPU-seconds
+of the ${DURATION} s run (the rest of the $(nproc) cores went to PostgreSQL and wrk); Jade at 1 connection $jade1 pages/s;
 bare at 1 connection $bare1 pages/s; Jade's peak RSS $((rss_kb / 1024)) MiB.
 MD
 cat "$OUT"

@@ -19,6 +19,10 @@ mod embedded {
 #[derive(Clone)]
 pub struct JadeDatabase {
     pool: Pool,
+    /// Registry ids already read. An id never changes once assigned, so these stay true and
+    /// spare the hot run-list path its lookups.
+    run_ids: moka::sync::Cache<crate::ports::registry::RunKey, i64>,
+    job_ids: moka::sync::Cache<crate::ports::registry::JobKey, i64>,
 }
 
 /// Key of the session lock that keeps replicas from migrating at the same time.
@@ -27,7 +31,11 @@ const MIGRATION_LOCK: i64 = 0x4A41_4445_0001;
 impl JadeDatabase {
     /// A pool over `config`; connections open lazily.
     pub fn new(config: tokio_postgres::Config, pool_size: usize, tls: Tls) -> Result<Self, BackendError> {
-        Ok(JadeDatabase { pool: pool(config, pool_size, tls)? })
+        Ok(JadeDatabase {
+            pool: pool(config, pool_size, tls)?,
+            run_ids: moka::sync::Cache::new(1_000_000),
+            job_ids: moka::sync::Cache::new(100_000),
+        })
     }
 
     /// Runs the migrations: creates the schema on an empty database and adopts one the

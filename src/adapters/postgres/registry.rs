@@ -24,7 +24,28 @@ fn columns(keys: &[RunKey]) -> Result<(Vec<i32>, Vec<i32>), BackendError> {
 }
 
 impl JadeDatabase {
+    /// The registered ids among `keys`, from the cache or else the database.
     async fn known_runs(&self, keys: &[RunKey]) -> Result<HashMap<RunKey, i64>, BackendError> {
+        let mut known = HashMap::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for key in keys {
+            match self.run_ids.get(key) {
+                Some(id) => {
+                    known.insert(*key, id);
+                }
+                None => missing.push(*key),
+            }
+        }
+        if !missing.is_empty() {
+            for (key, id) in self.read_runs(&missing).await? {
+                self.run_ids.insert(key, id);
+                known.insert(key, id);
+            }
+        }
+        Ok(known)
+    }
+
+    async fn read_runs(&self, keys: &[RunKey]) -> Result<Vec<(RunKey, i64)>, BackendError> {
         let (environments, runs) = columns(keys)?;
         let client = self.client().await?;
         let statement = client
@@ -42,7 +63,28 @@ impl JadeDatabase {
             .collect())
     }
 
+    /// The registered ids among `keys`, from the cache or else the database.
     async fn known_jobs(&self, keys: &[JobKey]) -> Result<HashMap<JobKey, i64>, BackendError> {
+        let mut known = HashMap::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for key in keys {
+            match self.job_ids.get(key) {
+                Some(id) => {
+                    known.insert(key.clone(), id);
+                }
+                None => missing.push(key.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            for (key, id) in self.read_jobs(&missing).await? {
+                self.job_ids.insert(key.clone(), id);
+                known.insert(key, id);
+            }
+        }
+        Ok(known)
+    }
+
+    async fn read_jobs(&self, keys: &[JobKey]) -> Result<Vec<(JobKey, i64)>, BackendError> {
         let environments = keys.iter().map(|(e, _)| int4(*e)).collect::<Result<Vec<_>, _>>()?;
         let dags: Vec<&str> = keys.iter().map(|(_, d)| d.as_str()).collect();
         let client = self.client().await?;
