@@ -4,6 +4,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+// The service allocates many small objects per request (rows, JSON); mimalloc serves them
+// faster and with less fragmentation than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use jade::app::config::Config;
 use jade::startup;
 

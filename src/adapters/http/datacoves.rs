@@ -4,12 +4,12 @@
 use poem::Body;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json, PlainText};
-use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi, Union};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ApiTags;
 use super::body;
+use super::document::Document;
 use super::dto::{Data, FileDto};
 use super::error::ApiError;
 use super::extract::{Caller, OptionalBody, Upload};
@@ -38,7 +38,8 @@ pub enum ManifestResponse {
     Ok(Binary<Body>),
 }
 
-#[derive(Union)]
+#[derive(Union, Serialize)]
+#[serde(untagged)]
 pub enum FileOrFiles {
     One(FileDto),
     Many(Vec<FileDto>),
@@ -50,7 +51,7 @@ pub enum FilesCreated {
     /// contents.
     #[oai(status = 201)]
     Created(
-        Json<Data<FileOrFiles>>,
+        Document<Data<FileOrFiles>>,
         /// For one file: where to read it.
         #[oai(header = "location")]
         Option<String>,
@@ -60,7 +61,7 @@ pub enum FilesCreated {
 #[derive(ApiResponse)]
 pub enum FileResponse {
     /// The file with its contents.
-    #[oai(status = 200, actual_type = "Json<Data<FileDto>>")]
+    #[oai(status = 200, actual_type = "Document<Data<FileDto>>")]
     Ok(Binary<Body>),
 }
 
@@ -99,7 +100,8 @@ fn environment(caller: &Caller, slug: Option<&str>) -> Result<(), ApiError> {
 
 async fn file_response(file: FileBody) -> Result<FileResponse, ApiError> {
     let FileBody { file, contents, is_json } = file;
-    let fields = FileDto::from(file).to_json().unwrap_or_default();
+    let fields = serde_json::to_value(FileDto::from(file))
+        .map_err(|e| ApiError::from(Error::Internal(format!("rendering a file: {e}"))))?;
     let contents = contents
         .into_blob()
         .await
@@ -196,10 +198,10 @@ impl DatacovesApi {
         Ok(if single {
             let file = FileDto::from(files.remove(0));
             let location = format!("/api/v2/datacoves/environments/{}/files/?slug={}", &*environment_slug, file.slug);
-            FilesCreated::Created(Json(Data { data: FileOrFiles::One(file) }), Some(location))
+            FilesCreated::Created(Document(Data { data: FileOrFiles::One(file) }), Some(location))
         } else {
             let files = files.into_iter().map(FileDto::from).collect();
-            FilesCreated::Created(Json(Data { data: FileOrFiles::Many(files) }), None)
+            FilesCreated::Created(Document(Data { data: FileOrFiles::Many(files) }), None)
         })
     }
 

@@ -8,6 +8,7 @@ use chrono::SecondsFormat;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{Object, types::Any};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::catalog::{self, Account, Environment, Project};
@@ -48,6 +49,12 @@ impl ToJSON for Time {
     }
 }
 
+impl Serialize for Time {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+}
+
 impl ParseFromJSON for Time {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
         match value {
@@ -62,7 +69,7 @@ fn time(value: Option<catalog::Timestamp>) -> Option<Time> {
 }
 
 /// dbt Cloud's `status` object of every v2 answer.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 pub struct Status {
     pub code: u16,
     pub is_success: bool,
@@ -84,7 +91,7 @@ impl Status {
 }
 
 /// `{"data": .., "status": ..}`
-#[derive(Object, Debug)]
+#[derive(Object, Serialize, Debug)]
 pub struct Envelope<T: ParseFromJSON + ToJSON> {
     pub data: T,
     pub status: Status,
@@ -97,14 +104,14 @@ impl<T: ParseFromJSON + ToJSON> Envelope<T> {
 }
 
 /// `{"data": [..], "status": .., "extra": ..}`
-#[derive(Object, Debug)]
+#[derive(Object, Serialize, Debug)]
 pub struct ListEnvelope<T: ParseFromJSON + ToJSON> {
     pub data: Vec<T>,
     pub status: Status,
     pub extra: Extra,
 }
 
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 pub struct Extra {
     /// The filters the list applied, as dbt Cloud reports them.
     pub filters: BTreeMap<String, Value>,
@@ -113,7 +120,7 @@ pub struct Extra {
     pub pagination: Pagination,
 }
 
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 pub struct Pagination {
     /// Items in this page.
     pub count: u64,
@@ -122,13 +129,13 @@ pub struct Pagination {
 }
 
 /// `{"data": ..}`, the Datacoves API's envelope.
-#[derive(Object, Debug)]
+#[derive(Object, Serialize, Debug)]
 pub struct Data<T: ParseFromJSON + ToJSON> {
     pub data: T,
 }
 
 /// A dbt Cloud account, from `users_account`.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename = "Account")]
 pub struct AccountDto {
     pub id: i64,
@@ -216,7 +223,7 @@ impl From<Account> for AccountDto {
 }
 
 /// A dbt Cloud project, from `projects_project`.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename = "Project")]
 pub struct ProjectDto {
     pub id: i64,
@@ -260,7 +267,7 @@ impl From<Project> for ProjectDto {
 }
 
 /// A dbt Cloud environment, from `projects_environment`.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename = "Environment")]
 pub struct EnvironmentDto {
     pub id: i64,
@@ -315,7 +322,7 @@ impl From<Environment> for EnvironmentDto {
 }
 
 /// A dbt Cloud job: one Airflow DAG of an environment.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename = "Job")]
 pub struct JobDto {
     /// Jade's integer id for (environment, DAG).
@@ -400,7 +407,7 @@ impl JobDto {
 }
 
 /// A dbt Cloud run: one Airflow DAG run.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename = "JobRun")]
 pub struct JobRunDto {
     /// Jade's integer id for (environment, DAG run).
@@ -467,6 +474,7 @@ pub struct JobRunDto {
     pub finished_at_humanized: Option<String>,
     /// With `include_related=job`.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<Box<JobDto>>,
 }
 
@@ -535,13 +543,14 @@ impl JobRunDto {
 
 /// A stored file. `contents` is the stored JSON value, or a string when the body is not
 /// JSON; absent on create.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename = "File")]
 pub struct FileDto {
     pub slug: String,
     pub filename: String,
     pub tag: String,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub contents: Option<Any<Value>>,
     pub environment_slug: String,
     pub path: String,

@@ -3,6 +3,7 @@
 
 mod body;
 mod datacoves;
+mod document;
 mod dto;
 mod error;
 mod extract;

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use poem::Body;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::{Binary, Json};
+use poem_openapi::payload::Binary;
 use poem_openapi::{ApiResponse, OpenApi};
 use serde_json::{Value, json};
 
 use super::ApiTags;
 use super::body;
+use super::document::Document;
 use super::dto::{
     AccountDto, Data, Envelope, EnvironmentDto, Extra, JobDto, JobRunDto, ListEnvelope, Pagination, ProjectDto, Status,
 };
@@ -25,14 +26,14 @@ pub struct V2Api {
     pub jade: Jade,
 }
 
-type Answer<T> = Result<Json<Envelope<T>>, ApiError>;
-type List<T> = Result<Json<ListEnvelope<T>>, ApiError>;
+type Answer<T> = Result<Document<Envelope<T>>, ApiError>;
+type List<T> = Result<Document<ListEnvelope<T>>, ApiError>;
 
 #[derive(ApiResponse)]
 pub enum ArtifactResponse {
     /// `{"data": "<the manifest as a string>"}`; with `API_COMPAT=dbt-cloud`, the manifest
     /// itself.
-    #[oai(status = 200, actual_type = "Json<Data<String>>")]
+    #[oai(status = 200, actual_type = "Document<Data<String>>")]
     Ok(Binary<Body>),
 }
 
@@ -107,9 +108,9 @@ fn listing<T, D: poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSO
     filters: BTreeMap<String, Value>,
     order_by: Option<String>,
     dto: impl Fn(T) -> D,
-) -> Json<ListEnvelope<D>> {
+) -> Document<ListEnvelope<D>> {
     let data: Vec<D> = listing.items.into_iter().map(dto).collect();
-    Json(ListEnvelope {
+    Document(ListEnvelope {
         extra: Extra {
             filters,
             order_by,
@@ -148,7 +149,7 @@ impl V2Api {
     #[oai(path = "/accounts/:account_id", method = "get")]
     async fn get_account(&self, caller: Caller, account_id: Path<String>) -> Answer<AccountDto> {
         let account_id = account(&caller, &account_id)?;
-        Ok(Json(Envelope::ok(self.jade.account(account_id).await?.into())))
+        Ok(Document(Envelope::ok(self.jade.account(account_id).await?.into())))
     }
 
     /// The account's projects.
@@ -177,7 +178,7 @@ impl V2Api {
         project_id: Path<String>,
     ) -> Answer<ProjectDto> {
         let account_id = account(&caller, &account_id)?;
-        Ok(Json(Envelope::ok(self.jade.project(account_id, id(&project_id)?).await?.into())))
+        Ok(Document(Envelope::ok(self.jade.project(account_id, id(&project_id)?).await?.into())))
     }
 
     /// The newest successful run (by end date) across the project's environments.
@@ -190,7 +191,7 @@ impl V2Api {
     ) -> Answer<JobRunDto> {
         let account_id = account(&caller, &account_id)?;
         let run = self.jade.latest_run(account_id, id(&project_id)?).await?;
-        Ok(Json(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
+        Ok(Document(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
     }
 
     /// The account's environments.
@@ -223,7 +224,7 @@ impl V2Api {
         environment_id: Path<String>,
     ) -> Answer<EnvironmentDto> {
         let account_id = account(&caller, &account_id)?;
-        Ok(Json(Envelope::ok(self.jade.environment(account_id, id(&environment_id)?).await?.into())))
+        Ok(Document(Envelope::ok(self.jade.environment(account_id, id(&environment_id)?).await?.into())))
     }
 
     /// The account's jobs: one per Airflow DAG of each environment.
@@ -271,7 +272,7 @@ impl V2Api {
     async fn get_job(&self, caller: Caller, account_id: Path<String>, job_id: Path<String>) -> Answer<JobDto> {
         let account_id = account(&caller, &account_id)?;
         let job = self.jade.job(account_id, id(&job_id)?).await?;
-        Ok(Json(Envelope::ok(JobDto::new(&job, self.jade.settings().compat, self.jade.now()))))
+        Ok(Document(Envelope::ok(JobDto::new(&job, self.jade.settings().compat, self.jade.now()))))
     }
 
     /// The account's runs, across its environments. Paging with `offset` yields every run
@@ -351,7 +352,7 @@ impl V2Api {
     ) -> Answer<JobRunDto> {
         let account_id = account(&caller, &account_id)?;
         let run = self.jade.run(account_id, id(&run_id)?, includes_job(&include_related)).await?;
-        Ok(Json(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
+        Ok(Document(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
     }
 
     /// A run's artifact: `manifest.json`, the manifest uploaded for the run.
