@@ -119,7 +119,7 @@ import sys
 backend, size, trimmed_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 up, up_kb, tr, tr_kb, full, full_kb = map(float, sys.argv[4:])
 mb = lambda n: n / 1e6
-row = lambda what, n, s, kb: f"| {backend} | {what} | {mb(n):.0f} MB | {s:.2f} s | {mb(n) / s:.0f} MB/s | {kb / 1024:.0f} MiB ({kb * 1024 / size:.2f}x the manifest) |"
+row = lambda what, n, s, kb: f"| {backend} | {what} | {mb(n):.0f} MB | {s:.2f} s | {mb(n) / s:.0f} MB/s | {max(kb, 0) / 1024:.0f} MiB ({max(kb, 0) * 1024 / size:.2f}x the manifest) |"
 print(row("upload (validate, trim, store both)", size, up, up_kb))
 print(row("trimmed download", trimmed_size, tr, tr_kb))
 print(row("full download", size, full, full_kb))

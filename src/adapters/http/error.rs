@@ -31,8 +31,9 @@ impl ApiError {
         ApiError { status, body: ErrorBody::Message(message.into()) }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
+    /// 400 with `Bad Request: <what is wrong>`.
+    pub fn bad_request(message: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("Bad Request: {message}"))
     }
 
     pub fn too_large(limit: u64) -> Self {
@@ -186,7 +187,7 @@ fn classify(error: &poem::Error) -> ApiError {
     }
     // poem-openapi names path parameters `param0`, … in this error.
     if let Some(error) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
-        return ApiError::bad_request(format!("Bad Request: invalid path parameter: {}", error.reason));
+        return ApiError::bad_request(format!("invalid path parameter: {}", error.reason));
     }
     let status = error.status();
     if status.is_server_error() {

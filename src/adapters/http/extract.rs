@@ -152,15 +152,14 @@ impl<'a> ApiExtractor<'a> for Upload {
             )
             .into());
         }
-        let boundary =
-            multer::parse_boundary(content_type).map_err(|e| ApiError::bad_request(format!("Bad Request: {e}")))?;
+        let boundary = multer::parse_boundary(content_type).map_err(ApiError::bad_request)?;
         let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
         let mut multipart =
             multer::Multipart::with_constraints(body.take()?.into_bytes_stream(), boundary, constraints);
         let failed = |error: multer::Error| -> poem::Error {
             match error {
                 multer::Error::StreamSizeExceeded { .. } => ApiError::too_large(limit).into(),
-                error => ApiError::bad_request(format!("Bad Request: invalid multipart body: {error}")).into(),
+                error => ApiError::bad_request(format!("invalid multipart body: {error}")).into(),
             }
         };
         let internal = |error: std::io::Error| -> poem::Error {
@@ -195,12 +194,12 @@ impl<'a> ApiExtractor<'a> for Upload {
                 let mut text = Vec::new();
                 while let Some(chunk) = field.chunk().await.map_err(failed)? {
                     if text.len() + chunk.len() > MAX_TEXT_FIELD {
-                        return Err(ApiError::bad_request(format!("Bad Request: field `{name}` is too long")).into());
+                        return Err(ApiError::bad_request(format!("field `{name}` is too long")).into());
                     }
                     text.extend_from_slice(&chunk);
                 }
                 let text = String::from_utf8(text)
-                    .map_err(|_| ApiError::bad_request(format!("Bad Request: field `{name}` is not UTF-8")))?;
+                    .map_err(|_| ApiError::bad_request(format!("field `{name}` is not UTF-8")))?;
                 match indexed_name(&name) {
                     Some((index, key)) => {
                         upload.indexed.entry(index).or_default().fields.insert(key.to_owned(), text);

@@ -45,13 +45,13 @@ fn integer(name: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> 
         Some(text) => text
             .parse()
             .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("Bad Request: {name} must be an integer, not {text:?}"))),
+            .map_err(|_| ApiError::bad_request(format!("{name} must be an integer, not {text:?}"))),
     }
 }
 
 fn count(name: &str, value: &Option<String>) -> Result<Option<u64>, ApiError> {
     match integer(name, value)? {
-        Some(n) if n < 0 => Err(ApiError::bad_request(format!("Bad Request: {name} must not be negative"))),
+        Some(n) if n < 0 => Err(ApiError::bad_request(format!("{name} must not be negative"))),
         n => Ok(n.map(|n| n as u64)),
     }
 }
@@ -67,9 +67,7 @@ fn integers(name: &str, value: &Option<String>) -> Result<Option<Vec<i64>>, ApiE
         .map(|part| part.trim_matches('"').parse::<i64>())
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
-        .map_err(|_| {
-            ApiError::bad_request(format!("Bad Request: {name} must be a list of integers such as [1,2], not {text:?}"))
-        })
+        .map_err(|_| ApiError::bad_request(format!("{name} must be a list of integers such as [1,2], not {text:?}")))
 }
 
 /// A filter given both as `x` and `x__in` keeps what both allow.
