@@ -16,7 +16,7 @@ PORT=${PORT:-4812}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 PREFIX=jade_mbench
 TOKEN=benchtoken0000000000000000000000000000
-OUT=bench/results/manifests.md
+OUT=${OUT:-bench/results/manifests.md}
 WORK=$(mktemp -d)
 trap 'kill ${JADE_PID:-} ${MOTO_PID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -58,18 +58,9 @@ for db in datacoves jade; do
     psql -q -d postgres -c "DROP DATABASE IF EXISTS ${PREFIX}_$db WITH (FORCE)" -c "CREATE DATABASE ${PREFIX}_$db"
 done
 psql -q -v ON_ERROR_STOP=1 -d ${PREFIX}_datacoves -f tests/fixtures/sql/datacoves-schema.sql
+psql -q -v ON_ERROR_STOP=1 -v token="$TOKEN" -d ${PREFIX}_datacoves -f bench/datacoves-seed.sql
 psql -q -v ON_ERROR_STOP=1 -d ${PREFIX}_datacoves <<SQL
-INSERT INTO users_account (id, name, slug) VALUES (1, 'Bench', 'bench');
-INSERT INTO projects_project (id, account_id, name, slug) VALUES (1, 1, 'Bench', 'benchproj');
 INSERT INTO projects_environment (id, project_id, name, slug, services) VALUES (1, 1, 'bench', 'bench', '{}');
-INSERT INTO users_user (id, email, name) VALUES (1, 'bench@example.com', 'Bench');
-INSERT INTO authtoken_token (key, created, user_id) VALUES ('$TOKEN', now(), 1);
-INSERT INTO auth_group (id, name) VALUES (1, 'bench');
-INSERT INTO users_extendedgroup (id, name, group_id, account_id) VALUES (1, 'bench', 1, 1);
-INSERT INTO users_user_groups (user_id, group_id) VALUES (1, 1);
-INSERT INTO auth_permission (id, name, codename) VALUES (1, 'bench:benchproj|dbt-api:manifest|write', 'w'),
-                                                        (2, 'bench:benchproj|workbench:airflow|read', 'r');
-INSERT INTO auth_group_permissions (group_id, permission_id) VALUES (1, 1), (1, 2);
 SQL
 
 kb() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }

@@ -95,16 +95,6 @@ pub fn read_only(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
 
 /// An error with its causes, for one log or start-up line (PostgreSQL errors carry no
 /// passwords).
-pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+pub fn describe(error: &dyn std::error::Error) -> String {
+    crate::adapters::error_chain(error)
 }

@@ -221,9 +221,9 @@ impl DatacovesApi {
     }
 
     /// Replace a file's contents and filename (multipart `file`); the file is named by
-    /// `slug` or `tag`, in the query or the form.
-    #[oai(path = "/environments/:environment_slug/files", method = "put")]
-    async fn put_file(
+    /// `slug` or `tag`, in the query or the form. `PUT` and `PATCH` do the same.
+    #[oai(path = "/environments/:environment_slug/files", method = "put", method = "patch")]
+    async fn replace_file(
         &self,
         caller: Caller,
         environment_slug: Path<String>,
@@ -231,20 +231,12 @@ impl DatacovesApi {
         tag: Query<Option<String>>,
         upload: Upload,
     ) -> Result<FileResponse, ApiError> {
-        self.update(caller, &environment_slug, slug.0, tag.0, upload).await
-    }
-
-    /// The same as `PUT`.
-    #[oai(path = "/environments/:environment_slug/files", method = "patch")]
-    async fn patch_file(
-        &self,
-        caller: Caller,
-        environment_slug: Path<String>,
-        slug: Query<Option<String>>,
-        tag: Query<Option<String>>,
-        upload: Upload,
-    ) -> Result<FileResponse, ApiError> {
-        self.update(caller, &environment_slug, slug.0, tag.0, upload).await
+        environment(&caller, Some(&environment_slug))?;
+        let Upload { fields, file, .. } = upload;
+        let lookup = FileLookup::slug_or_tag(slug.as_deref(), tag.as_deref()).or_else(|| {
+            FileLookup::slug_or_tag(fields.get("slug").map(String::as_str), fields.get("tag").map(String::as_str))
+        });
+        file_response(self.jade.update_file(&environment_slug, lookup, file).await?).await
     }
 
     /// Delete a file named by `slug` or `tag` (query, form, or JSON body `{"tag": ".."}`):
@@ -269,24 +261,6 @@ impl DatacovesApi {
             .or_else(|| FileLookup::slug_or_tag(selector.slug.as_deref(), selector.tag.as_deref()));
         self.jade.delete_file(&environment_slug, lookup).await?;
         Ok(Deleted::Ok)
-    }
-}
-
-impl DatacovesApi {
-    async fn update(
-        &self,
-        caller: Caller,
-        environment_slug: &str,
-        slug: Option<String>,
-        tag: Option<String>,
-        upload: Upload,
-    ) -> Result<FileResponse, ApiError> {
-        environment(&caller, Some(environment_slug))?;
-        let Upload { fields, file, .. } = upload;
-        let lookup = FileLookup::slug_or_tag(slug.as_deref(), tag.as_deref()).or_else(|| {
-            FileLookup::slug_or_tag(fields.get("slug").map(String::as_str), fields.get("tag").map(String::as_str))
-        });
-        file_response(self.jade.update_file(environment_slug, lookup, file).await?).await
     }
 }
 

@@ -2,8 +2,11 @@
 //! statement per batch, so concurrent requests and replicas agree on every id.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
 
 use async_trait::async_trait;
+use moka::sync::Cache;
 
 use super::{JadeDatabase, db, int4};
 use crate::ports::BackendError;
@@ -23,30 +26,40 @@ fn columns(keys: &[RunKey]) -> Result<(Vec<i32>, Vec<i32>), BackendError> {
     Ok((environments, runs))
 }
 
+/// The ids of `keys`: those in `cache`, and the rest as `read` finds them (then kept).
+async fn cached<K, F, Fut>(cache: &Cache<K, i64>, keys: &[K], read: F) -> Result<HashMap<K, i64>, BackendError>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    F: FnOnce(Vec<K>) -> Fut,
+    Fut: Future<Output = Result<Vec<(K, i64)>, BackendError>>,
+{
+    let mut known = HashMap::with_capacity(keys.len());
+    let mut missing = Vec::new();
+    for key in keys {
+        match cache.get(key) {
+            Some(id) => {
+                known.insert(key.clone(), id);
+            }
+            None => missing.push(key.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        for (key, id) in read(missing).await? {
+            cache.insert(key.clone(), id);
+            known.insert(key, id);
+        }
+    }
+    Ok(known)
+}
+
 impl JadeDatabase {
     /// The registered ids among `keys`, from the cache or else the database.
     async fn known_runs(&self, keys: &[RunKey]) -> Result<HashMap<RunKey, i64>, BackendError> {
-        let mut known = HashMap::with_capacity(keys.len());
-        let mut missing = Vec::new();
-        for key in keys {
-            match self.run_ids.get(key) {
-                Some(id) => {
-                    known.insert(*key, id);
-                }
-                None => missing.push(*key),
-            }
-        }
-        if !missing.is_empty() {
-            for (key, id) in self.read_runs(&missing).await? {
-                self.run_ids.insert(key, id);
-                known.insert(key, id);
-            }
-        }
-        Ok(known)
+        cached(&self.run_ids, keys, |missing| self.read_runs(missing)).await
     }
 
-    async fn read_runs(&self, keys: &[RunKey]) -> Result<Vec<(RunKey, i64)>, BackendError> {
-        let (environments, runs) = columns(keys)?;
+    async fn read_runs(&self, keys: Vec<RunKey>) -> Result<Vec<(RunKey, i64)>, BackendError> {
+        let (environments, runs) = columns(&keys)?;
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
@@ -65,26 +78,10 @@ impl JadeDatabase {
 
     /// The registered ids among `keys`, from the cache or else the database.
     async fn known_jobs(&self, keys: &[JobKey]) -> Result<HashMap<JobKey, i64>, BackendError> {
-        let mut known = HashMap::with_capacity(keys.len());
-        let mut missing = Vec::new();
-        for key in keys {
-            match self.job_ids.get(key) {
-                Some(id) => {
-                    known.insert(key.clone(), id);
-                }
-                None => missing.push(key.clone()),
-            }
-        }
-        if !missing.is_empty() {
-            for (key, id) in self.read_jobs(&missing).await? {
-                self.job_ids.insert(key.clone(), id);
-                known.insert(key, id);
-            }
-        }
-        Ok(known)
+        cached(&self.job_ids, keys, |missing| self.read_jobs(missing)).await
     }
 
-    async fn read_jobs(&self, keys: &[JobKey]) -> Result<Vec<(JobKey, i64)>, BackendError> {
+    async fn read_jobs(&self, keys: Vec<JobKey>) -> Result<Vec<(JobKey, i64)>, BackendError> {
         let environments = keys.iter().map(|(e, _)| int4(*e)).collect::<Result<Vec<_>, _>>()?;
         let dags: Vec<&str> = keys.iter().map(|(_, d)| d.as_str()).collect();
         let client = self.client().await?;

@@ -6,7 +6,6 @@
 //! blocks of that size, sent with `Put Block` and committed with one `Put Block List`, so
 //! a failed upload leaves the previous blob untouched.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +22,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncReadExt;
 
-use crate::ports::storage::{Blob, BlobSource, BlobStorage, ByteStream, StorageError};
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+
+use super::remote::{chain, idle_timeout, truncate};
 
 /// Largest body sent in one request, and the block size of larger uploads (one block is
 /// held in memory at a time).
@@ -35,7 +36,6 @@ const GET_CHUNK: u64 = 8 * 1024 * 1024;
 const ATTEMPT_BASE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A GET body that delivers nothing for this long fails instead of hanging.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-const MAX_ERROR_LEN: usize = 300;
 
 /// How to reach and sign in to the storage account.
 #[derive(Clone)]
@@ -278,7 +278,7 @@ impl BlobStorage for AzureBlobStorage {
                 .map_ok(|page| page.data)
                 .try_flatten()
                 .map_err(|e| std::io::Error::other(truncate(format!("blob body: {}", describe(&e)))));
-            return Ok(Blob { len: Some(len), body: idle_timeout(chunks.boxed(), BODY_IDLE_TIMEOUT) });
+            return Ok(Blob { len: Some(len), body: idle_timeout(chunks.boxed(), BODY_IDLE_TIMEOUT, "blob") });
         }
     }
 
@@ -356,87 +356,13 @@ fn describe(error: &azure_core::Error) -> String {
                 (None, _) => format!("HTTP {status}"),
             }
         }
-        _ => shorten_urls(&chain(error)),
+        _ => chain(error),
     }
-}
-
-fn chain(error: &dyn StdError) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
-
-/// Cuts every `http(s)://` URL in `text` down to its scheme and authority: paths make
-/// messages long, and a query may hold a SAS token.
-fn shorten_urls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        out.push_str(&rest[..at + 3]);
-        let url = &rest[at + 3..];
-        let url_end = url.find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>')).unwrap_or(url.len());
-        let authority_end = url[..url_end].find(['/', '?', '#']).unwrap_or(url_end);
-        out.push_str(&url[..authority_end]);
-        rest = &url[url_end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn truncate(mut message: String) -> String {
-    if message.len() > MAX_ERROR_LEN {
-        let mut end = MAX_ERROR_LEN;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push('…');
-    }
-    message
-}
-
-/// Ends the stream with an error when no chunk arrives within `limit`.
-fn idle_timeout(stream: ByteStream, limit: Duration) -> ByteStream {
-    futures::stream::unfold(Some(stream), move |state| async move {
-        let mut stream = state?;
-        match tokio::time::timeout(limit, stream.next()).await {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
-            Ok(Some(Err(e))) => Some((Err(e), None)),
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("blob body: no data for {}s", limit.as_secs()),
-                )),
-                None,
-            )),
-        }
-    })
-    .boxed()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_in_messages_keep_only_their_host() {
-        let message = "error sending request for url (https://acct.blob.core.windows.net/c/a%20b.json?sv=2022&sig=SECRET): connection refused";
-        assert_eq!(
-            shorten_urls(message),
-            "error sending request for url (https://acct.blob.core.windows.net): connection refused"
-        );
-        assert_eq!(shorten_urls("no url here"), "no url here");
-        assert_eq!(shorten_urls("http://h:1"), "http://h:1");
-    }
 
     #[test]
     fn connection_string_with_blob_endpoint_is_a_custom_location() {

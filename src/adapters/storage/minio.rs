@@ -5,7 +5,6 @@
 //! by the server: `/environments/dev/files/t/a.json` is stored as
 //! `environments/dev/files/t/a.json` (and is the same object as the key without the slash).
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
@@ -20,7 +19,9 @@ use minio::s3::types::{BucketName, ObjectKey, S3Api};
 use minio::s3::{MinioClient, MinioClientBuilder};
 use tokio_util::io::ReaderStream;
 
-use crate::ports::storage::{Blob, BlobSource, BlobStorage, ByteStream, StorageError};
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+
+use super::remote::{chain, idle_timeout, truncate};
 
 /// Part size of multipart uploads: each part is buffered (and hashed) in memory, so this
 /// bounds the memory one upload uses. Bodies smaller than this go in one PUT.
@@ -34,7 +35,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// An upload may take this long plus one second per MiB (i.e. it fails below ~1 MiB/s).
 const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(20);
-const MAX_ERROR_LEN: usize = 300;
 
 /// Where the MinIO server is and how to sign in.
 #[derive(Clone)]
@@ -175,7 +175,10 @@ impl BlobStorage for MinioStorage {
             .to_stream()
             .await
             .map_err(|e| StorageError::Backend(format!("get: {}", chain(&e))))?;
-        Ok(Blob { len, body: idle_timeout(stream, BODY_IDLE_TIMEOUT) })
+        let stream = futures::TryStreamExt::map_err(stream, |e| {
+            std::io::Error::other(truncate(format!("minio body: {}", chain(&e))))
+        });
+        Ok(Blob { len, body: idle_timeout(stream.boxed(), BODY_IDLE_TIMEOUT, "minio") })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -257,72 +260,4 @@ fn describe(error: &MinioError) -> String {
         MinioError::Network(e) => chain(e),
         MinioError::DriveIo(e) => chain(e),
     }
-}
-
-fn chain(error: &dyn StdError) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    shorten_urls(&message)
-}
-
-/// Cuts every `http(s)://` URL in `text` down to its scheme and authority: paths make
-/// messages long, and a query may hold a SAS token.
-fn shorten_urls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        out.push_str(&rest[..at + 3]);
-        let url = &rest[at + 3..];
-        let url_end = url.find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>')).unwrap_or(url.len());
-        let authority_end = url[..url_end].find(['/', '?', '#']).unwrap_or(url_end);
-        out.push_str(&url[..authority_end]);
-        rest = &url[url_end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn truncate(mut message: String) -> String {
-    if message.len() > MAX_ERROR_LEN {
-        let mut end = MAX_ERROR_LEN;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push('…');
-    }
-    message
-}
-
-/// Ends the stream with an error when no chunk arrives within `limit`.
-fn idle_timeout<S>(stream: S, limit: Duration) -> ByteStream
-where
-    S: futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
-{
-    futures::stream::unfold(Some(stream), move |state| async move {
-        let mut stream = state?;
-        match tokio::time::timeout(limit, stream.next()).await {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
-            Ok(Some(Err(e))) => {
-                Some((Err(std::io::Error::other(truncate(format!("minio body: {}", chain(&e))))), None))
-            }
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("minio body: no data for {}s", limit.as_secs()),
-                )),
-                None,
-            )),
-        }
-    })
-    .boxed()
 }

@@ -7,5 +7,7 @@ pub mod blob;
 pub mod fs;
 #[cfg(feature = "storage-minio")]
 pub mod minio;
+#[cfg(any(feature = "storage-minio", feature = "storage-s3", feature = "storage-blob"))]
+mod remote;
 #[cfg(feature = "storage-s3")]
 pub mod s3;

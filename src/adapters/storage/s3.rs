@@ -20,7 +20,9 @@ use aws_sdk_s3::primitives::{ByteStream as S3Body, Length};
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use futures::StreamExt;
 
-use crate::ports::storage::{Blob, BlobSource, BlobStorage, ByteStream, StorageError};
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+
+use super::remote::{chain, idle_timeout, truncate};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time from sending a request until the response headers arrive, per attempt. For a PUT
@@ -37,7 +39,6 @@ const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts per request (connection failures and 5xx are retried with a short backoff).
 const MAX_ATTEMPTS: u32 = 3;
 const READ_BUFFER: usize = 256 * 1024;
-const MAX_ERROR_LEN: usize = 300;
 
 /// Bucket, credentials and where the server is.
 #[derive(Clone)]
@@ -214,25 +215,14 @@ impl BlobStorage for S3Storage {
             Err(e) => return Err(backend("get", &e)),
         };
         let len = output.content_length().and_then(|l| u64::try_from(l).ok());
-        let body = futures::stream::unfold(Some(output.body), |state| async move {
-            let mut body = state?;
-            match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
-                Ok(Some(Err(e))) => {
-                    Some((Err(std::io::Error::other(truncate(format!("s3 body: {}", chain(&e))))), None))
-                }
-                Ok(None) => None,
-                Err(_) => Some((
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("s3 body: no data for {}s", BODY_IDLE_TIMEOUT.as_secs()),
-                    )),
-                    None,
-                )),
+        let body = futures::stream::unfold(output.body, |mut body| async move {
+            match body.next().await {
+                Some(Ok(chunk)) => Some((Ok(chunk), body)),
+                Some(Err(e)) => Some((Err(std::io::Error::other(truncate(format!("s3 body: {}", chain(&e))))), body)),
+                None => None,
             }
         });
-        let body: ByteStream = body.boxed();
-        Ok(Blob { len, body })
+        Ok(Blob { len, body: idle_timeout(body.boxed(), BODY_IDLE_TIMEOUT, "s3") })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -274,47 +264,4 @@ where
     };
     tracing::debug!(op, error = %message, "s3 request failed");
     StorageError::Backend(truncate(format!("s3 {op}: {message}")))
-}
-
-fn chain(error: &dyn StdError) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    shorten_urls(&message)
-}
-
-/// Cuts every `http(s)://` URL in `text` down to its scheme and authority: paths make
-/// messages long, and a query may hold a SAS token.
-fn shorten_urls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        out.push_str(&rest[..at + 3]);
-        let url = &rest[at + 3..];
-        let url_end = url.find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>')).unwrap_or(url.len());
-        let authority_end = url[..url_end].find(['/', '?', '#']).unwrap_or(url_end);
-        out.push_str(&url[..authority_end]);
-        rest = &url[url_end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn truncate(mut message: String) -> String {
-    if message.len() > MAX_ERROR_LEN {
-        let mut end = MAX_ERROR_LEN;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push('…');
-    }
-    message
 }
