@@ -59,20 +59,19 @@ impl Jade {
         let environment = self.environment(account_id, environment_id).await?;
         let airflow = self.airflow_for(&environment)?;
         let failed = |e| lookup_failed(&environment, e);
-        let dag = airflow.dag(&environment, &dag_id).await.map_err(failed)?.ok_or_else(Error::not_found)?;
-        let (recent, completed) = futures::try_join!(
+        let (dag, recent, completed) = futures::try_join!(
+            async { airflow.dag(&environment, &dag_id).await.map_err(failed) },
             async { airflow.latest_dag_run(&environment, Some(&dag_id), false).await.map_err(failed) },
             async { airflow.latest_dag_run(&environment, Some(&dag_id), true).await.map_err(failed) },
         )?;
-        let mut job = Job::new(id, dag, EnvironmentRef::from(&environment));
-        if recent.is_some() || completed.is_some() {
+        let mut job = Job::new(id, dag.ok_or_else(Error::not_found)?, EnvironmentRef::from(&environment));
+        let (has_recent, has_completed) = (recent.is_some(), completed.is_some());
+        let runs: Vec<_> = recent.into_iter().chain(completed).collect();
+        if !runs.is_empty() {
             self.sync_runs(airflow.as_ref(), std::slice::from_ref(&environment)).await?;
-        }
-        if let Some(run) = recent {
-            job.most_recent_run = Some(Box::new(self.one_run(account_id, &environment, run).await?));
-        }
-        if let Some(run) = completed {
-            job.most_recent_completed_run = Some(Box::new(self.one_run(account_id, &environment, run).await?));
+            let mut runs = self.render_runs(account_id, &environment, runs).await?.into_iter().map(Box::new);
+            job.most_recent_run = if has_recent { runs.next() } else { None };
+            job.most_recent_completed_run = if has_completed { runs.next() } else { None };
         }
         Ok(job)
     }

@@ -156,19 +156,19 @@ impl Jade {
             })
             .max_by(|(_, a), (_, b)| a.end_date.cmp(&b.end_date).then(a.id.cmp(&b.id)));
         let (environment, run) = best.ok_or_else(Error::not_found)?;
-        self.one_run(account_id, environment, run).await
+        Ok(self.render_runs(account_id, environment, vec![run]).await?.remove(0))
     }
 
-    /// Renders one DAG run of an environment as a job run, registering it if needed.
-    pub(super) async fn one_run(
+    /// Renders DAG runs of one environment as job runs, registering them if needed.
+    pub(super) async fn render_runs(
         &self,
         account_id: i64,
         environment: &Environment,
-        run: DagRun,
-    ) -> Result<JobRun, Error> {
-        let mut found = vec![Found { environment, run, id: 0 }];
+        runs: Vec<DagRun>,
+    ) -> Result<Vec<JobRun>, Error> {
+        let mut found: Vec<Found> = runs.into_iter().map(|run| Found { environment, run, id: 0 }).collect();
         self.assign_run_ids(&mut found).await?;
-        Ok(self.assemble(account_id, found, false).await?.remove(0))
+        self.assemble(account_id, found, false).await
     }
 
     /// Registers the environments' runs that have no id yet, oldest first, so that within an
