@@ -125,10 +125,12 @@ pub async fn build(settings: Settings) -> Result<Demo, String> {
         tokens.push((account_id, name.to_owned(), token));
     }
 
+    let registry = Arc::new(MemoryRegistry::default());
     let ports = Ports {
         catalog,
         airflow: Some(airflow),
-        registry: Arc::new(MemoryRegistry::default()),
+        registry: registry.clone(),
+        run_index: registry,
         manifests: Arc::new(MemoryManifestStore::new(clock.clone())),
         files: Arc::new(MemoryFileStore::new(clock.clone())),
         storage,

@@ -242,6 +242,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         catalog: Arc::new(catalog),
         airflow,
         registry: jade_db.clone(),
+        run_index: jade_db.clone(),
         manifests: jade_db.clone(),
         files: jade_db,
         storage,
@@ -278,7 +279,12 @@ fn airflow(_config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::Air
 }
 
 pub fn settings(config: &Config) -> Settings {
-    Settings { compat: config.compat, max_upload_bytes: config.max_upload_bytes, spool_dir: None }
+    Settings {
+        compat: config.compat,
+        max_upload_bytes: config.max_upload_bytes,
+        spool_dir: None,
+        run_index_refresh: config.run_index_refresh,
+    }
 }
 
 #[cfg(feature = "postgres")]

@@ -242,46 +242,132 @@ async fn paging_with_offset_yields_every_run_once_in_order_across_databases() {
         assert_eq!(unique.len(), 30, "{order}: a run came twice");
         let environments: HashSet<&str> = runs.iter().map(|r| r["environment_slug"].as_str().unwrap()).collect();
         assert_eq!(environments, HashSet::from(["dev123", "prod123", "mkt123"]));
-        let ids: Vec<i64> = runs.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-        for (i, pair) in runs.windows(2).enumerate() {
-            let key = |run: &Value| match order.trim_start_matches('-') {
-                "id" => None,
-                "created_at" => run["created_at"].as_str().map(str::to_owned),
-                _ => run["finished_at"].as_str().map(str::to_owned),
-            };
-            let (a, b) = (key(&pair[0]), key(&pair[1]));
-            let descending = order.starts_with('-');
-            let in_order = match (a, b) {
-                (None, None) => {
-                    if descending {
-                        ids[i] > ids[i + 1]
-                    } else {
-                        ids[i] < ids[i + 1]
-                    }
-                }
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some(a), Some(b)) if a == b => {
-                    if descending {
-                        ids[i] > ids[i + 1]
-                    } else {
-                        ids[i] < ids[i + 1]
-                    }
-                }
-                (Some(a), Some(b)) => {
-                    if descending {
-                        a > b
-                    } else {
-                        a < b
-                    }
-                }
-            };
-            assert!(in_order, "{order}: run {} before run {}", ids[i], ids[i + 1]);
-        }
+        assert_in_order(order, &runs);
     }
     let newest = jade.json(ACME, "/api/v2/accounts/1/runs?order_by=-id&limit=1", 200).await;
     let all = walk(&jade, "id", 100).await.0;
     assert_eq!(newest["data"][0]["id"], all.last().unwrap()["id"]);
+    jade.stop().await;
+}
+
+/// Each run follows the one before it in `order` (ties and missing times by id).
+fn assert_in_order(order: &str, runs: &[Value]) {
+    let descending = order.starts_with('-');
+    let ids: Vec<i64> = runs.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    for (i, pair) in runs.windows(2).enumerate() {
+        let key = |run: &Value| match order.trim_start_matches('-') {
+            "id" => None,
+            "created_at" => run["created_at"].as_str().map(str::to_owned),
+            _ => run["finished_at"].as_str().map(str::to_owned),
+        };
+        let by_id = if descending { ids[i] > ids[i + 1] } else { ids[i] < ids[i + 1] };
+        let in_order = match (key(&pair[0]), key(&pair[1])) {
+            (None, None) => by_id,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(a), Some(b)) if a == b => by_id,
+            (Some(a), Some(b)) => (a > b) == descending,
+        };
+        assert!(in_order, "{order}: run {} before run {}", ids[i], ids[i + 1]);
+    }
+}
+
+/// Walks every order two runs at a time: each of the `expected` runs exactly once, in order.
+async fn assert_paging_exact(jade: &TestJade, expected: usize) {
+    for order in ["id", "-id", "created_at", "-created_at", "finished_at", "-finished_at"] {
+        let (runs, totals) = walk(jade, order, 2).await;
+        assert_eq!(totals, HashSet::from([expected as i64]), "{order}");
+        let unique: HashSet<(String, i64)> = runs
+            .iter()
+            .map(|r| (r["environment_slug"].as_str().unwrap().to_owned(), r["dag_run_id"].as_i64().unwrap()))
+            .collect();
+        assert_eq!((runs.len(), unique.len()), (expected, expected), "{order}: a run missing or twice");
+        assert_in_order(order, &runs);
+    }
+}
+
+#[tokio::test]
+async fn paging_is_exact_over_a_registry_adopted_from_the_first_jade() {
+    let jade = TestJade::start(Scenario { runs_per_environment: 8, unreachable_environment: false }, &[]).await;
+    // The first Jade registered runs as it happened to meet them: newest first, environments
+    // interleaved, with gaps in the ids.
+    let registry = support::connect(&jade.seeded.jade_db).await;
+    for n in (1..=8i32).rev() {
+        for environment_id in [102i32, 100, 101] {
+            registry
+                .execute("INSERT INTO job_run_ids (environment_id, dag_run_id) VALUES ($1, $2)", &[&environment_id, &n])
+                .await
+                .unwrap();
+        }
+        registry.execute("SELECT nextval('job_run_ids_id_seq')", &[]).await.unwrap();
+    }
+    assert_paging_exact(&jade, 24).await;
+    // The adopted ids are kept.
+    let first = jade.json(ACME, "/api/v2/accounts/1/runs?order_by=id&limit=1", 200).await;
+    assert_eq!(
+        (first["data"][0]["environment_slug"].as_str(), first["data"][0]["dag_run_id"].as_i64()),
+        (Some("mkt123"), Some(8))
+    );
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn paging_is_exact_after_latest_run_and_a_job_show_registered_runs_first() {
+    let jade = TestJade::start(Scenario { runs_per_environment: 8, unreachable_environment: false }, &[]).await;
+    jade.json(ACME, "/api/v2/accounts/1/projects/10/latest-run", 200).await;
+    let jobs = jade.json(ACME, "/api/v2/accounts/1/jobs?environment_id=101", 200).await;
+    for job in jobs["data"].as_array().unwrap() {
+        jade.json(ACME, &format!("/api/v2/accounts/1/jobs/{}", job["id"]), 200).await;
+    }
+    assert_paging_exact(&jade, 24).await;
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn a_dag_run_committed_late_is_listed_once() {
+    let jade = TestJade::start(Scenario { runs_per_environment: 4, unreachable_environment: false }, &[]).await;
+    assert_paging_exact(&jade, 12).await;
+    // Two Airflow sessions: the first takes id 5 but commits after the second's id 6 was listed.
+    let mut slow = jade.seeded.airflow("mkt123").await;
+    let fast = jade.seeded.airflow("mkt123").await;
+    let late = slow.transaction().await.unwrap();
+    support::seed::add_run(&late, 102, 5).await;
+    support::seed::add_run(&fast, 102, 6).await;
+    assert_paging_exact(&jade, 13).await;
+    late.commit().await.unwrap();
+    assert_paging_exact(&jade, 14).await;
+    let ids: HashSet<i64> = walk(&jade, "id", 100)
+        .await
+        .0
+        .iter()
+        .filter(|r| r["environment_slug"] == "mkt123")
+        .map(|r| r["dag_run_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, HashSet::from([1, 2, 3, 4, 5, 6]));
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn a_huge_offset_answers_an_empty_page_and_the_total() {
+    let jade = TestJade::start(Scenario { runs_per_environment: 5, unreachable_environment: false }, &[]).await;
+    for order in ["id", "-created_at", "finished_at"] {
+        let page = jade
+            .json(ACME, &format!("/api/v2/accounts/1/runs?order_by={order}&offset=1000000000&limit=100"), 200)
+            .await;
+        assert_eq!(page["data"], serde_json::json!([]), "{order}");
+        assert_eq!(page["extra"]["pagination"]["total_count"], 15, "{order}");
+    }
+    jade.stop().await;
+}
+
+#[tokio::test]
+async fn lists_answer_from_the_run_index_until_the_refresh_interval_passes() {
+    let jade = TestJade::start(Scenario::default(), &[("RUN_INDEX_REFRESH_MS", "600000")]).await;
+    let total = |page: Value| page["extra"]["pagination"]["total_count"].as_i64().unwrap();
+    let before = total(jade.json(ACME, "/api/v2/accounts/1/runs", 200).await);
+    let airflow = jade.seeded.airflow("mkt123").await;
+    support::seed::add_run(&airflow, 102, 7).await;
+    assert_eq!(total(jade.json(ACME, "/api/v2/accounts/1/runs", 200).await), before);
     jade.stop().await;
 }
 

@@ -51,6 +51,9 @@ pub struct Config {
     pub compat: ApiCompat,
     pub max_upload_bytes: u64,
     pub log_format: LogFormat,
+    /// `RUN_INDEX_REFRESH_MS` (default 1000): how long run lists may answer from the run
+    /// index before asking an environment's Airflow database what changed.
+    pub run_index_refresh: Duration,
 }
 
 /// A PostgreSQL database: a URL, or parts with the first Jade's defaults.
@@ -173,6 +176,7 @@ impl Config {
                 "json" => LogFormat::Json,
                 other => return Err(ConfigError::new("LOG_FORMAT", format!("must be text or json, not {other:?}"))),
             },
+            run_index_refresh: Duration::from_millis(env.parse("RUN_INDEX_REFRESH_MS", 1000)?),
         })
     }
 }
@@ -301,6 +305,7 @@ mod tests {
         );
         assert!(matches!(config.storage, Storage::Minio { ref bucket, .. } if bucket == "jade-dev"));
         assert_eq!(config.auth.cache_ttl, Duration::from_secs(60));
+        assert_eq!(config.run_index_refresh, Duration::from_secs(1));
         assert_eq!(config.max_upload_bytes, 1 << 30);
         assert_eq!(config.compat, ApiCompat::Jade);
     }

@@ -68,7 +68,6 @@ impl Jade {
         let (has_recent, has_completed) = (recent.is_some(), completed.is_some());
         let runs: Vec<_> = recent.into_iter().chain(completed).collect();
         if !runs.is_empty() {
-            self.sync_runs(airflow.as_ref(), std::slice::from_ref(&environment)).await?;
             let mut runs = self.render_runs(account_id, &environment, runs).await?.into_iter().map(Box::new);
             job.most_recent_run = if has_recent { runs.next() } else { None };
             job.most_recent_completed_run = if has_completed { runs.next() } else { None };

@@ -9,6 +9,7 @@ use crate::domain::Error;
 use crate::domain::file::MAX_LENGTH;
 use crate::domain::manifest::{self, Manifest, ManifestError, ManifestRun};
 use crate::ports::manifests::{InsertManifestError, ManifestQuery, NewManifest};
+use crate::ports::registry::RunKey;
 use crate::ports::storage::{Blob, BlobSource, StorageError};
 
 /// A `POST /manifests` as it arrived.
@@ -46,10 +47,10 @@ impl Jade {
                     .await
                     .map_err(|e| lookup_failed(&environment, e))?
                     .ok_or_else(Error::not_found)?;
-                self.sync_runs(airflow.as_ref(), std::slice::from_ref(&environment)).await?;
-                let key = (environment.id, dag_run.id);
+                let key = RunKey { environment_id: environment.id, dag_run_id: dag_run.id };
                 let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
-                Some(ManifestRun { dag_id, dag_run_id: dag_run.id, run_id, job_run_id: ids[&key] })
+                let job_run_id = *ids.get(&key).ok_or_else(|| Error::Internal(format!("no job-run id for {key:?}")))?;
+                Some(ManifestRun { dag_id, dag_run_id: dag_run.id, run_id, job_run_id })
             }
             (None, None) => None,
             (Some(_), None) => return Err(Error::invalid("run_id", "can't be blank")),

@@ -9,6 +9,7 @@ mod runs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::domain::Error;
 use crate::domain::access::{self, AccessDenied, Identity, RequestScope};
@@ -22,6 +23,7 @@ use crate::ports::clock::Clock;
 use crate::ports::files::FileStore;
 use crate::ports::manifests::ManifestStore;
 use crate::ports::registry::IdRegistry;
+use crate::ports::run_index::RunIndex;
 use crate::ports::storage::BlobStorage;
 
 pub use files::{FileBody, FileUpload};
@@ -36,6 +38,7 @@ pub struct Ports {
     /// `None` when Airflow is switched off: job and run lists are empty.
     pub airflow: Option<Arc<dyn AirflowRuns>>,
     pub registry: Arc<dyn IdRegistry>,
+    pub run_index: Arc<dyn RunIndex>,
     pub manifests: Arc<dyn ManifestStore>,
     pub files: Arc<dyn FileStore>,
     pub storage: Arc<dyn BlobStorage>,
@@ -50,11 +53,19 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// Where uploads and bodies being checked are spooled (the system temp dir if `None`).
     pub spool_dir: Option<PathBuf>,
+    /// How long a run list may answer from an environment's run index without asking its
+    /// Airflow database what changed (`RUN_INDEX_REFRESH_MS`).
+    pub run_index_refresh: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { compat: ApiCompat::Jade, max_upload_bytes: 1 << 30, spool_dir: None }
+        Settings {
+            compat: ApiCompat::Jade,
+            max_upload_bytes: 1 << 30,
+            spool_dir: None,
+            run_index_refresh: Duration::from_secs(1),
+        }
     }
 }
 
@@ -63,6 +74,7 @@ impl Default for Settings {
 pub struct Jade {
     ports: Ports,
     settings: Arc<Settings>,
+    run_index_freshness: Arc<runs::IndexFreshness>,
 }
 
 /// A file spooled to local disk (an upload as it arrived); removed when dropped.
@@ -76,7 +88,7 @@ pub struct Spooled {
 
 impl Jade {
     pub fn new(ports: Ports, settings: Settings) -> Self {
-        Jade { ports, settings: Arc::new(settings) }
+        Jade { ports, settings: Arc::new(settings), run_index_freshness: Arc::default() }
     }
 
     pub fn settings(&self) -> &Settings {

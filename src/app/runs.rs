@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::join_all;
 
@@ -9,10 +10,11 @@ use super::{Jade, backend, left_out, lookup_failed};
 use crate::domain::Error;
 use crate::domain::catalog::Environment;
 use crate::domain::job::{EnvironmentRef, Job};
-use crate::domain::job_run::{self, DagRun, DagRunFilter, JobRun, RunStatus};
+use crate::domain::job_run::{DagRun, IndexedRun, JobRun, RunStatus};
 use crate::domain::paging::{Listing, Page, RunOrder};
-use crate::ports::airflow::{AirflowRuns, DagRunQuery};
+use crate::ports::airflow::{AirflowError, AirflowRuns};
 use crate::ports::registry::{JobKey, RunKey};
+use crate::ports::run_index::RunIndexQuery;
 
 /// The filters of a run list, as dbt Cloud names them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,18 +28,32 @@ pub struct RunFilter {
     pub statuses: Option<Vec<i64>>,
 }
 
-/// A DAG run found in one of the environments, with its job-run id once known.
+/// A DAG run found in one of the environments, with its job-run id.
 struct Found<'a> {
     environment: &'a Environment,
     run: DagRun,
     id: i64,
 }
 
+/// When each environment's run index was last brought up to date by this process. One lock
+/// per environment: concurrent lists share one refresh.
+#[derive(Default)]
+pub(super) struct IndexFreshness {
+    environments: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
+}
+
+impl IndexFreshness {
+    fn of(&self, environment_id: i64) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
+        Arc::clone(self.environments.lock().unwrap_or_else(|e| e.into_inner()).entry(environment_id).or_default())
+    }
+}
+
 impl Jade {
-    /// One page of the account's runs. Each environment's database is asked for its first
-    /// `offset + limit` matching runs in the requested order and their count, concurrently;
-    /// the answers are merged, and ids are looked up for the page's candidates only.
-    /// Environments whose database cannot be reached are left out with a warning.
+    /// One page of the account's runs. The run index is brought up to date from each
+    /// environment's Airflow database (what changed since it last looked, at most once per
+    /// `run_index_refresh`), concurrently; the page is cut in the index by one indexed query;
+    /// then only the page's runs are read from Airflow. Environments whose database cannot be
+    /// reached are left out with a warning.
     pub async fn runs(
         &self,
         account_id: i64,
@@ -55,16 +71,6 @@ impl Jade {
         if let Some(ids) = &filter.project_ids {
             environments.retain(|e| ids.contains(&e.project_id));
         }
-        let mut dags_of: Option<HashMap<i64, Vec<String>>> = None;
-        if let Some(ids) = &filter.job_definition_ids {
-            let keys = self.ports.registry.job_keys(ids).await.map_err(backend)?;
-            let mut dags: HashMap<i64, Vec<String>> = HashMap::new();
-            for (environment_id, dag_id) in keys.into_values() {
-                dags.entry(environment_id).or_default().push(dag_id);
-            }
-            environments.retain(|e| dags.contains_key(&e.id));
-            dags_of = Some(dags);
-        }
         let statuses = filter.statuses.as_ref().map(|codes| {
             let mut statuses = Vec::new();
             for status in codes.iter().filter_map(|code| RunStatus::from_code(*code, self.settings.compat)) {
@@ -74,62 +80,124 @@ impl Jade {
             }
             statuses
         });
-        let base = DagRunFilter { dag_ids: None, statuses };
-        if environments.is_empty() || base.matches_nothing() {
+        let empty_list = |list: Option<usize>| list == Some(0);
+        if environments.is_empty()
+            || empty_list(statuses.as_ref().map(Vec::len))
+            || empty_list(filter.job_definition_ids.as_ref().map(Vec::len))
+        {
             return Ok(empty);
         }
 
-        let queries: Vec<DagRunQuery> = environments
-            .iter()
-            .map(|environment| DagRunQuery {
-                filter: DagRunFilter {
-                    dag_ids: dags_of.as_ref().map(|dags| dags[&environment.id].clone()),
-                    statuses: base.statuses.clone(),
-                },
-                order,
-                limit: page.end(),
-            })
-            .collect();
-        let ids: Vec<i64> = environments.iter().map(|e| e.id).collect();
-        let (watermarks, answers) = futures::join!(
-            self.ports.registry.run_watermarks(&ids),
-            join_all(environments.iter().zip(&queries).map(|(e, q)| airflow.dag_runs(e, q)))
-        );
-        let watermarks = watermarks.map_err(backend)?;
+        let refreshed =
+            join_all(environments.iter().map(|e| self.refresh_run_index(airflow.as_ref(), account_id, e))).await;
+        let mut readable = Vec::with_capacity(environments.len());
+        for (environment, refreshed) in environments.into_iter().zip(refreshed) {
+            match refreshed? {
+                Ok(()) => readable.push(environment),
+                Err(error) => left_out(&environment, &error, "runs"),
+            }
+        }
+        if readable.is_empty() {
+            return Ok(empty);
+        }
+        let query = RunIndexQuery {
+            account_id,
+            environment_ids: readable.iter().map(|e| e.id).collect(),
+            job_ids: filter.job_definition_ids.clone(),
+            statuses,
+            order,
+            page,
+        };
+        let listing = self.ports.run_index.page(&query).await.map_err(backend)?;
 
-        let mut total_count = 0;
-        let mut found = Vec::new();
-        let mut grown = Vec::new();
-        for (environment, answer) in environments.iter().zip(answers) {
+        // The page's runs, read from their environments' databases by id, concurrently.
+        let mut wanted: HashMap<i64, Vec<i64>> = HashMap::new();
+        for entry in &listing.items {
+            wanted.entry(entry.environment_id).or_default().push(entry.dag_run_id);
+        }
+        let reads: Vec<(&Environment, &Vec<i64>)> =
+            readable.iter().filter_map(|e| Some((e, wanted.get(&e.id)?))).collect();
+        let answers = join_all(reads.iter().map(|(e, ids)| airflow.dag_runs_by_ids(e, ids))).await;
+        let mut runs: HashMap<(i64, i64), (&Environment, DagRun)> = HashMap::with_capacity(listing.items.len());
+        for ((environment, _), answer) in reads.iter().zip(answers) {
             match answer {
-                Ok(answer) => {
-                    if answer.newest_id > watermarks.get(&environment.id).copied() {
-                        grown.push(environment.clone());
-                    }
-                    total_count += answer.total;
-                    found.extend(answer.runs.into_iter().map(|run| Found { environment, run, id: 0 }));
-                }
+                Ok(found) => runs.extend(found.into_iter().map(|run| ((environment.id, run.id), (*environment, run)))),
                 Err(error) => left_out(environment, &error, "runs"),
             }
         }
-        // Runs added since the registry last looked get their ids before any is looked up.
-        if !grown.is_empty() {
-            self.register_new_runs(airflow.as_ref(), &grown, &watermarks).await?;
-        }
-        self.assign_run_ids(&mut found).await?;
-        found.sort_by(|a, b| job_run::compare(order, (&a.run, a.id), (&b.run, b.id)));
-        let found = page.slice(found);
+        // A run deleted from Airflow since the index last looked is left out of this page.
+        let found: Vec<Found> = listing
+            .items
+            .iter()
+            .filter_map(|entry| {
+                let (environment, run) = runs.remove(&(entry.environment_id, entry.dag_run_id))?;
+                Some(Found { environment, run, id: entry.id })
+            })
+            .collect();
         let items = self.assemble(account_id, found, include_job).await?;
-        Ok(Listing { items, total_count })
+        Ok(Listing { items, total_count: listing.total_count })
+    }
+
+    /// Brings the environment's run index up to date with its Airflow database, unless this
+    /// process did so less than `run_index_refresh` ago: new runs (above the newest indexed
+    /// id) are added and unfinished ones updated; when the count of runs at or below the
+    /// newest indexed id differs from the index's (a DAG run committed late, or runs deleted),
+    /// the environment is indexed anew. The outer error is the Jade database failing, the
+    /// inner one the environment's Airflow database.
+    async fn refresh_run_index(
+        &self,
+        airflow: &dyn AirflowRuns,
+        account_id: i64,
+        environment: &Environment,
+    ) -> Result<Result<(), AirflowError>, Error> {
+        let freshness = self.run_index_freshness.of(environment.id);
+        let mut last = freshness.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.settings.run_index_refresh) {
+            return Ok(Ok(()));
+        }
+        let index = &self.ports.run_index;
+        let indexed = index.indexed(environment.id).await.map_err(backend)?;
+        let newest = indexed.newest.unwrap_or(0);
+        let recheck: Vec<i64> = indexed.unfinished.iter().map(|r| r.dag_run_id).collect();
+        let changes = match airflow.dag_run_changes(environment, newest, &recheck).await {
+            Ok(changes) => changes,
+            Err(error) => return Ok(Err(error)),
+        };
+        if changes.at_or_below == indexed.count {
+            let known: HashMap<i64, &IndexedRun> = indexed.unfinished.iter().map(|r| (r.dag_run_id, r)).collect();
+            let changed: Vec<IndexedRun> = changes
+                .runs
+                .iter()
+                .map(IndexedRun::from)
+                .filter(|run| known.get(&run.dag_run_id) != Some(&run))
+                .collect();
+            if !changed.is_empty() {
+                index.record(account_id, environment.id, &changed, false).await.map_err(backend)?;
+            }
+        } else {
+            tracing::info!(
+                environment = %environment.slug,
+                indexed = indexed.count,
+                airflow = changes.at_or_below,
+                "runs appeared or vanished below the newest indexed one; indexing the environment anew"
+            );
+            let all = match airflow.dag_run_changes(environment, 0, &[]).await {
+                Ok(all) => all,
+                Err(error) => return Ok(Err(error)),
+            };
+            let runs: Vec<IndexedRun> = all.runs.iter().map(IndexedRun::from).collect();
+            index.record(account_id, environment.id, &runs, true).await.map_err(backend)?;
+        }
+        *last = Some(Instant::now());
+        Ok(Ok(()))
     }
 
     pub async fn run(&self, account_id: i64, id: i64, include_job: bool) -> Result<JobRun, Error> {
-        let (environment_id, dag_run_id) =
-            self.ports.registry.run_key(id).await.map_err(backend)?.ok_or_else(Error::not_found)?;
-        let environment = self.environment(account_id, environment_id).await?;
+        let key = self.ports.registry.run_key(id).await.map_err(backend)?.ok_or_else(Error::not_found)?;
+        let environment = self.environment(account_id, key.environment_id).await?;
         let airflow = self.airflow_for(&environment)?;
         let run = airflow
-            .dag_run(&environment, dag_run_id)
+            .dag_run(&environment, key.dag_run_id)
             .await
             .map_err(|e| lookup_failed(&environment, e))?
             .ok_or_else(Error::not_found)?;
@@ -171,46 +239,14 @@ impl Jade {
         self.assemble(account_id, found, false).await
     }
 
-    /// Registers the environments' runs that have no id yet, oldest first, so that within an
-    /// environment job-run ids grow with DAG run ids and paging by id is stable.
-    pub(super) async fn sync_runs(&self, airflow: &dyn AirflowRuns, environments: &[Environment]) -> Result<(), Error> {
-        let ids: Vec<i64> = environments.iter().map(|e| e.id).collect();
-        let watermarks = self.ports.registry.run_watermarks(&ids).await.map_err(backend)?;
-        self.register_new_runs(airflow, environments, &watermarks).await
-    }
-
-    /// Registers each environment's runs above its watermark (the highest registered DAG run
-    /// id), in one batch.
-    async fn register_new_runs(
-        &self,
-        airflow: &dyn AirflowRuns,
-        environments: &[Environment],
-        watermarks: &HashMap<i64, i64>,
-    ) -> Result<(), Error> {
-        let new = join_all(environments.iter().map(|environment| {
-            airflow.dag_run_ids_after(environment, watermarks.get(&environment.id).copied().unwrap_or(0))
-        }))
-        .await;
-        // An unreachable environment is reported by the read that follows.
-        let keys: Vec<RunKey> = environments
-            .iter()
-            .zip(new)
-            .filter_map(|(environment, ids)| Some(ids.ok()?.into_iter().map(|id| (environment.id, id))))
-            .flatten()
-            .collect();
-        if !keys.is_empty() {
-            self.ports.registry.register_runs(&keys).await.map_err(backend)?;
-        }
-        Ok(())
-    }
-
     async fn assign_run_ids(&self, found: &mut [Found<'_>]) -> Result<(), Error> {
-        let mut keys: Vec<RunKey> = found.iter().map(|f| (f.environment.id, f.run.id)).collect();
+        let key = |f: &Found| RunKey { environment_id: f.environment.id, dag_run_id: f.run.id };
+        let mut keys: Vec<RunKey> = found.iter().map(key).collect();
         keys.sort_unstable();
         keys.dedup();
         let ids = self.ports.registry.run_ids(&keys).await.map_err(backend)?;
         for f in found.iter_mut() {
-            f.id = ids[&(f.environment.id, f.run.id)];
+            f.id = *ids.get(&key(f)).ok_or_else(|| unregistered("job run", key(f)))?;
         }
         Ok(())
     }
@@ -227,20 +263,21 @@ impl Jade {
                 self.ports.manifests.for_job_runs(account_id, &run_ids).await.map_err(backend)
             },)?;
         let jobs = if include_job { self.jobs_of(&found, &job_ids).await } else { HashMap::new() };
-        Ok(found
+        found
             .into_iter()
             .map(|f| {
                 let key = (f.environment.id, f.run.dag_id.clone());
-                JobRun {
+                let job_id = *job_ids.get(&key).ok_or_else(|| unregistered("job", &key))?;
+                Ok(JobRun {
                     id: f.id,
-                    job_id: job_ids[&key],
+                    job_id,
                     artifact_path: manifests.get(&f.id).map(|m| m.key()),
                     job: jobs.get(&key).cloned().map(Box::new),
                     dag_run: f.run,
                     environment: EnvironmentRef::from(f.environment),
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The jobs of the found runs, for `include_related=job`; a DAG that cannot be read is
@@ -258,8 +295,14 @@ impl Jade {
             .filter_map(|((environment, dag_id), dag)| {
                 let dag = dag.ok()??;
                 let key = (environment.id, dag_id.to_owned());
-                Some((key.clone(), Job::new(job_ids[&key], dag, EnvironmentRef::from(environment))))
+                let id = *job_ids.get(&key)?;
+                Some((key, Job::new(id, dag, EnvironmentRef::from(environment))))
             })
             .collect()
     }
+}
+
+/// A registry that left a key without an id broke its port's promise: a 500, not a panic.
+fn unregistered(what: &str, key: impl std::fmt::Debug) -> Error {
+    Error::Internal(format!("the registry gave no {what} id for {key:?}"))
 }

@@ -11,15 +11,17 @@ use crate::adapters::memory::*;
 use crate::domain::catalog::{Account, AirflowDatabase, Environment, Project, Timestamp};
 use crate::domain::file::FileLookup;
 use crate::domain::job::Dag;
-use crate::domain::job_run::DagRun;
+use crate::domain::job_run::{DagRun, IndexedRun};
 use crate::domain::paging::{Page, RunOrder};
 use crate::ports::manifests::ManifestQuery;
+use crate::ports::registry::{IdRegistry, RunKey};
 use crate::ports::storage::Blob;
 
 struct Fixture {
     jade: Jade,
     airflow: Arc<MemoryAirflow>,
     storage: Arc<MemoryStorage>,
+    registry: Arc<MemoryRegistry>,
 }
 
 fn at(minutes: i64) -> Timestamp {
@@ -103,17 +105,20 @@ fn fixture(runs: i64) -> Fixture {
             }
         }
     }
+    let registry = Arc::new(MemoryRegistry::default());
     let ports = Ports {
         catalog,
         airflow: Some(airflow.clone()),
-        registry: Arc::new(MemoryRegistry::default()),
+        registry: registry.clone(),
+        run_index: registry.clone(),
         manifests: Arc::new(MemoryManifestStore::new(clock.clone())),
         files: Arc::new(MemoryFileStore::new(clock.clone())),
         storage: storage.clone(),
         verifier: Arc::new(MemoryVerifier::default()),
         clock,
     };
-    Fixture { jade: Jade::new(ports, Settings::default()), airflow, storage }
+    let settings = Settings { run_index_refresh: std::time::Duration::ZERO, ..Settings::default() };
+    Fixture { jade: Jade::new(ports, settings), airflow, storage, registry }
 }
 
 fn spooled(body: &[u8], filename: &str) -> Spooled {
@@ -160,11 +165,83 @@ async fn paging_yields_every_run_once_in_order_across_environments() {
         assert_eq!(keys.len(), 36, "order {order}: a run came twice");
         let parsed = RunOrder::parse(order).unwrap();
         for pair in runs.windows(2) {
-            let ordering =
-                crate::domain::job_run::compare(parsed, (&pair[0].dag_run, pair[0].id), (&pair[1].dag_run, pair[1].id));
+            let (a, b) = (IndexedRun::from(&pair[0].dag_run), IndexedRun::from(&pair[1].dag_run));
+            let ordering = crate::domain::job_run::compare(parsed, (&a, pair[0].id), (&b, pair[1].id));
             assert_eq!(ordering, std::cmp::Ordering::Less, "order {order}: {} before {}", pair[0].id, pair[1].id);
         }
     }
+}
+
+/// Checks a walk through every page: each run once, in the order asked.
+fn assert_exact(runs: &[JobRun], expected: usize, order: &str) {
+    let mut keys: Vec<(i64, i64)> = runs.iter().map(|r| (r.environment.id, r.dag_run.id)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!((runs.len(), keys.len()), (expected, expected), "order {order}");
+    let parsed = RunOrder::parse(order).unwrap();
+    for pair in runs.windows(2) {
+        let (a, b) = (IndexedRun::from(&pair[0].dag_run), IndexedRun::from(&pair[1].dag_run));
+        let ordering = crate::domain::job_run::compare(parsed, (&a, pair[0].id), (&b, pair[1].id));
+        assert_eq!(ordering, std::cmp::Ordering::Less, "order {order}: {} before {}", pair[0].id, pair[1].id);
+    }
+}
+
+const ORDERS: [&str; 6] = ["id", "-id", "created_at", "-created_at", "finished_at", "-finished_at"];
+
+#[tokio::test]
+async fn paging_is_exact_when_ids_were_handed_out_in_no_order() {
+    let f = fixture(8);
+    // As a registry adopted from the first Jade: ids given newest run first, environments mixed.
+    let mut keys: Vec<RunKey> = [100, 101, 102]
+        .into_iter()
+        .flat_map(|environment_id| (1..=8).map(move |dag_run_id| RunKey { environment_id, dag_run_id }))
+        .collect();
+    keys.sort_by_key(|k| (std::cmp::Reverse(k.dag_run_id), k.environment_id % 2, k.environment_id));
+    for key in &keys {
+        f.registry.run_ids(std::slice::from_ref(key)).await.unwrap();
+    }
+    for order in ORDERS {
+        assert_exact(&walk(&f.jade, &RunFilter::default(), order, 2).await.0, 24, order);
+    }
+}
+
+#[tokio::test]
+async fn paging_is_exact_after_latest_run_and_a_late_committed_run() {
+    let f = fixture(6);
+    // latest-run registers the newest successful run before any list does.
+    f.jade.latest_run(1, 10).await.unwrap();
+    assert_exact(&walk(&f.jade, &RunFilter::default(), "id", 2).await.0, 18, "id");
+    // A DAG run committed late: its id was taken before one that is already indexed.
+    let run = |id: i64, run_id: &str| DagRun {
+        id,
+        dag_id: "a".into(),
+        run_id: Some(run_id.into()),
+        state: Some("success".into()),
+        queued_at: Some(at(1)),
+        start_date: Some(at(2)),
+        end_date: Some(at(3)),
+    };
+    let late = f.airflow.next_run_id(100);
+    f.airflow.add_run(100, run(late + 1, "early"));
+    assert_exact(&walk(&f.jade, &RunFilter::default(), "id", 2).await.0, 19, "id");
+    f.airflow.add_run(100, run(late, "late"));
+    for order in ORDERS {
+        let runs = walk(&f.jade, &RunFilter::default(), order, 4).await.0;
+        assert_exact(&runs, 20, order);
+        assert!(runs.iter().any(|r| r.dag_run.run_id.as_deref() == Some("late")), "order {order}");
+    }
+}
+
+#[tokio::test]
+async fn a_huge_offset_answers_an_empty_page_with_the_total() {
+    let f = fixture(3);
+    let listing = f
+        .jade
+        .runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(Some(1_000_000_000), None), false)
+        .await
+        .unwrap();
+    assert!(listing.items.is_empty());
+    assert_eq!(listing.total_count, 9);
 }
 
 #[tokio::test]

@@ -91,36 +91,39 @@ impl RunStatus {
     }
 }
 
-/// What a run list asks of one environment's DAG runs, pushed down to its database.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DagRunFilter {
-    /// Only runs of these DAGs (`None`: all).
-    pub dag_ids: Option<Vec<String>>,
-    /// Only runs with one of these statuses (`None`: all).
-    pub statuses: Option<Vec<RunStatus>>,
+/// What the run index keeps of a DAG run: what a run list filters and orders on. The page's
+/// runs themselves are read from Airflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedRun {
+    pub dag_run_id: i64,
+    pub dag_id: String,
+    pub status: RunStatus,
+    pub queued_at: Option<Timestamp>,
+    pub end_date: Option<Timestamp>,
 }
 
-impl DagRunFilter {
-    pub fn matches(&self, run: &DagRun) -> bool {
-        self.dag_ids.as_ref().is_none_or(|ids| ids.contains(&run.dag_id))
-            && self.statuses.as_ref().is_none_or(|s| s.contains(&RunStatus::from_state(run.state.as_deref())))
+impl From<&DagRun> for IndexedRun {
+    fn from(run: &DagRun) -> Self {
+        IndexedRun {
+            dag_run_id: run.id,
+            dag_id: run.dag_id.clone(),
+            status: RunStatus::from_state(run.state.as_deref()),
+            queued_at: run.queued_at,
+            end_date: run.end_date,
+        }
     }
+}
 
-    /// True when no run can match (an empty `__in` list, an impossible status).
-    pub fn matches_nothing(&self) -> bool {
-        self.dag_ids.as_ref().is_some_and(Vec::is_empty) || self.statuses.as_ref().is_some_and(Vec::is_empty)
+impl RunStatus {
+    /// Success and error are final; a queued or running run may still change.
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Success | RunStatus::Error)
     }
 }
 
-/// The order in which an environment's DAG runs are read, matching [`compare`] when job-run
-/// ids grow with DAG run ids (Jade registers an environment's runs in `dag_run.id` order).
-/// Unfinished or unqueued runs sort last in both directions.
-pub fn compare_dag_runs(order: RunOrder, a: &DagRun, b: &DagRun) -> Ordering {
-    compare(order, (a, a.id), (b, b.id))
-}
-
-/// The order of job runs across environments: by the sort field, then by job-run id.
-pub fn compare(order: RunOrder, a: (&DagRun, i64), b: (&DagRun, i64)) -> Ordering {
+/// The order of job runs across environments: by the sort field (unfinished or unqueued
+/// runs last in both directions), then by job-run id in the same direction.
+pub fn compare(order: RunOrder, a: (&IndexedRun, i64), b: (&IndexedRun, i64)) -> Ordering {
     let by_id = a.1.cmp(&b.1);
     let primary = match order.field {
         RunSort::Id => Ordering::Equal,
@@ -256,25 +259,14 @@ mod tests {
     }
 
     #[test]
-    fn filters_match_statuses_and_dags() {
-        let filter = DagRunFilter { dag_ids: None, statuses: Some(vec![RunStatus::Queued]) };
-        assert!(filter.matches(&dag_run(1, Some("scheduled"))));
-        assert!(filter.matches(&dag_run(1, None)));
-        assert!(!filter.matches(&dag_run(1, Some("success"))));
-        let filter = DagRunFilter { dag_ids: Some(vec!["other".into()]), statuses: None };
-        assert!(!filter.matches(&dag_run(1, None)));
-        assert!(DagRunFilter { dag_ids: Some(vec![]), statuses: None }.matches_nothing());
-    }
-
-    #[test]
     fn unfinished_runs_sort_last_both_ways() {
-        let finished = dag_run(1, Some("success"));
+        let finished = IndexedRun::from(&dag_run(1, Some("success")));
         let mut unfinished = dag_run(2, Some("running"));
         unfinished.end_date = None;
+        let unfinished = IndexedRun::from(&unfinished);
         for descending in [false, true] {
             let order = Order { field: RunSort::FinishedAt, descending };
             assert_eq!(compare(order, (&finished, 1), (&unfinished, 2)), Ordering::Less);
-            assert_eq!(compare_dag_runs(order, &finished, &unfinished), Ordering::Less);
         }
         let by_id = Order { field: RunSort::Id, descending: true };
         assert_eq!(compare(by_id, (&finished, 1), (&unfinished, 2)), Ordering::Greater);

@@ -4,8 +4,7 @@ use async_trait::async_trait;
 
 use crate::domain::catalog::Environment;
 use crate::domain::job::Dag;
-use crate::domain::job_run::{DagRun, DagRunFilter};
-use crate::domain::paging::RunOrder;
+use crate::domain::job_run::DagRun;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AirflowError {
@@ -18,24 +17,15 @@ pub enum AirflowError {
     Unreachable { slug: String, reason: String },
 }
 
-/// What one environment's DAG runs are read for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DagRunQuery {
-    pub filter: DagRunFilter,
-    /// Rows come in [`crate::domain::job_run::compare_dag_runs`] order.
-    pub order: RunOrder,
-    /// At most this many rows (`None`: all).
-    pub limit: Option<u64>,
-}
-
+/// What changed in an environment's DAG runs since the run index last looked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DagRunPage {
+pub struct DagRunChanges {
+    /// The runs whose id is above the index's newest or among the ids to check again,
+    /// ascending by id.
     pub runs: Vec<DagRun>,
-    /// How many runs match the filter in all.
-    pub total: u64,
-    /// The highest DAG run id of the environment, whatever the filter (`None`: no runs), so
-    /// a caller can tell whether runs were added since it last looked.
-    pub newest_id: Option<i64>,
+    /// How many runs there are with an id at or below the index's newest: when it differs
+    /// from what the index holds, a run committed late or was deleted.
+    pub at_or_below: u64,
 }
 
 /// Every method answers `NotConfigured` for an environment without a usable Airflow
@@ -49,12 +39,17 @@ pub trait AirflowRuns: Send + Sync + 'static {
 
     async fn dag(&self, environment: &Environment, dag_id: &str) -> Result<Option<Dag>, AirflowError>;
 
-    /// The first `query.limit` runs matching the filter in the query's order, the number of
-    /// all matching runs, and the environment's newest run id.
-    async fn dag_runs(&self, environment: &Environment, query: &DagRunQuery) -> Result<DagRunPage, AirflowError>;
+    /// The runs with an id above `after` or in `recheck`, and the count of runs at or below
+    /// `after` (see [`DagRunChanges`]). `after` 0 and no `recheck` reads every run.
+    async fn dag_run_changes(
+        &self,
+        environment: &Environment,
+        after: i64,
+        recheck: &[i64],
+    ) -> Result<DagRunChanges, AirflowError>;
 
-    /// The ids of the runs whose id is greater than `after`, ascending.
-    async fn dag_run_ids_after(&self, environment: &Environment, after: i64) -> Result<Vec<i64>, AirflowError>;
+    /// The runs with these ids (those that exist), in no particular order.
+    async fn dag_runs_by_ids(&self, environment: &Environment, ids: &[i64]) -> Result<Vec<DagRun>, AirflowError>;
 
     async fn dag_run(&self, environment: &Environment, id: i64) -> Result<Option<DagRun>, AirflowError>;
 

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod files;
 pub mod manifests;
 pub mod registry;
+pub mod run_index;
 pub mod storage;
 
 /// A backing service failed or could not be reached. The message is for logs and never

@@ -90,6 +90,8 @@ impl TestJade {
             ("AIRFLOW_DB_URL_TEMPLATE".into(), format!("{}?options=-csearch_path%3D{{slug}}", url(&seeded.airflow_db))),
             ("POOL_SIZE".into(), "8".into()),
             ("DATACOVES_POOL_SIZE".into(), "4".into()),
+            // Every list asks Airflow what changed, so a test sees its own writes at once.
+            ("RUN_INDEX_REFRESH_MS".into(), "0".into()),
         ]);
         for (name, value) in &storage.vars {
             vars.insert((*name).into(), value.clone());

@@ -192,7 +192,7 @@ async fn seed_airflow(client: &tokio_postgres::Client, environment_id: i64, runs
 }
 
 /// Adds the n-th run of the pattern `seed_airflow` uses.
-pub async fn add_run(client: &tokio_postgres::Client, environment_id: i64, n: i64) {
+pub async fn add_run(client: &impl tokio_postgres::GenericClient, environment_id: i64, n: i64) {
     let dag_id = if n % 2 == 0 { "daily" } else { "hourly" };
     let state = state(n);
     let queued = at(n * 10 + environment_id % 7);

@@ -13,9 +13,8 @@ use tokio_postgres::types::ToSql;
 use crate::adapters::pg::{Tls, pool, read_only};
 use crate::domain::catalog::{AirflowDatabase, Environment};
 use crate::domain::job::Dag;
-use crate::domain::job_run::{DagRun, RunStatus};
-use crate::domain::paging::RunSort;
-use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunPage, DagRunQuery};
+use crate::domain::job_run::DagRun;
+use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunChanges};
 
 #[derive(Clone)]
 pub struct AirflowSettings {
@@ -188,54 +187,9 @@ fn dag_run(row: &Row) -> DagRun {
     }
 }
 
-/// The `WHERE` clause of a run query and its parameters (states first, then DAG ids).
-struct Conditions {
-    sql: String,
-    states: Option<Vec<&'static str>>,
-    dag_ids: Option<Vec<String>>,
-}
-
-impl Conditions {
-    fn new(query: &DagRunQuery) -> Self {
-        let mut clauses = Vec::new();
-        let mut states = None;
-        let mut next = 1;
-        if let Some(statuses) = &query.filter.statuses {
-            states = Some(statuses.iter().filter_map(|s| s.airflow_state()).collect());
-            let mut alternatives = vec![format!("state = ANY(${next}::text[])")];
-            next += 1;
-            if statuses.contains(&RunStatus::Queued) {
-                alternatives.push("state IS NULL OR state NOT IN ('success', 'failed', 'running')".into());
-            }
-            clauses.push(format!("({})", alternatives.join(" OR ")));
-        }
-        let dag_ids = query.filter.dag_ids.clone();
-        if dag_ids.is_some() {
-            clauses.push(format!("dag_id = ANY(${next}::text[])"));
-        }
-        let sql = if clauses.is_empty() { String::new() } else { format!(" WHERE {}", clauses.join(" AND ")) };
-        Conditions { sql, states, dag_ids }
-    }
-
-    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        if let Some(states) = &self.states {
-            params.push(states);
-        }
-        if let Some(dag_ids) = &self.dag_ids {
-            params.push(dag_ids);
-        }
-        params
-    }
-}
-
-fn order_by(query: &DagRunQuery) -> String {
-    let direction = if query.order.descending { "DESC" } else { "ASC" };
-    match query.order.field {
-        RunSort::Id => format!(" ORDER BY id {direction}"),
-        RunSort::CreatedAt => format!(" ORDER BY queued_at {direction} NULLS LAST, id {direction}"),
-        RunSort::FinishedAt => format!(" ORDER BY end_date {direction} NULLS LAST, id {direction}"),
-    }
+/// Ids of `dag_run.id`'s `integer` column; an id that cannot be one matches no run.
+fn int4_ids(ids: &[i64]) -> Vec<i32> {
+    ids.iter().filter_map(|id| i32::try_from(*id).ok()).collect()
 }
 
 #[async_trait]
@@ -250,39 +204,38 @@ impl AirflowRuns for AirflowDatabases {
         Ok(rows.first().map(dag))
     }
 
-    async fn dag_runs(&self, environment: &Environment, query: &DagRunQuery) -> Result<DagRunPage, AirflowError> {
-        let conditions = Conditions::new(query);
-        let params = conditions.params();
-        let limit = query.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
-        let page_sql = format!("{DAG_RUN}{}{}{limit}", conditions.sql, order_by(query));
-        let count_sql = format!("SELECT count(*) FROM dag_run{}", conditions.sql);
-        let newest_sql = "SELECT max(id) FROM dag_run";
+    async fn dag_run_changes(
+        &self,
+        environment: &Environment,
+        after: i64,
+        recheck: &[i64],
+    ) -> Result<DagRunChanges, AirflowError> {
+        let after = i32::try_from(after).unwrap_or(i32::MAX);
+        let recheck = int4_ids(recheck);
         let client = self.client(environment).await?;
-        // The three statements go down the same connection, pipelined (and are prepared once
-        // per connection).
-        let (page, count, newest) = futures::try_join!(
-            client.prepare_cached(&page_sql),
-            client.prepare_cached(&count_sql),
-            client.prepare_cached(newest_sql)
+        let fail = |e| failed(environment, &e);
+        // Both statements go down the same connection, pipelined; the first is two index
+        // scans (above `after`, and the ids to check again).
+        let changed_sql = format!("{DAG_RUN} WHERE id > $1 OR id = ANY($2) ORDER BY id");
+        let (changed, counted) = futures::try_join!(
+            client.prepare_cached(&changed_sql),
+            client.prepare_cached("SELECT count(*) FROM dag_run WHERE id <= $1"),
         )
-        .map_err(|e| failed(environment, &e))?;
-        let (rows, count, newest) = futures::try_join!(
-            client.query(&page, &params),
-            client.query_one(&count, &params),
-            client.query_one(&newest, &[])
-        )
-        .map_err(|e| failed(environment, &e))?;
-        Ok(DagRunPage {
+        .map_err(fail)?;
+        let changed_params: [&(dyn ToSql + Sync); 2] = [&after, &recheck];
+        let counted_params: [&(dyn ToSql + Sync); 1] = [&after];
+        let (rows, count) =
+            futures::try_join!(client.query(&changed, &changed_params), client.query_one(&counted, &counted_params))
+                .map_err(fail)?;
+        Ok(DagRunChanges {
             runs: rows.iter().map(dag_run).collect(),
-            total: u64::try_from(count.get::<_, i64>(0)).unwrap_or(0),
-            newest_id: newest.get::<_, Option<i32>>(0).map(i64::from),
+            at_or_below: u64::try_from(count.get::<_, i64>(0)).unwrap_or(0),
         })
     }
 
-    async fn dag_run_ids_after(&self, environment: &Environment, after: i64) -> Result<Vec<i64>, AirflowError> {
-        let after = i32::try_from(after).unwrap_or(i32::MAX);
-        let rows = self.query(environment, "SELECT id FROM dag_run WHERE id > $1 ORDER BY id", &[&after]).await?;
-        Ok(rows.iter().map(|row| i64::from(row.get::<_, i32>(0))).collect())
+    async fn dag_runs_by_ids(&self, environment: &Environment, ids: &[i64]) -> Result<Vec<DagRun>, AirflowError> {
+        let rows = self.query(environment, &format!("{DAG_RUN} WHERE id = ANY($1)"), &[&int4_ids(ids)]).await?;
+        Ok(rows.iter().map(dag_run).collect())
     }
 
     async fn dag_run(&self, environment: &Environment, id: i64) -> Result<Option<DagRun>, AirflowError> {

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use crate::domain::catalog::Environment;
 use crate::domain::job::Dag;
-use crate::domain::job_run::{DagRun, compare_dag_runs};
-use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunPage, DagRunQuery};
+use crate::domain::job_run::DagRun;
+use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunChanges};
 
 /// DAGs and DAG runs per environment id. An environment without Airflow settings answers
 /// `NotConfigured`; one marked unreachable answers `Unreachable`.
@@ -78,22 +78,21 @@ impl AirflowRuns for MemoryAirflow {
         Ok(self.dags(environment).await?.into_iter().find(|d| d.dag_id == dag_id))
     }
 
-    async fn dag_runs(&self, environment: &Environment, query: &DagRunQuery) -> Result<DagRunPage, AirflowError> {
+    async fn dag_run_changes(
+        &self,
+        environment: &Environment,
+        after: i64,
+        recheck: &[i64],
+    ) -> Result<DagRunChanges, AirflowError> {
         let all = self.runs(environment)?;
-        let newest_id = all.iter().map(|r| r.id).max();
-        let mut runs: Vec<DagRun> = all.into_iter().filter(|r| query.filter.matches(r)).collect();
-        runs.sort_by(|a, b| compare_dag_runs(query.order, a, b));
-        let total = runs.len() as u64;
-        if let Some(limit) = query.limit {
-            runs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        }
-        Ok(DagRunPage { runs, total, newest_id })
+        let at_or_below = all.iter().filter(|r| r.id <= after).count() as u64;
+        let mut runs: Vec<DagRun> = all.into_iter().filter(|r| r.id > after || recheck.contains(&r.id)).collect();
+        runs.sort_by_key(|r| r.id);
+        Ok(DagRunChanges { runs, at_or_below })
     }
 
-    async fn dag_run_ids_after(&self, environment: &Environment, after: i64) -> Result<Vec<i64>, AirflowError> {
-        let mut ids: Vec<i64> = self.runs(environment)?.iter().map(|r| r.id).filter(|id| *id > after).collect();
-        ids.sort_unstable();
-        Ok(ids)
+    async fn dag_runs_by_ids(&self, environment: &Environment, ids: &[i64]) -> Result<Vec<DagRun>, AirflowError> {
+        Ok(self.runs(environment)?.into_iter().filter(|r| ids.contains(&r.id)).collect())
     }
 
     async fn dag_run(&self, environment: &Environment, id: i64) -> Result<Option<DagRun>, AirflowError> {

@@ -3,9 +3,13 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::domain::job_run::{self, IndexedRun};
+use crate::domain::paging::Listing;
 use crate::ports::BackendError;
 use crate::ports::registry::{IdRegistry, JobKey, RunKey};
+use crate::ports::run_index::{IndexEntry, IndexedEnvironment, RunIndex, RunIndexQuery};
 
+/// The id registries and the run index, in memory.
 #[derive(Default)]
 pub struct MemoryRegistry {
     data: Mutex<Data>,
@@ -17,36 +21,31 @@ struct Data {
     run_keys: HashMap<i64, RunKey>,
     jobs: HashMap<JobKey, i64>,
     job_keys: HashMap<i64, JobKey>,
+    /// By job-run id: (account id, environment id, job id, the run).
+    index: HashMap<i64, (i64, i64, i64, IndexedRun)>,
+}
+
+impl Data {
+    fn run_id(&mut self, key: RunKey) -> i64 {
+        let next = self.runs.len() as i64 + 1;
+        let id = *self.runs.entry(key).or_insert(next);
+        self.run_keys.insert(id, key);
+        id
+    }
+
+    fn job_id(&mut self, key: &JobKey) -> i64 {
+        let next = self.jobs.len() as i64 + 1;
+        let id = *self.jobs.entry(key.clone()).or_insert(next);
+        self.job_keys.insert(id, key.clone());
+        id
+    }
 }
 
 #[async_trait]
 impl IdRegistry for MemoryRegistry {
-    async fn run_watermarks(&self, environment_ids: &[i64]) -> Result<HashMap<i64, i64>, BackendError> {
-        let data = self.data.lock().unwrap();
-        let mut marks = HashMap::new();
-        for (environment_id, dag_run_id) in data.runs.keys() {
-            if environment_ids.contains(environment_id) {
-                let mark = marks.entry(*environment_id).or_insert(*dag_run_id);
-                *mark = (*mark).max(*dag_run_id);
-            }
-        }
-        Ok(marks)
-    }
-
-    async fn register_runs(&self, keys: &[RunKey]) -> Result<(), BackendError> {
-        self.run_ids(keys).await.map(drop)
-    }
-
     async fn run_ids(&self, keys: &[RunKey]) -> Result<HashMap<RunKey, i64>, BackendError> {
         let mut data = self.data.lock().unwrap();
-        let mut ids = HashMap::with_capacity(keys.len());
-        for key in keys {
-            let next = data.runs.len() as i64 + 1;
-            let id = *data.runs.entry(*key).or_insert(next);
-            data.run_keys.insert(id, *key);
-            ids.insert(*key, id);
-        }
-        Ok(ids)
+        Ok(keys.iter().map(|key| (*key, data.run_id(*key))).collect())
     }
 
     async fn run_key(&self, id: i64) -> Result<Option<RunKey>, BackendError> {
@@ -55,18 +54,72 @@ impl IdRegistry for MemoryRegistry {
 
     async fn job_ids(&self, keys: &[JobKey]) -> Result<HashMap<JobKey, i64>, BackendError> {
         let mut data = self.data.lock().unwrap();
-        let mut ids = HashMap::with_capacity(keys.len());
-        for key in keys {
-            let next = data.jobs.len() as i64 + 1;
-            let id = *data.jobs.entry(key.clone()).or_insert(next);
-            data.job_keys.insert(id, key.clone());
-            ids.insert(key.clone(), id);
-        }
-        Ok(ids)
+        Ok(keys.iter().map(|key| (key.clone(), data.job_id(key))).collect())
     }
 
     async fn job_keys(&self, ids: &[i64]) -> Result<HashMap<i64, JobKey>, BackendError> {
         let data = self.data.lock().unwrap();
         Ok(ids.iter().filter_map(|id| Some((*id, data.job_keys.get(id)?.clone()))).collect())
+    }
+}
+
+#[async_trait]
+impl RunIndex for MemoryRegistry {
+    async fn indexed(&self, environment_id: i64) -> Result<IndexedEnvironment, BackendError> {
+        let data = self.data.lock().unwrap();
+        let mut indexed = IndexedEnvironment::default();
+        for (_, _, _, run) in data.index.values().filter(|(_, e, _, _)| *e == environment_id) {
+            indexed.newest = indexed.newest.max(Some(run.dag_run_id));
+            indexed.count += 1;
+            if !run.status.is_finished() {
+                indexed.unfinished.push(run.clone());
+            }
+        }
+        indexed.unfinished.sort_by_key(|r| r.dag_run_id);
+        Ok(indexed)
+    }
+
+    async fn record(
+        &self,
+        account_id: i64,
+        environment_id: i64,
+        runs: &[IndexedRun],
+        complete: bool,
+    ) -> Result<(), BackendError> {
+        let mut data = self.data.lock().unwrap();
+        let mut sorted: Vec<&IndexedRun> = runs.iter().collect();
+        sorted.sort_by_key(|r| r.dag_run_id);
+        let mut kept = Vec::with_capacity(sorted.len());
+        for run in sorted {
+            let id = data.run_id(RunKey { environment_id, dag_run_id: run.dag_run_id });
+            let job_id = data.job_id(&(environment_id, run.dag_id.clone()));
+            data.index.insert(id, (account_id, environment_id, job_id, run.clone()));
+            kept.push(id);
+        }
+        if complete {
+            data.index.retain(|id, (_, environment, _, _)| *environment != environment_id || kept.contains(id));
+        }
+        Ok(())
+    }
+
+    async fn page(&self, query: &RunIndexQuery) -> Result<Listing<IndexEntry>, BackendError> {
+        let data = self.data.lock().unwrap();
+        let mut matching: Vec<(i64, i64, &IndexedRun)> = data
+            .index
+            .iter()
+            .filter(|(_, (account, environment, job, run))| {
+                *account == query.account_id
+                    && query.environment_ids.contains(environment)
+                    && query.job_ids.as_ref().is_none_or(|ids| ids.contains(job))
+                    && query.statuses.as_ref().is_none_or(|s| s.contains(&run.status))
+            })
+            .map(|(id, (_, environment, _, run))| (*id, *environment, run))
+            .collect();
+        matching.sort_by(|a, b| job_run::compare(query.order, (a.2, a.0), (b.2, b.0)));
+        let entries = matching
+            .into_iter()
+            .map(|(id, environment_id, run)| IndexEntry { id, environment_id, dag_run_id: run.dag_run_id })
+            .collect();
+        Ok(Listing::paged(entries, query.page))
     }
 }

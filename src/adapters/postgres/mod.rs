@@ -3,6 +3,7 @@
 mod files;
 mod manifests;
 mod registry;
+mod run_index;
 
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;

@@ -12,18 +12,23 @@ use super::{JadeDatabase, db, int4};
 use crate::ports::BackendError;
 use crate::ports::registry::{IdRegistry, JobKey, RunKey};
 
-/// Namespace of the per-environment transaction locks that keep run registration in
-/// `dag_run.id` order across replicas (the second key is the environment id).
-const RUN_LOCK: i32 = 0x4A41_4445;
+/// Namespace of the per-environment transaction locks that serialize run registration and
+/// run-index writes of one environment across requests and replicas (the second key is the
+/// environment id).
+pub(super) const RUN_LOCK: i32 = 0x4A41_4445;
 
 fn columns(keys: &[RunKey]) -> Result<(Vec<i32>, Vec<i32>), BackendError> {
     let mut environments = Vec::with_capacity(keys.len());
     let mut runs = Vec::with_capacity(keys.len());
-    for (environment_id, dag_run_id) in keys {
-        environments.push(int4(*environment_id)?);
-        runs.push(int4(*dag_run_id)?);
+    for key in keys {
+        environments.push(int4(key.environment_id)?);
+        runs.push(int4(key.dag_run_id)?);
     }
     Ok((environments, runs))
+}
+
+fn run_key(environment_id: i32, dag_run_id: i32) -> RunKey {
+    RunKey { environment_id: i64::from(environment_id), dag_run_id: i64::from(dag_run_id) }
 }
 
 /// The ids of `keys`: those in `cache`, and the rest as `read` finds them (then kept).
@@ -70,56 +75,11 @@ impl JadeDatabase {
             .await
             .map_err(db)?;
         let rows = client.query(&statement, &[&environments, &runs]).await.map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|row| ((i64::from(row.get::<_, i32>(1)), i64::from(row.get::<_, i32>(2))), row.get::<_, i64>(0)))
-            .collect())
+        Ok(rows.iter().map(|row| (run_key(row.get(1), row.get(2)), row.get::<_, i64>(0))).collect())
     }
 
-    /// The registered ids among `keys`, from the cache or else the database.
-    async fn known_jobs(&self, keys: &[JobKey]) -> Result<HashMap<JobKey, i64>, BackendError> {
-        cached(&self.job_ids, keys, |missing| self.read_jobs(missing)).await
-    }
-
-    async fn read_jobs(&self, keys: Vec<JobKey>) -> Result<Vec<(JobKey, i64)>, BackendError> {
-        let environments = keys.iter().map(|(e, _)| int4(*e)).collect::<Result<Vec<_>, _>>()?;
-        let dags: Vec<&str> = keys.iter().map(|(_, d)| d.as_str()).collect();
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT j.id, j.environment_id, j.dag_id FROM job_ids j \
-                 JOIN unnest($1::int4[], $2::text[]) AS k(e, d) ON j.environment_id = k.e AND j.dag_id = k.d",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client.query(&statement, &[&environments, &dags]).await.map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|row| ((i64::from(row.get::<_, i32>(1)), row.get::<_, String>(2)), row.get::<_, i64>(0)))
-            .collect())
-    }
-}
-
-#[async_trait]
-impl IdRegistry for JadeDatabase {
-    async fn run_watermarks(&self, environment_ids: &[i64]) -> Result<HashMap<i64, i64>, BackendError> {
-        let environments = environment_ids.iter().map(|e| int4(*e)).collect::<Result<Vec<_>, _>>()?;
-        let client = self.client().await?;
-        // One index probe per environment (backwards scan of the unique index).
-        let statement = client
-            .prepare_cached(
-                "SELECT e, (SELECT max(dag_run_id) FROM job_run_ids WHERE environment_id = e) \
-                 FROM unnest($1::int4[]) AS e",
-            )
-            .await
-            .map_err(db)?;
-        let rows = client.query(&statement, &[&environments]).await.map_err(db)?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| Some((i64::from(row.get::<_, i32>(0)), i64::from(row.get::<_, Option<i32>>(1)?))))
-            .collect())
-    }
-
+    /// Registers the runs that have no id yet, in the order given, under the environments'
+    /// locks.
     async fn register_runs(&self, keys: &[RunKey]) -> Result<(), BackendError> {
         if keys.is_empty() {
             return Ok(());
@@ -148,6 +108,32 @@ impl IdRegistry for JadeDatabase {
         transaction.commit().await.map_err(db)
     }
 
+    /// The registered ids among `keys`, from the cache or else the database.
+    async fn known_jobs(&self, keys: &[JobKey]) -> Result<HashMap<JobKey, i64>, BackendError> {
+        cached(&self.job_ids, keys, |missing| self.read_jobs(missing)).await
+    }
+
+    async fn read_jobs(&self, keys: Vec<JobKey>) -> Result<Vec<(JobKey, i64)>, BackendError> {
+        let environments = keys.iter().map(|(e, _)| int4(*e)).collect::<Result<Vec<_>, _>>()?;
+        let dags: Vec<&str> = keys.iter().map(|(_, d)| d.as_str()).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT j.id, j.environment_id, j.dag_id FROM job_ids j \
+                 JOIN unnest($1::int4[], $2::text[]) AS k(e, d) ON j.environment_id = k.e AND j.dag_id = k.d",
+            )
+            .await
+            .map_err(db)?;
+        let rows = client.query(&statement, &[&environments, &dags]).await.map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| ((i64::from(row.get::<_, i32>(1)), row.get::<_, String>(2)), row.get::<_, i64>(0)))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl IdRegistry for JadeDatabase {
     async fn run_ids(&self, keys: &[RunKey]) -> Result<HashMap<RunKey, i64>, BackendError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
@@ -168,8 +154,7 @@ impl IdRegistry for JadeDatabase {
             .await
             .map_err(db)?;
         let row = client.query_opt(&statement, &[&id]).await.map_err(db)?;
-        Ok(row
-            .and_then(|row| Some((i64::from(row.get::<_, Option<i32>>(0)?), i64::from(row.get::<_, Option<i32>>(1)?)))))
+        Ok(row.and_then(|row| Some(run_key(row.get::<_, Option<i32>>(0)?, row.get::<_, Option<i32>>(1)?))))
     }
 
     async fn job_ids(&self, keys: &[JobKey]) -> Result<HashMap<JobKey, i64>, BackendError> {

@@ -1,0 +1,34 @@
+-- The run index: what Jade knows of each DAG run it has seen, enough to filter, order and
+-- page a run list in this database with one indexed query, whatever order the job-run ids
+-- were handed out in. It is refreshed from each environment's Airflow database by what
+-- changed (new DAG run ids, runs not finished yet); the page's rows are then read from
+-- Airflow by id. Jade owns it; the first Jade never had it, and it can be rebuilt from
+-- Airflow at any time.
+
+CREATE TABLE IF NOT EXISTS run_index (
+  job_run_id bigint PRIMARY KEY REFERENCES job_run_ids(id) ON DELETE CASCADE,
+  account_id integer NOT NULL,
+  environment_id integer NOT NULL,
+  dag_run_id integer NOT NULL,
+  job_id bigint NOT NULL,
+  -- 1 success, 2 error, 3 queued (or any other state), 5 running: the first Jade's codes.
+  status smallint NOT NULL,
+  queued_at timestamptz,
+  end_date timestamptz
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS run_index_environment_run ON run_index (environment_id, dag_run_id);
+CREATE INDEX IF NOT EXISTS run_index_unfinished ON run_index (environment_id, dag_run_id) WHERE status IN (3, 5);
+-- One index per order of a run list (contract §3 `order_by`); unfinished or unqueued runs
+-- sort last either way, ties go by job-run id in the same direction. The included columns
+-- let a page and its count be index-only scans.
+CREATE INDEX IF NOT EXISTS run_index_by_id ON run_index (account_id, job_run_id)
+  INCLUDE (environment_id, dag_run_id, job_id, status);
+CREATE INDEX IF NOT EXISTS run_index_by_created ON run_index (account_id, queued_at ASC NULLS LAST, job_run_id ASC)
+  INCLUDE (environment_id, dag_run_id, job_id, status);
+CREATE INDEX IF NOT EXISTS run_index_by_created_desc ON run_index (account_id, queued_at DESC NULLS LAST, job_run_id DESC)
+  INCLUDE (environment_id, dag_run_id, job_id, status);
+CREATE INDEX IF NOT EXISTS run_index_by_finished ON run_index (account_id, end_date ASC NULLS LAST, job_run_id ASC)
+  INCLUDE (environment_id, dag_run_id, job_id, status);
+CREATE INDEX IF NOT EXISTS run_index_by_finished_desc ON run_index (account_id, end_date DESC NULLS LAST, job_run_id DESC)
+  INCLUDE (environment_id, dag_run_id, job_id, status);
