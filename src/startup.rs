@@ -189,18 +189,20 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
     use crate::app::config::Verifier;
 
     let jade_db = JadeDatabase::new(pg_config(&config.jade_db, "DB")?, config.jade_db.pool_size, tls(&config.jade_db))
-        .map_err(|e| StartupError(e.0))?;
-    jade_db
-        .migrate()
-        .await
-        .map_err(|e| StartupError(format!("{} (set by DB_URL, or DB_HOST/DB_PORT/DB_USER/DB_PASS/DB_NAME)", e.0)))?;
+        .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
+    jade_db.migrate().await.map_err(|e| {
+        StartupError(format!(
+            "{} (set by DB_URL, or DB_HOST/DB_PORT/DB_USER/DB_PASS/DB_NAME)",
+            crate::adapters::error_chain(&e)
+        ))
+    })?;
 
     let datacoves_pool = pg::pool(
         read_only(pg_config(&config.datacoves_db, "DATACOVES_DB")?),
         config.datacoves_db.pool_size,
         tls(&config.datacoves_db),
     )
-    .map_err(|e| StartupError(e.0))?;
+    .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
     let _connected = datacoves_pool.get().await.map_err(|e| {
         StartupError(format!(
             "Datacoves database: {} (set by DATACOVES_DB_URL, or DATACOVES_DB_HOST/_PORT/_USER/_PASS/_NAME)",
@@ -209,7 +211,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
     })?;
     let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose());
     let catalog = DatacovesCatalog::new(datacoves_pool.clone(), fernet_key)
-        .map_err(|e| StartupError(format!("FERNET_KEY: {}", e.0)))?;
+        .map_err(|e| StartupError(format!("FERNET_KEY: {e}")))?;
 
     let verifier: Arc<dyn crate::ports::auth::TokenVerifier> = match &config.auth.verifier {
         #[cfg(feature = "http")]

@@ -16,26 +16,4 @@ pub mod postgres;
 pub mod storage;
 
 /// An error with its causes, for one log line or `Backend` message (each cause once).
-#[cfg_attr(
-    not(any(
-        feature = "postgres",
-        feature = "airflow",
-        feature = "storage-minio",
-        feature = "storage-s3",
-        feature = "storage-blob"
-    )),
-    allow(dead_code)
-)]
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use crate::domain::error::error_chain;

@@ -25,7 +25,7 @@ pub fn pool(config: tokio_postgres::Config, size: usize, tls: Tls) -> Result<Poo
         .create_timeout(Some(std::time::Duration::from_secs(10)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
-        .map_err(|e| BackendError::new(format!("building a connection pool: {e}")))
+        .map_err(|e| BackendError::caused_by("building a connection pool", e))
 }
 
 fn unverified_tls() -> tokio_postgres_rustls::MakeRustlsConnect {

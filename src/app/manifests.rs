@@ -5,9 +5,9 @@ use std::io::BufWriter;
 use bytes::Bytes;
 
 use super::{Jade, STORAGE_READ_FAILED, STORAGE_WRITE_FAILED, Spooled, backend, blocking, lookup_failed};
-use crate::domain::Error;
 use crate::domain::file::MAX_LENGTH;
 use crate::domain::manifest::{self, Manifest, ManifestError, ManifestRun};
+use crate::domain::{Error, Fault};
 use crate::ports::manifests::{InsertManifestError, ManifestQuery, NewManifest};
 use crate::ports::registry::RunKey;
 use crate::ports::storage::{Blob, BlobSource, StorageError};
@@ -49,7 +49,8 @@ impl Jade {
                     .ok_or_else(Error::not_found)?;
                 let key = RunKey { environment_id: environment.id, dag_run_id: dag_run.id };
                 let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
-                let job_run_id = *ids.get(&key).ok_or_else(|| Error::Internal(format!("no job-run id for {key:?}")))?;
+                let job_run_id =
+                    *ids.get(&key).ok_or_else(|| Error::Internal(Fault::new(format!("no job-run id for {key:?}"))))?;
                 Some(ManifestRun { dag_id, dag_run_id: dag_run.id, run_id, job_run_id })
             }
             (None, None) => None,
@@ -58,7 +59,7 @@ impl Jade {
         };
 
         let trimmed = self.trim_spooled(&file.path).await?.map_err(|e| match e {
-            ManifestError::Io(e) => Error::Internal(format!("trimming the spooled manifest: {e}")),
+            ManifestError::Io(e) => Error::internal("trimming the spooled manifest", e),
             invalid => Error::invalid("file", &invalid.to_string()),
         })?;
 
@@ -164,9 +165,9 @@ impl Jade {
                 let trimmed = self
                     .trim_spooled(&full.path)
                     .await?
-                    .map_err(|e| Error::Internal(format!("stored manifest {}: {e}", manifest.id)))?;
+                    .map_err(|e| Error::internal(format!("stored manifest {}", manifest.id), e))?;
                 keep(BlobSource::File { path: trimmed.path.to_path_buf(), len: trimmed.len }).await;
-                trimmed.into_blob().await.map_err(|e| Error::Internal(format!("reading a spool file: {e}")))
+                trimmed.into_blob().await.map_err(|e| Error::internal("reading a spool file", e))
             }
             Err(StorageError::NotFound) => {
                 let legacy = self.ports.manifests.legacy_content(manifest.id, true).await.map_err(backend)?;

@@ -134,8 +134,8 @@ fn airflow_not_found(environment: &Environment) -> Error {
 
 /// Maps an Airflow failure in a direct lookup to the contract's 404.
 fn lookup_failed(environment: &Environment, error: AirflowError) -> Error {
-    if let AirflowError::Unreachable { reason, .. } = &error {
-        tracing::warn!(environment = %environment.slug, %reason, "Airflow database unreachable");
+    if let AirflowError::Unreachable { cause, .. } = &error {
+        tracing::warn!(environment = %environment.slug, error = %crate::domain::error::error_chain(cause), "Airflow database unreachable");
     }
     airflow_not_found(environment)
 }
@@ -144,8 +144,8 @@ fn lookup_failed(environment: &Environment, error: AirflowError) -> Error {
 /// worth one when it simply has no Airflow.
 fn left_out(environment: &Environment, error: &AirflowError, list: &str) {
     match error {
-        AirflowError::Unreachable { reason, .. } => {
-            tracing::warn!(environment = %environment.slug, %reason, list, "Airflow database unreachable; environment left out");
+        AirflowError::Unreachable { cause, .. } => {
+            tracing::warn!(environment = %environment.slug, error = %crate::domain::error::error_chain(cause), list, "Airflow database unreachable; environment left out");
         }
         AirflowError::NotConfigured { .. } => {
             tracing::debug!(environment = %environment.slug, list, "no Airflow; environment left out");
@@ -154,7 +154,7 @@ fn left_out(environment: &Environment, error: &AirflowError, list: &str) {
 }
 
 fn backend(error: BackendError) -> Error {
-    Error::Internal(error.0)
+    Error::Internal(error)
 }
 
 /// The contract's messages for object storage failing.
@@ -180,7 +180,7 @@ impl Jade {
             Some(dir) => tempfile::NamedTempFile::new_in(dir),
             None => tempfile::NamedTempFile::new(),
         }
-        .map_err(|e| Error::Internal(format!("cannot create a spool file: {e}")))
+        .map_err(|e| Error::internal("creating a spool file", e))
     }
 
     /// Streams a stored body to a temporary file, so it can be checked before it is served
@@ -198,16 +198,16 @@ impl Jade {
                 Error::Unprocessable(STORAGE_READ_FAILED.into())
             })?;
             len += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(|e| Error::Internal(format!("spool write: {e}")))?;
+            file.write_all(&chunk).await.map_err(|e| Error::internal("writing a spool file", e))?;
         }
-        file.flush().await.map_err(|e| Error::Internal(format!("spool write: {e}")))?;
+        file.flush().await.map_err(|e| Error::internal("writing a spool file", e))?;
         Ok(Spooled { path, len, filename: None })
     }
 }
 
 /// Runs blocking work (parsing a spooled body) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Internal(format!("blocking task failed: {e}")))
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::internal("a blocking task", e))
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@ use std::time::Instant;
 use futures::future::join_all;
 
 use super::{Jade, backend, left_out, lookup_failed};
-use crate::domain::Error;
 use crate::domain::catalog::Environment;
 use crate::domain::job::{EnvironmentRef, Job};
 use crate::domain::job_run::{DagRun, IndexedRun, JobRun, RunStatus};
 use crate::domain::paging::{Listing, Page, RunOrder};
+use crate::domain::{Error, Fault};
 use crate::ports::airflow::{AirflowError, AirflowRuns};
 use crate::ports::registry::{JobKey, RunKey};
 use crate::ports::run_index::RunIndexQuery;
@@ -35,16 +35,28 @@ struct Found<'a> {
     id: i64,
 }
 
-/// When each environment's run index was last brought up to date by this process. One lock
-/// per environment: concurrent lists share one refresh.
+/// When each environment's run index was last brought up to date by this process.
 #[derive(Default)]
 pub(super) struct IndexFreshness {
-    environments: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
+    environments: std::sync::Mutex<HashMap<i64, Arc<EnvironmentFreshness>>>,
+}
+
+#[derive(Default)]
+struct EnvironmentFreshness {
+    refreshed_at: std::sync::Mutex<Option<Instant>>,
+    /// Held while one request refreshes the environment's index.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl IndexFreshness {
-    fn of(&self, environment_id: i64) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
+    fn of(&self, environment_id: i64) -> Arc<EnvironmentFreshness> {
         Arc::clone(self.environments.lock().unwrap_or_else(|e| e.into_inner()).entry(environment_id).or_default())
+    }
+}
+
+impl EnvironmentFreshness {
+    fn refreshed_at(&self) -> Option<Instant> {
+        *self.refreshed_at.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -151,10 +163,24 @@ impl Jade {
         environment: &Environment,
     ) -> Result<Result<(), AirflowError>, Error> {
         let freshness = self.run_index_freshness.of(environment.id);
-        let mut last = freshness.lock().await;
-        if last.is_some_and(|at| at.elapsed() < self.settings.run_index_refresh) {
+        let interval = self.settings.run_index_refresh;
+        let fresh = || freshness.refreshed_at().is_some_and(|at| at.elapsed() < interval);
+        if fresh() {
             return Ok(Ok(()));
         }
+        // While another request refreshes an environment indexed before, this one answers
+        // from the index as it is; only an environment not indexed yet waits for it.
+        let _refreshing = match freshness.refreshing.try_lock() {
+            Ok(guard) => guard,
+            Err(_) if freshness.refreshed_at().is_some() => return Ok(Ok(())),
+            Err(_) => {
+                let guard = freshness.refreshing.lock().await;
+                if fresh() {
+                    return Ok(Ok(()));
+                }
+                guard
+            }
+        };
         let index = &self.ports.run_index;
         let indexed = index.indexed(environment.id).await.map_err(backend)?;
         let newest = indexed.newest.unwrap_or(0);
@@ -188,7 +214,7 @@ impl Jade {
             let runs: Vec<IndexedRun> = all.runs.iter().map(IndexedRun::from).collect();
             index.record(account_id, environment.id, &runs, true).await.map_err(backend)?;
         }
-        *last = Some(Instant::now());
+        *freshness.refreshed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         Ok(Ok(()))
     }
 
@@ -304,5 +330,5 @@ impl Jade {
 
 /// A registry that left a key without an id broke its port's promise: a 500, not a panic.
 fn unregistered(what: &str, key: impl std::fmt::Debug) -> Error {
-    Error::Internal(format!("the registry gave no {what} id for {key:?}"))
+    Error::Internal(Fault::new(format!("the registry gave no {what} id for {key:?}")))
 }

@@ -2,6 +2,7 @@
 //! contract's message in one place.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::domain::access::AccessDenied;
 
@@ -31,14 +32,49 @@ pub enum Error {
     /// 503: a service Jade depends on for every request (token verification) is down.
     #[error("unavailable: {0}")]
     Unavailable(String),
-    /// 500. The text is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// 500. The fault is logged with its causes, never sent.
+    #[error("internal error")]
+    Internal(#[source] Fault),
 }
+
+/// What failed inside Jade or a service behind it, for logs only: what was being done, and
+/// the error that caused it with its own causes. Never holds a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{context}")]
+pub struct Fault {
+    context: String,
+    #[source]
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Fault {
+    pub fn new(context: impl Into<String>) -> Self {
+        Fault { context: context.into(), cause: None }
+    }
+
+    pub fn caused_by(context: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Fault { context: context.into(), cause: Some(Arc::new(cause)) }
+    }
+}
+
+/// Faults are equal when they say the same thing (their causes are not comparable).
+impl PartialEq for Fault {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+            && self.cause.as_ref().map(ToString::to_string) == other.cause.as_ref().map(ToString::to_string)
+    }
+}
+
+impl Eq for Fault {}
 
 impl Error {
     pub fn not_found() -> Self {
         Error::NotFound(None)
+    }
+
+    /// A 500 caused by `cause` while doing `context`.
+    pub fn internal(context: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Internal(Fault::caused_by(context, cause))
     }
 
     pub fn not_found_with(message: impl Into<String>) -> Self {
@@ -51,4 +87,20 @@ impl Error {
         errors.insert(field.to_owned(), vec![message.to_owned()]);
         Error::Invalid(errors)
     }
+}
+
+/// An error with its causes on one line, for logs (each cause once, even when an error
+/// already repeats its source's text).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -11,4 +11,4 @@ pub mod job_run;
 pub mod manifest;
 pub mod paging;
 
-pub use error::{Error, FieldErrors};
+pub use error::{Error, Fault, FieldErrors};

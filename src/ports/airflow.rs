@@ -12,9 +12,13 @@ pub enum AirflowError {
     /// switched off (`CONNECT_TO_AIRFLOW=false`).
     #[error("Airflow is not available for environment {slug}")]
     NotConfigured { slug: String },
-    /// The environment's database cannot be reached or failed. The reason is for logs.
-    #[error("Airflow database of environment {slug} failed: {reason}")]
-    Unreachable { slug: String, reason: String },
+    /// The environment's database cannot be reached or failed. The cause is for logs.
+    #[error("Airflow database of environment {slug} failed")]
+    Unreachable {
+        slug: String,
+        #[source]
+        cause: crate::domain::Fault,
+    },
 }
 
 /// What changed in an environment's DAG runs since the run index last looked.

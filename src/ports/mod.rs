@@ -12,14 +12,6 @@ pub mod registry;
 pub mod run_index;
 pub mod storage;
 
-/// A backing service failed or could not be reached. The message is for logs and never
-/// holds a secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BackendError(pub String);
-
-impl BackendError {
-    pub fn new(message: impl std::fmt::Display) -> Self {
-        BackendError(message.to_string())
-    }
-}
+/// A backing service failed or could not be reached: what was being done and the driver's
+/// error with its causes, for logs; never a secret.
+pub type BackendError = crate::domain::Fault;

@@ -11,6 +11,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::adapters::pg::{Tls, pool, read_only};
+use crate::domain::Fault;
 use crate::domain::catalog::{AirflowDatabase, Environment};
 use crate::domain::job::Dag;
 use crate::domain::job_run::DagRun;
@@ -73,7 +74,7 @@ impl AirflowDatabases {
                 Some(template) => tokio_postgres::Config::from_str(&template.replace("{slug}", &environment.slug))
                     .map_err(|_| AirflowError::Unreachable {
                         slug: environment.slug.clone(),
-                        reason: "AIRFLOW_DB_URL_TEMPLATE does not make a valid URL".into(),
+                        cause: Fault::new("AIRFLOW_DB_URL_TEMPLATE does not make a valid URL"),
                     })?,
                 None => {
                     let slug = &environment.slug;
@@ -99,20 +100,19 @@ impl AirflowDatabases {
     async fn client(&self, environment: &Environment) -> Result<deadpool_postgres::Object, AirflowError> {
         let config = self.config(environment)?;
         let target = fingerprint(&config);
-        let unreachable = |reason: String| AirflowError::Unreachable { slug: environment.slug.clone(), reason };
+        let unreachable = |cause: Fault| AirflowError::Unreachable { slug: environment.slug.clone(), cause };
         let pool = {
             let mut pools = self.pools.lock().unwrap();
             let entry = pools.get(&environment.id).filter(|entry| entry.target == target);
             if let Some(failed_at) = entry.and_then(|e| e.failed_at)
                 && failed_at.elapsed() < self.settings.failure_memory
             {
-                return Err(unreachable("failed recently; not retried yet".into()));
+                return Err(unreachable(Fault::new("failed recently; not retried yet")));
             }
             match entry {
                 Some(entry) => entry.pool.clone(),
                 None => {
-                    let pool = pool(config, self.settings.pool_size, self.settings.tls.clone())
-                        .map_err(|e| unreachable(e.0))?;
+                    let pool = pool(config, self.settings.pool_size, self.settings.tls.clone()).map_err(unreachable)?;
                     pools.insert(environment.id, Entry { target, pool: pool.clone(), failed_at: None });
                     pool
                 }
@@ -130,7 +130,7 @@ impl AirflowDatabases {
                     entry.failed_at = Some(Instant::now());
                 }
                 tracing::warn!(environment = %environment.slug, %error, "cannot connect to the Airflow database");
-                Err(unreachable(error.to_string()))
+                Err(unreachable(Fault::caused_by("connecting", error)))
             }
         }
     }
@@ -142,8 +142,8 @@ impl AirflowDatabases {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, AirflowError> {
         let client = self.client(environment).await?;
-        let statement = client.prepare_cached(sql).await.map_err(|e| failed(environment, &e))?;
-        client.query(&statement, params).await.map_err(|e| failed(environment, &e))
+        let statement = client.prepare_cached(sql).await.map_err(|e| failed(environment, e))?;
+        client.query(&statement, params).await.map_err(|e| failed(environment, e))
     }
 }
 
@@ -158,8 +158,8 @@ fn fingerprint(config: &tokio_postgres::Config) -> [u8; 32] {
     hash.finalize().into()
 }
 
-fn failed(environment: &Environment, error: &tokio_postgres::Error) -> AirflowError {
-    AirflowError::Unreachable { slug: environment.slug.clone(), reason: error.to_string() }
+fn failed(environment: &Environment, error: tokio_postgres::Error) -> AirflowError {
+    AirflowError::Unreachable { slug: environment.slug.clone(), cause: Fault::caused_by("a query", error) }
 }
 
 const DAG: &str = "SELECT dag_id, description, is_active, last_parsed_time, schedule_interval FROM dag";
@@ -213,7 +213,7 @@ impl AirflowRuns for AirflowDatabases {
         let after = i32::try_from(after).unwrap_or(i32::MAX);
         let recheck = int4_ids(recheck);
         let client = self.client(environment).await?;
-        let fail = |e| failed(environment, &e);
+        let fail = |e| failed(environment, e);
         // Both statements go down the same connection, pipelined; the first is two index
         // scans (above `after`, and the ids to check again).
         let changed_sql = format!("{DAG_RUN} WHERE id > $1 OR id = ANY($2) ORDER BY id");

@@ -6,7 +6,6 @@ use deadpool_postgres::Pool;
 use serde::Deserialize;
 use tokio_postgres::Row;
 
-use crate::adapters::pg::describe;
 use crate::domain::catalog::{Account, AirflowDatabase, Environment, Project};
 use crate::ports::BackendError;
 use crate::ports::catalog::Catalog;
@@ -30,7 +29,7 @@ impl DatacovesCatalog {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        self.pool.get().await.map_err(|e| BackendError::new(format!("Datacoves database: {}", describe(&e))))
+        self.pool.get().await.map_err(|e| BackendError::caused_by("Datacoves database", e))
     }
 
     fn environment(&self, row: &Row) -> Environment {
@@ -107,7 +106,7 @@ fn airflow_settings(plain: &[u8]) -> AirflowDatabase {
 }
 
 fn db(error: tokio_postgres::Error) -> BackendError {
-    BackendError::new(format!("Datacoves database: {}", describe(&error)))
+    BackendError::caused_by("Datacoves database", error)
 }
 
 fn account(row: &Row) -> Account {

@@ -101,11 +101,9 @@ fn environment(caller: &Caller, slug: Option<&str>) -> Result<(), ApiError> {
 async fn file_response(file: FileBody) -> Result<FileResponse, ApiError> {
     let FileBody { file, contents, is_json } = file;
     let fields = serde_json::to_value(FileDto::from(file))
-        .map_err(|e| ApiError::from(Error::Internal(format!("rendering a file: {e}"))))?;
-    let contents = contents
-        .into_blob()
-        .await
-        .map_err(|e| ApiError::from(Error::Internal(format!("reading a spooled file: {e}"))))?;
+        .map_err(|e| ApiError::from(Error::internal("rendering a file", e)))?;
+    let contents =
+        contents.into_blob().await.map_err(|e| ApiError::from(Error::internal("reading a spooled file", e)))?;
     Ok(FileResponse::Ok(Binary(body::file_with_contents(fields, contents.body, is_json))))
 }
 

@@ -69,8 +69,8 @@ impl From<Error> for ApiError {
                 format!("The request body is larger than the limit of {limit} bytes."),
             ),
             Error::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
-            Error::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
+            Error::Internal(fault) => {
+                tracing::error!(error = %crate::adapters::error_chain(&fault), "request failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
         }

@@ -163,7 +163,7 @@ impl<'a> ApiExtractor<'a> for Upload {
             }
         };
         let internal = |error: std::io::Error| -> poem::Error {
-            ApiError::from(Error::Internal(format!("spooling an upload: {error}"))).into()
+            ApiError::from(Error::internal("spooling an upload", error)).into()
         };
 
         let mut upload = Upload::default();

@@ -57,7 +57,7 @@ impl MemoryAirflow {
         if data.unreachable.contains(&environment.id) {
             return Err(AirflowError::Unreachable {
                 slug: environment.slug.clone(),
-                reason: "marked unreachable".into(),
+                cause: crate::domain::Fault::new("marked unreachable"),
             });
         }
         Ok(read(&data))

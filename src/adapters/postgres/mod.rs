@@ -8,7 +8,7 @@ mod run_index;
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 
-use crate::adapters::pg::{Tls, describe, pool};
+use crate::adapters::pg::{Tls, pool};
 use crate::ports::BackendError;
 
 mod embedded {
@@ -46,7 +46,7 @@ impl JadeDatabase {
         client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db)?;
         let report = embedded::migrations::runner().set_grouped(true).run_async(&mut **client).await;
         let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
-        let report = report.map_err(|e| BackendError::new(format!("migrating the Jade database: {e}")))?;
+        let report = report.map_err(|e| BackendError::caused_by("migrating the Jade database", e))?;
         unlocked.map_err(db)?;
         for migration in report.applied_migrations() {
             tracing::info!(migration = %migration, "applied Jade database migration");
@@ -55,12 +55,12 @@ impl JadeDatabase {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        self.pool.get().await.map_err(|e| BackendError::new(format!("Jade database: {}", describe(&e))))
+        self.pool.get().await.map_err(|e| BackendError::caused_by("Jade database", e))
     }
 }
 
 fn db(error: tokio_postgres::Error) -> BackendError {
-    BackendError::new(format!("Jade database: {}", describe(&error)))
+    BackendError::caused_by("Jade database", error)
 }
 
 fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
