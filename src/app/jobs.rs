@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use futures::future::join_all;
 
-use super::{Jade, backend, left_out, lookup_failed};
+use super::{Jade, backend, left_out, lookup_failed, unregistered};
 use crate::domain::Error;
 use crate::domain::job::{EnvironmentRef, Job};
 use crate::domain::paging::{JobOrder, JobSort, Listing, Page};
@@ -44,10 +44,11 @@ impl Jade {
         let mut jobs: Vec<Job> = found
             .into_iter()
             .map(|(environment, dag)| {
-                let id = ids[&(environment.id, dag.dag_id.clone())];
-                Job::new(id, dag, EnvironmentRef::from(environment))
+                let key = (environment.id, dag.dag_id.clone());
+                let id = *ids.get(&key).ok_or_else(|| unregistered("job", &key))?;
+                Ok(Job::new(id, dag, EnvironmentRef::from(environment)))
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         jobs.sort_by(|a, b| compare_jobs(order, a, b));
         Ok(Listing::paged(jobs, page))
     }

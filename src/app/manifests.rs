@@ -4,10 +4,12 @@ use std::io::BufWriter;
 
 use bytes::Bytes;
 
-use super::{Jade, STORAGE_READ_FAILED, STORAGE_WRITE_FAILED, Spooled, backend, blocking, lookup_failed};
+use super::{
+    Jade, STORAGE_READ_FAILED, STORAGE_WRITE_FAILED, Spooled, backend, blocking, lookup_failed, unregistered,
+};
 use crate::domain::file::MAX_LENGTH;
 use crate::domain::manifest::{self, Manifest, ManifestError, ManifestRun};
-use crate::domain::{Error, Fault};
+use crate::domain::Error;
 use crate::ports::manifests::{InsertManifestError, ManifestQuery, NewManifest};
 use crate::ports::registry::RunKey;
 use crate::ports::storage::{Blob, BlobSource, StorageError};
@@ -49,8 +51,7 @@ impl Jade {
                     .ok_or_else(Error::not_found)?;
                 let key = RunKey { environment_id: environment.id, dag_run_id: dag_run.id };
                 let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
-                let job_run_id =
-                    *ids.get(&key).ok_or_else(|| Error::Internal(Fault::new(format!("no job-run id for {key:?}"))))?;
+                let job_run_id = *ids.get(&key).ok_or_else(|| unregistered("job run", key))?;
                 Some(ManifestRun { dag_id, dag_run_id: dag_run.id, run_id, job_run_id })
             }
             (None, None) => None,

@@ -153,6 +153,11 @@ fn left_out(environment: &Environment, error: &AirflowError, list: &str) {
     }
 }
 
+/// A registry that left a key without an id broke its port's promise: a 500, not a panic.
+fn unregistered(what: &str, key: impl std::fmt::Debug) -> Error {
+    Error::Internal(crate::domain::Fault::new(format!("the registry gave no {what} id for {key:?}")))
+}
+
 fn backend(error: BackendError) -> Error {
     Error::Internal(error)
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use futures::future::join_all;
 
-use super::{Jade, backend, left_out, lookup_failed};
+use super::{Jade, backend, left_out, lookup_failed, unregistered};
 use crate::domain::catalog::Environment;
 use crate::domain::job::{EnvironmentRef, Job};
 use crate::domain::job_run::{DagRun, IndexedRun, JobRun, RunStatus};
@@ -326,9 +326,4 @@ impl Jade {
             })
             .collect()
     }
-}
-
-/// A registry that left a key without an id broke its port's promise: a 500, not a panic.
-fn unregistered(what: &str, key: impl std::fmt::Debug) -> Error {
-    Error::Internal(Fault::new(format!("the registry gave no {what} id for {key:?}")))
 }

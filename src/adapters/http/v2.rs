@@ -89,7 +89,7 @@ fn includes_job(value: &Option<String>) -> bool {
 /// The account id in the path, once the caller may read it (the rule parses it).
 fn account(caller: &Caller, account_id: &str) -> Result<i64, ApiError> {
     caller.authorize(RequestScope { account_id: Some(account_id), ..Default::default() })?;
-    Ok(account_id.parse().expect("an authorized account id is an integer"))
+    account_id.parse().map_err(|_| ApiError::from(Error::not_found()))
 }
 
 /// A path id that is not an integer names nothing.
