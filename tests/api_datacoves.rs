@@ -8,7 +8,7 @@ use std::path::Path;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use support::seed::ACME;
+use support::seed::{ACME, GLOBEX};
 use support::{Backend, Scenario, TestJade, message};
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/manifest.json");
@@ -314,11 +314,6 @@ async fn refused_manifests_leave_no_row_and_no_object() {
             404,
             json!({"errors": {"message": "Not Found"}}),
         ),
-        (
-            manifest_form("dev123", b"{}").text("dag_id", "daily"),
-            422,
-            json!({"errors": {"run_id": ["can't be blank"]}}),
-        ),
         (Form::new().text("environment_slug", "dev123"), 422, json!({"errors": {"file": ["can't be blank"]}})),
     ];
     for (form, status, expected) in cases {
@@ -338,6 +333,130 @@ async fn refused_manifests_leave_no_row_and_no_object() {
     assert!(message(&serde_json::from_str(&body).unwrap()).contains("4096"));
     assert_eq!(count(&jade, "manifests").await, 0);
     assert!(stored(jade.storage.dir.path()).is_empty());
+    jade.stop().await;
+}
+
+/// `POST …/manifests` with `query` in the query string and `form` as the body, as `token`.
+async fn post_manifest(jade: &TestJade, token: &str, path: &str, query: &[(&str, &str)], form: Form) -> (u16, String) {
+    let response =
+        jade.client.post(jade.url(path)).query(query).bearer_auth(token).multipart(form).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+fn run_key(dag_id: &str, run_id: &str) -> String {
+    let safe_run = run_id.replace(['_', ':', '.', '+'], "-");
+    format!("accounts/1/environments/dev123/dags/{dag_id}/dag_runs/{safe_run}/manifest.json")
+}
+
+/// The first Jade read `environment_slug`, `dag_id`, `run_id` and `tag` from the query string
+/// as well as from the form (the form wins), and the Datacoves clients that send them there
+/// rely on the manifest being linked to its run.
+#[tokio::test]
+async fn manifest_fields_may_come_in_the_query_string() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let run = |n: usize| {
+        let run = &runs["data"][n];
+        (
+            run["id"].as_i64().unwrap(),
+            run["dag_id"].as_str().unwrap().to_owned(),
+            run["dag_run_run_id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let only_file = || Form::new().part("file", file(FIXTURE, "manifest.json"));
+    let artifact = |id: i64| format!("/api/v2/accounts/1/runs/{id}/artifacts/manifest.json");
+
+    // Everything in the query string, only the file in the form.
+    let (first, dag, run_id) = run(1);
+    let query = [("environment_slug", "dev123"), ("dag_id", dag.as_str()), ("run_id", run_id.as_str())];
+    let (status, body) = post_manifest(&jade, ACME, "/api/v2/datacoves/manifests", &query, only_file()).await;
+    assert_eq!((status, body.as_str()), (201, "\"ok\""));
+    assert!(jade.storage.object(&run_key(&dag, &run_id)).await.as_deref() == Some(FIXTURE), "stored with its run");
+    let served = jade.json(ACME, &artifact(first), 200).await;
+    assert!(served["data"].as_str().unwrap().as_bytes() == FIXTURE);
+    let shown = jade.json(ACME, &format!("/api/v2/accounts/1/runs/{first}"), 200).await;
+    assert_eq!(shown["data"]["artifacts_saved"], true);
+
+    // Run and tag in the query, environment in the form, on the legacy prefix.
+    let (second, dag, run_id) = run(0);
+    let query = [("dag_id", dag.as_str()), ("run_id", run_id.as_str()), ("tag", "nightly")];
+    let form = only_file().text("environment_slug", "dev123");
+    let (status, body) = post_manifest(&jade, ACME, "/api/internal/manifests", &query, form).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(jade.json(ACME, &artifact(second), 200).await["data"].as_str().unwrap().as_bytes() == FIXTURE);
+    let tagged =
+        jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&tag=nightly&trimmed=false", 200).await;
+    assert_eq!(tagged, serde_json::from_slice::<Value>(FIXTURE).unwrap());
+
+    // A form field wins over the same query parameter: the query names a run that does not
+    // exist and an environment the token may not use, the form the real ones.
+    let (third, dag, run_id) = run(2);
+    let query =
+        [("environment_slug", "globex123"), ("dag_id", "no-such-dag"), ("run_id", "no-such-run"), ("tag", "taken?")];
+    let form = only_file()
+        .text("environment_slug", "dev123")
+        .text("dag_id", dag.clone())
+        .text("run_id", run_id.clone())
+        .text("tag", "from the form");
+    let (status, body) = post_manifest(&jade, ACME, "/api/v2/datacoves/manifests", &query, form).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(jade.json(ACME, &artifact(third), 200).await["data"].as_str().map(str::len), Some(FIXTURE.len()));
+    jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&tag=from%20the%20form", 200).await;
+    jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&tag=taken%3F", 404).await;
+
+    // Authorization sees the query string's environment.
+    let (status, body) =
+        post_manifest(&jade, GLOBEX, "/api/v2/datacoves/manifests", &[("environment_slug", "dev123")], only_file())
+            .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        message(&serde_json::from_str(&body).unwrap()),
+        "Invalid Environment in Path. You have no accces to this environment."
+    );
+    let (status, body) =
+        post_manifest(&jade, GLOBEX, "/api/internal/manifests", &[("environment_slug", "globex123")], only_file())
+            .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(count(&jade, "manifests").await, 4);
+    jade.stop().await;
+}
+
+/// Only one of `dag_id` and `run_id` (in the form or the query): stored without a run, as the
+/// first Jade did.
+#[tokio::test]
+async fn a_manifest_with_half_a_run_is_stored_without_one() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let run_id = runs["data"][1]["dag_run_run_id"].as_str().unwrap().to_owned();
+    let cases: Vec<(Vec<(&str, &str)>, Form)> = vec![
+        (vec![], manifest_form("dev123", FIXTURE).text("dag_id", "daily")),
+        (vec![], manifest_form("dev123", FIXTURE).text("run_id", run_id.clone())),
+        (vec![("dag_id", "daily")], manifest_form("dev123", FIXTURE)),
+        (
+            vec![("environment_slug", "dev123"), ("run_id", run_id.as_str())],
+            Form::new().part("file", file(FIXTURE, "manifest.json")),
+        ),
+    ];
+    for (query, form) in cases {
+        let (status, body) = post_manifest(&jade, ACME, "/api/v2/datacoves/manifests", &query, form).await;
+        assert_eq!((status, body.as_str()), (201, "\"ok\""), "{query:?}");
+    }
+    let db = support::connect(&jade.seeded.jade_db).await;
+    let rows = db.query("SELECT id, dag_id, dag_run_run_id, job_run_id FROM manifests ORDER BY id", &[]).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        let id: i64 = row.get(0);
+        assert!(row.get::<_, Option<String>>(1).is_none() && row.get::<_, Option<String>>(2).is_none());
+        assert!(row.get::<_, Option<i64>>(3).is_none());
+        let key = format!("accounts/1/environments/dev123/manifests/{id}/manifest.json");
+        assert!(jade.storage.object(&key).await.as_deref() == Some(FIXTURE), "{key}");
+    }
+    assert!(jade.storage.object(&run_key("daily", &run_id)).await.is_none(), "nothing stored for the run");
+    let artifact = format!("/api/v2/accounts/1/runs/{}/artifacts/manifest.json", runs["data"][1]["id"]);
+    assert_eq!(message(&jade.json(ACME, &artifact, 404).await), "Not Found");
+    let newest = jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&trimmed=false", 200).await;
+    assert_eq!(newest, serde_json::from_slice::<Value>(FIXTURE).unwrap());
     jade.stop().await;
 }
 

@@ -51,9 +51,8 @@ impl Jade {
                 let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
                 Some(ManifestRun { dag_id, dag_run_id: dag_run.id, run_id, job_run_id: ids[&key] })
             }
-            (None, None) => None,
-            (Some(_), None) => return Err(Error::invalid("run_id", "can't be blank")),
-            (None, Some(_)) => return Err(Error::invalid("dag_id", "can't be blank")),
+            // Only one of them: stored without a run, as the first Jade did.
+            _ => None,
         };
 
         let trimmed = self.trim_spooled(&file.path).await?.map_err(|e| match e {

@@ -112,26 +112,30 @@ async fn file_response(file: FileBody) -> Result<FileResponse, ApiError> {
 #[OpenApi(prefix_path = "/datacoves", tag = "ApiTags::Datacoves")]
 impl DatacovesApi {
     /// Upload a manifest (multipart: `file`, `environment_slug`, optional `dag_id` with
-    /// `run_id`, optional `tag`). With a run, the DAG run must exist in the environment's
-    /// Airflow database. A tag is unique per environment.
+    /// `run_id`, optional `tag`; all but `file` may come in the query string instead, a form
+    /// field winning over the same query parameter). With both `dag_id` and `run_id`, the DAG
+    /// run must exist in the environment's Airflow database; with only one of them the
+    /// manifest is stored without a run. A tag is unique per environment.
     #[oai(path = "/manifests", method = "post")]
     async fn create_manifest(
         &self,
         caller: Caller,
-        /// The environment (also accepted as a form field).
+        /// The environment (also accepted as a form field, which wins).
         environment_slug: Query<Option<String>>,
+        /// The DAG of the run (also accepted as a form field, which wins).
+        dag_id: Query<Option<String>>,
+        /// The DAG run's `run_id` (also accepted as a form field, which wins).
+        run_id: Query<Option<String>>,
+        /// The manifest's tag (also accepted as a form field, which wins).
+        tag: Query<Option<String>>,
         upload: Upload,
     ) -> Result<ManifestCreated, ApiError> {
         let Upload { mut fields, file, .. } = upload;
-        let slug = fields.remove("environment_slug").or(environment_slug.0).filter(|s| !s.is_empty());
+        let mut field = |name: &str, query: Option<String>| given(fields.remove(name)).or_else(|| given(query));
+        let slug = field("environment_slug", environment_slug.0);
+        let (dag_id, run_id, tag) = (field("dag_id", dag_id.0), field("run_id", run_id.0), field("tag", tag.0));
         environment(&caller, slug.as_deref())?;
-        let upload = ManifestUpload {
-            environment_slug: slug.unwrap_or_default(),
-            dag_id: fields.remove("dag_id"),
-            run_id: fields.remove("run_id"),
-            tag: fields.remove("tag"),
-            file,
-        };
+        let upload = ManifestUpload { environment_slug: slug.unwrap_or_default(), dag_id, run_id, tag, file };
         self.jade.upload_manifest(upload).await?;
         Ok(ManifestCreated::Created(Json("ok".into())))
     }
