@@ -36,6 +36,7 @@ on_every_backend!(
     manifests_of_the_first_jade_are_served_and_trimmed_once,
     files_are_created_read_replaced_and_deleted,
     several_files_are_stored_together,
+    a_new_tag_renames_a_file_and_moves_its_body,
 );
 
 fn file(bytes: &[u8], filename: &str) -> Part {
@@ -300,6 +301,94 @@ async fn several_files_are_stored_together(backend: Backend) {
     jade.storage.delete("/environments/prod123/files/first/a.txt").await;
     let missing = jade.json(ACME, &format!("{base}?tag=first"), 404).await;
     assert_eq!(message(&missing), "File found but could not download contents from storage bucket.");
+    jade.stop().await;
+}
+
+/// `PUT`/`PATCH` with a `tag` form field other than the file's renames the tag and moves the
+/// body to the new path, as the first Jade did; with a new `file` the body is replaced too.
+async fn a_new_tag_renames_a_file_and_moves_its_body(backend: Backend) {
+    let jade = TestJade::with_storage(Scenario::default(), backend, &[]).await;
+    let base = "/api/v2/datacoves/environments/dev123/files";
+    let send = |method: reqwest::Method, query: &str, form: Form| {
+        let url = jade.url(&format!("{base}{query}"));
+        jade.client.request(method, url).bearer_auth(ACME).multipart(form).send()
+    };
+    let (status, body, _) = post(&jade, base, file_form("nightly", br#"{"v": 1}"#, "state.json")).await;
+    assert_eq!(status, 201, "{body}");
+    let slug = serde_json::from_str::<Value>(&body).unwrap()["data"]["slug"].as_str().unwrap().to_owned();
+    let old_path = "/environments/dev123/files/nightly/state.json";
+
+    // By slug in the query, a new tag and a new file in the form.
+    let form = Form::new().text("tag", "weekly run").part("file", file(br#"{"v": 2}"#, "state_2.json"));
+    let response = send(reqwest::Method::PUT, &format!("?slug={slug}"), form).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let renamed: Value = response.json().await.unwrap();
+    let new_path = "/environments/dev123/files/weekly-run/state-2.json";
+    assert_eq!(
+        (&renamed["data"]["tag"], &renamed["data"]["filename"], &renamed["data"]["path"]),
+        (&json!("weekly run"), &json!("state_2.json"), &json!(new_path))
+    );
+    assert_eq!(renamed["data"]["slug"], slug.as_str());
+    assert_eq!(renamed["data"]["contents"], json!({"v": 2}));
+    assert_eq!(jade.storage.object(old_path).await, None, "the old path's body is gone");
+    assert_eq!(jade.storage.object(new_path).await.as_deref(), Some(br#"{"v": 2}"#.as_slice()));
+    assert_eq!(message(&jade.json(ACME, &format!("{base}?tag=nightly"), 404).await), "Not Found");
+    let read = jade.json(ACME, &format!("{base}?tag=weekly%20run"), 200).await;
+    assert_eq!((&read["data"]["slug"], &read["data"]["contents"]), (&json!(slug), &json!({"v": 2})));
+
+    // By the old tag in the query (legacy prefix, PATCH), only a new tag in the form: the
+    // stored body moves as it is.
+    let form = Form::new().text("tag", "monthly");
+    let response = send(reqwest::Method::PATCH, "?tag=weekly%20run", form).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let moved: Value = response.json().await.unwrap();
+    let moved_path = "/environments/dev123/files/monthly/state-2.json";
+    assert_eq!((&moved["data"]["tag"], &moved["data"]["path"]), (&json!("monthly"), &json!(moved_path)));
+    assert_eq!(moved["data"]["contents"], json!({"v": 2}));
+    assert_eq!(jade.storage.object(new_path).await, None);
+    assert_eq!(jade.storage.object(moved_path).await.as_deref(), Some(br#"{"v": 2}"#.as_slice()));
+
+    // By slug in the form, with a tag that could escape the environment: refused, unchanged.
+    let form = Form::new().text("slug", slug.clone()).text("tag", "../other").part("file", file(b"x", "x.json"));
+    let response = send(reqwest::Method::PUT, "", form).await.unwrap();
+    assert_eq!(response.status(), 422);
+    assert!(response.json::<Value>().await.unwrap()["errors"]["tag"].is_array());
+    let unchanged = jade.json(ACME, &format!("{base}?slug={slug}"), 200).await;
+    assert_eq!((&unchanged["data"]["tag"], &unchanged["data"]["path"]), (&json!("monthly"), &json!(moved_path)));
+    assert_eq!(count(&jade, "files").await, 1);
+    jade.stop().await;
+}
+
+/// A rename whose new body cannot be stored leaves the file as it was and nothing at the
+/// new path.
+#[tokio::test]
+async fn a_rename_that_cannot_store_its_body_changes_nothing() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let root = jade.storage.dir.path();
+    let base = "/api/v2/datacoves/environments/dev123/files";
+    let (status, ..) = post(&jade, base, file_form("nightly", b"old", "state.txt")).await;
+    assert_eq!(status, 201);
+    std::fs::create_dir_all(root.join("environments/dev123/files/weekly/state.txt/blocked")).unwrap();
+    for form in
+        [Form::new().text("tag", "weekly"), Form::new().text("tag", "weekly").part("file", file(b"new", "state.txt"))]
+    {
+        let url = jade.url(&format!("{base}?tag=nightly"));
+        let response = jade.client.put(url).bearer_auth(ACME).multipart(form).send().await.unwrap();
+        assert_eq!(response.status(), 422);
+        assert_eq!(message(&response.json().await.unwrap()), "File upload failed. Please check the error in the logs.");
+        let kept = jade.json(ACME, &format!("{base}?tag=nightly"), 200).await;
+        assert_eq!(
+            (&kept["data"]["contents"], &kept["data"]["path"]),
+            (&json!("old"), &json!("/environments/dev123/files/nightly/state.txt"))
+        );
+        assert_eq!(message(&jade.json(ACME, &format!("{base}?tag=weekly"), 404).await), "Not Found");
+    }
+    assert_eq!(
+        stored(root),
+        vec!["environments/dev123/files/nightly/state.txt".to_owned()],
+        "only the original body is stored"
+    );
+    assert_eq!(count(&jade, "files").await, 1);
     jade.stop().await;
 }
 

@@ -64,36 +64,42 @@ impl Jade {
     pub async fn file(&self, environment_slug: &str, lookup: Option<FileLookup>) -> Result<FileBody, Error> {
         let lookup = lookup.ok_or_else(|| Error::BadRequest(LOOKUP_REQUIRED.into()))?;
         let file = self.find_file(environment_slug, &lookup).await?;
-        let blob = match self.ports.storage.get(&file.path).await {
-            Ok(blob) => blob,
-            Err(StorageError::NotFound) => {
-                return Err(Error::not_found_with("File found but could not download contents from storage bucket."));
-            }
-            Err(error) => return Err(storage_read_failed(&error)),
-        };
-        let contents = self.spool(blob).await?;
+        let contents = self.stored_body(&file).await?;
         let path = contents.path.to_path_buf();
         let is_json = blocking(move || is_json(&path)).await?;
         Ok(FileBody { file, contents, is_json })
     }
 
-    /// Replaces a file's body and filename; answers the file with its new body.
+    /// Replaces a file's body and filename (`upload`), renames its tag (`new_tag`), or both;
+    /// the body is stored under the new path first, then the row changes, then the old path's
+    /// body is removed. On any failure the file stays as it was and nothing is left at the
+    /// new path. Answers the file with its body.
     pub async fn update_file(
         &self,
         environment_slug: &str,
         lookup: Option<FileLookup>,
         upload: Option<Spooled>,
+        new_tag: Option<String>,
     ) -> Result<FileBody, Error> {
         let lookup = lookup.ok_or_else(|| Error::BadRequest(SLUG_OR_TAG_REQUIRED.into()))?;
         let existing = self.find_file(environment_slug, &lookup).await?;
-        let upload = upload.ok_or_else(|| Error::invalid("file", "can't be blank"))?;
-        let new = NewFile::new(environment_slug, Some(&existing.tag), upload.filename.as_deref())?;
+        let new_tag = new_tag.filter(|tag| !tag.is_empty() && *tag != existing.tag);
+        let tag = new_tag.as_deref().unwrap_or(&existing.tag);
+        let (new, upload) = match upload {
+            Some(upload) => (NewFile::new(environment_slug, Some(tag), upload.filename.as_deref())?, upload),
+            None if new_tag.is_some() => {
+                // A rename alone: the stored body moves to the new path as it is.
+                let new = NewFile::new(environment_slug, Some(tag), Some(&existing.filename))?;
+                (new, self.stored_body(&existing).await?)
+            }
+            None => return Err(Error::invalid("file", "can't be blank")),
+        };
         let source = BlobSource::File { path: upload.path.to_path_buf(), len: upload.len };
         if let Err(error) = self.ports.storage.put(&new.path, source).await {
             tracing::error!(%error, path = new.path, "storing a file failed");
             return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
         }
-        let updated = self.ports.files.update(existing.id, &new.filename, &new.path).await;
+        let updated = self.ports.files.update(existing.id, &new.tag, &new.filename, &new.path).await;
         let updated = match updated {
             Ok(Some(file)) => file,
             Ok(None) => {
@@ -126,6 +132,18 @@ impl Jade {
         }
         self.ports.files.delete_by_path(environment_slug, &file.path).await.map_err(backend)?;
         Ok(())
+    }
+
+    /// A file's stored body, spooled to local disk.
+    async fn stored_body(&self, file: &File) -> Result<Spooled, Error> {
+        let blob = match self.ports.storage.get(&file.path).await {
+            Ok(blob) => blob,
+            Err(StorageError::NotFound) => {
+                return Err(Error::not_found_with("File found but could not download contents from storage bucket."));
+            }
+            Err(error) => return Err(storage_read_failed(&error)),
+        };
+        self.spool(blob).await
     }
 
     async fn find_file(&self, environment_slug: &str, lookup: &FileLookup) -> Result<File, Error> {

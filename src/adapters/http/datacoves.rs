@@ -224,8 +224,10 @@ impl DatacovesApi {
         file_response(self.jade.file(&environment_slug, lookup).await?).await
     }
 
-    /// Replace a file's contents and filename (multipart `file`); the file is named by
-    /// `slug` or `tag`, in the query or the form. `PUT` and `PATCH` do the same.
+    /// Replace a file's contents and filename (multipart `file`), rename its tag (form field
+    /// `tag`, moving the body to the new path), or both. The file is named by `slug` or `tag`
+    /// in the query, else by `slug` in the form, else by `tag` in the form (which then names
+    /// the file instead of renaming it). `PUT` and `PATCH` do the same.
     #[oai(path = "/environments/:environment_slug/files", method = "put", method = "patch")]
     async fn replace_file(
         &self,
@@ -236,11 +238,16 @@ impl DatacovesApi {
         upload: Upload,
     ) -> Result<FileResponse, ApiError> {
         environment(&caller, Some(&environment_slug))?;
-        let Upload { fields, file, .. } = upload;
-        let lookup = FileLookup::slug_or_tag(slug.as_deref(), tag.as_deref()).or_else(|| {
-            FileLookup::slug_or_tag(fields.get("slug").map(String::as_str), fields.get("tag").map(String::as_str))
-        });
-        file_response(self.jade.update_file(&environment_slug, lookup, file).await?).await
+        let Upload { mut fields, file, .. } = upload;
+        let (form_slug, form_tag) = (given(fields.remove("slug")), given(fields.remove("tag")));
+        let (lookup, new_tag) = match FileLookup::slug_or_tag(slug.as_deref(), tag.as_deref()) {
+            Some(lookup) => (Some(lookup), form_tag),
+            None => match form_slug {
+                Some(form_slug) => (Some(FileLookup::Slug(form_slug)), form_tag),
+                None => (form_tag.map(FileLookup::Tag), None),
+            },
+        };
+        file_response(self.jade.update_file(&environment_slug, lookup, file, new_tag).await?).await
     }
 
     /// Delete a file named by `slug` or `tag` (query, form, or JSON body `{"tag": ".."}`):
