@@ -37,7 +37,19 @@ on_every_backend!(
     files_are_created_read_replaced_and_deleted,
     several_files_are_stored_together,
     a_new_tag_renames_a_file_and_moves_its_body,
+    binary_files_answer_valid_json_or_their_exact_bytes,
 );
+
+/// A msgpack-like blob, as dbt's `partial_parse.msgpack`: bytes 0x80-0xFF that are not
+/// UTF-8, NULs, a valid `é`, and a sequence cut short at the end.
+fn binary_blob() -> Vec<u8> {
+    let mut blob = vec![0x82, 0xa7];
+    blob.extend_from_slice(b"version");
+    blob.extend_from_slice(&[0xc4, 0x00, 0x01, 0xff, 0xfe, 0x80, 0x00, 0xc0, 0xc3, 0xa9, 0x22, 0x5c, 0x0a]);
+    blob.extend((0u8..=255).rev());
+    blob.extend_from_slice(&[0xe2, 0x82]);
+    blob
+}
 
 fn file(bytes: &[u8], filename: &str) -> Part {
     Part::bytes(bytes.to_vec()).file_name(filename.to_owned()).mime_str("application/octet-stream").unwrap()
@@ -356,6 +368,77 @@ async fn a_new_tag_renames_a_file_and_moves_its_body(backend: Backend) {
     let unchanged = jade.json(ACME, &format!("{base}?slug={slug}"), 200).await;
     assert_eq!((&unchanged["data"]["tag"], &unchanged["data"]["path"]), (&json!("monthly"), &json!(moved_path)));
     assert_eq!(count(&jade, "files").await, 1);
+    jade.stop().await;
+}
+
+/// Bytes that are not UTF-8 still answer valid JSON (`contents` a string with U+FFFD where the
+/// bytes were not UTF-8); `Accept: application/octet-stream` answers the stored bytes exactly.
+async fn binary_files_answer_valid_json_or_their_exact_bytes(backend: Backend) {
+    let jade = TestJade::with_storage(Scenario::default(), backend, &[]).await;
+    let base = "/api/v2/datacoves/environments/dev123/files";
+    let blob = binary_blob();
+    // Also large enough to cross the chunk boundaries of every backend's stream.
+    let mut big = Vec::new();
+    while big.len() < 3 << 20 {
+        big.extend_from_slice(&blob);
+    }
+    // Looks like JSON but a string holds bytes that are not UTF-8: not JSON.
+    let almost_json = b"{\"a\": \"\xff\xfe\"}".to_vec();
+    let cases = [
+        ("msgpack", "partial_parse.msgpack", blob.clone()),
+        ("pickle", "graph.gpickle", big),
+        ("almost", "almost.json", almost_json),
+    ];
+    for (tag, filename, bytes) in &cases {
+        let (status, body, _) = post(&jade, base, file_form(tag, bytes, filename)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for (tag, filename, bytes) in &cases {
+        let response = jade.get(ACME, &format!("{base}?tag={tag}")).await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let text = response.bytes().await.unwrap();
+        let parsed: Value = serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{tag}: not valid JSON: {e}"));
+        let expected = String::from_utf8_lossy(bytes);
+        assert!(parsed["data"]["contents"].as_str() == Some(&*expected), "{tag}: contents differ");
+        assert_eq!(parsed["data"]["filename"], *filename);
+
+        let url = jade.url(&format!("{base}?tag={tag}"));
+        let response =
+            jade.client.get(url).bearer_auth(ACME).header("Accept", "application/octet-stream").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], "application/octet-stream");
+        assert_eq!(headers["content-length"].to_str().unwrap(), bytes.len().to_string(), "{tag}");
+        assert_eq!(headers["content-disposition"].to_str().unwrap(), format!("attachment; filename=\"{filename}\""));
+        let got = response.bytes().await.unwrap();
+        assert!(got.as_ref() == bytes.as_slice(), "{tag}: the stored bytes exactly ({} of {})", got.len(), bytes.len());
+    }
+    // A JSON file is served as its bytes too, by slug; a client preferring JSON gets JSON.
+    let (status, body, _) = post(&jade, base, file_form("json", br#"{"a": [1]}"#, "dir/my file.json")).await;
+    assert_eq!(status, 201);
+    let slug = serde_json::from_str::<Value>(&body).unwrap()["data"]["slug"].as_str().unwrap().to_owned();
+    let download = |accept: &'static str| {
+        jade.client.get(jade.url(&format!("{base}?slug={slug}"))).bearer_auth(ACME).header("Accept", accept).send()
+    };
+    let response = download("application/octet-stream;q=0.9, text/plain;q=0.1").await.unwrap();
+    assert_eq!(response.headers()["content-disposition"], "attachment; filename=\"my file.json\"");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), br#"{"a": [1]}"#);
+    let response = download("application/json, application/octet-stream;q=0.5").await.unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap()["data"]["contents"], json!({"a": [1]}));
+    let response = download("*/*").await.unwrap();
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    // Errors stay JSON.
+    let response = jade
+        .client
+        .get(jade.url(&format!("{base}?tag=none")))
+        .bearer_auth(ACME)
+        .header("Accept", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(message(&response.json().await.unwrap()), "Not Found");
     jade.stop().await;
 }
 

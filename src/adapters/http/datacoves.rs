@@ -4,6 +4,8 @@
 use poem::Body;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json, PlainText};
+use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponses, MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi, Union};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +65,117 @@ pub enum FileResponse {
     /// The file with its contents.
     #[oai(status = 200, actual_type = "Document<Data<FileDto>>")]
     Ok(Binary<Body>),
+}
+
+/// `GET …/files`: the file with its contents as JSON, or with `Accept:
+/// application/octet-stream` its stored bytes exactly.
+pub enum FileDownload {
+    Json(FileResponse),
+    Bytes { body: Body, len: u64, filename: String },
+}
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+impl poem::IntoResponse for FileDownload {
+    fn into_response(self) -> poem::Response {
+        match self {
+            FileDownload::Json(response) => response.into_response(),
+            FileDownload::Bytes { body, len, filename } => poem::Response::builder()
+                .content_type(OCTET_STREAM)
+                .header(poem::http::header::CONTENT_LENGTH, len)
+                .header(poem::http::header::CONTENT_DISPOSITION, content_disposition(&filename))
+                .body(body),
+        }
+    }
+}
+
+impl ApiResponse for FileDownload {
+    fn meta() -> MetaResponses {
+        let mut meta = FileResponse::meta();
+        for response in meta.responses.iter_mut().filter(|r| r.status == Some(200)) {
+            response.description = "The file with its contents (JSON), or with `Accept: application/octet-stream` \
+                                    its stored bytes exactly.";
+            response.content.push(MetaMediaType {
+                content_type: OCTET_STREAM,
+                schema: <Binary<Body> as poem_openapi::payload::Payload>::schema_ref(),
+            });
+            let header = |name: &str, description: &str, schema: MetaSchemaRef| MetaHeader {
+                name: name.to_owned(),
+                description: Some(description.to_owned()),
+                required: false,
+                deprecated: false,
+                schema,
+            };
+            response.headers.push(header(
+                "content-disposition",
+                "With `application/octet-stream`: `attachment; filename=\"…\"`.",
+                String::schema_ref(),
+            ));
+            response.headers.push(header(
+                "content-length",
+                "With `application/octet-stream`: the stored size.",
+                u64::schema_ref(),
+            ));
+        }
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        FileResponse::register(registry);
+    }
+}
+
+/// Whether the `Accept` header prefers the stored bytes: it names
+/// `application/octet-stream` with a quality above zero and above `application/json`'s
+/// (the first named wins a tie). Wildcards mean JSON, the default.
+fn wants_octet_stream(accept: Option<&str>) -> bool {
+    // The best quality each is named with, and where.
+    type Named = Option<(f32, usize)>;
+    let (mut octet, mut json): (Named, Named) = (None, None);
+    for (position, entry) in accept.unwrap_or_default().split(',').enumerate() {
+        let mut parts = entry.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let slot = match media.as_str() {
+            OCTET_STREAM => &mut octet,
+            "application/json" => &mut json,
+            _ => continue,
+        };
+        if slot.is_none_or(|(best, _)| quality > best) {
+            *slot = Some((quality, position));
+        }
+    }
+    match (octet, json) {
+        (Some((q, _)), _) if q <= 0.0 => false,
+        (Some(_), None) => true,
+        (Some((octet_q, octet_at)), Some((json_q, json_at))) => {
+            octet_q > json_q || (octet_q == json_q && octet_at < json_at)
+        }
+        (None, _) => false,
+    }
+}
+
+/// `attachment; filename="…"` with the file's last path segment; quotes, backslashes and
+/// characters outside printable ASCII become `_` there, and a name that is not plain ASCII
+/// is also given exactly as `filename*=UTF-8''…` (RFC 6266).
+fn content_disposition(filename: &str) -> String {
+    let name = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
+    let plain: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    if plain == name {
+        return format!("attachment; filename=\"{plain}\"");
+    }
+    let encoded: String = name
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
 }
 
 #[derive(ApiResponse)]
@@ -209,19 +322,32 @@ impl DatacovesApi {
         })
     }
 
-    /// The newest file with this `slug`, else `tag`, else `filename`, with its contents.
+    /// The newest file with this `slug`, else `tag`, else `filename`, with its contents; with
+    /// `Accept: application/octet-stream`, its stored bytes exactly (for binary files such as
+    /// dbt's `partial_parse.msgpack`).
     #[oai(path = "/environments/:environment_slug/files", method = "get")]
     async fn get_file(
         &self,
         caller: Caller,
+        request: &poem::Request,
         environment_slug: Path<String>,
         slug: Query<Option<String>>,
         tag: Query<Option<String>>,
         filename: Query<Option<String>>,
-    ) -> Result<FileResponse, ApiError> {
+    ) -> Result<FileDownload, ApiError> {
         environment(&caller, Some(&environment_slug))?;
         let lookup = FileLookup::from_params(slug.as_deref(), tag.as_deref(), filename.as_deref());
-        file_response(self.jade.file(&environment_slug, lookup).await?).await
+        let accept = request.headers().get(poem::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+        if !wants_octet_stream(accept) {
+            return Ok(FileDownload::Json(file_response(self.jade.file(&environment_slug, lookup).await?).await?));
+        }
+        let (file, contents) = self.jade.file_bytes(&environment_slug, lookup).await?;
+        let len = contents.len;
+        let blob = contents
+            .into_blob()
+            .await
+            .map_err(|e| ApiError::from(Error::Internal(format!("reading a spooled file: {e}"))))?;
+        Ok(FileDownload::Bytes { body: body::raw(blob.body), len, filename: file.filename })
     }
 
     /// Replace a file's contents and filename (multipart `file`), rename its tag (form field
@@ -284,5 +410,43 @@ impl HealthApi {
     #[oai(path = "/healthcheck", method = "get")]
     async fn healthcheck(&self) -> PlainText<&'static str> {
         PlainText("ok")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn octet_stream_only_when_preferred() {
+        for (accept, expected) in [
+            (None, false),
+            (Some("*/*"), false),
+            (Some("application/json"), false),
+            (Some("application/octet-stream"), true),
+            (Some("Application/Octet-Stream; q=0.8, text/plain"), true),
+            (Some("application/octet-stream;q=0"), false),
+            (Some("application/json, application/octet-stream"), false),
+            (Some("application/octet-stream, application/json"), true),
+            (Some("application/json;q=0.5, application/octet-stream"), true),
+            (Some("application/json, application/octet-stream;q=0.9"), false),
+        ] {
+            assert_eq!(wants_octet_stream(accept), expected, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn content_disposition_names_the_last_segment_safely() {
+        assert_eq!(content_disposition("partial_parse.msgpack"), "attachment; filename=\"partial_parse.msgpack\"");
+        assert_eq!(content_disposition("dir/my file.json"), "attachment; filename=\"my file.json\"");
+        assert_eq!(content_disposition("a\"b\\c.txt"), "attachment; filename=\"c.txt\"");
+        assert_eq!(
+            content_disposition("q\"uote.txt"),
+            "attachment; filename=\"q_uote.txt\"; filename*=UTF-8''q%22uote.txt"
+        );
+        assert_eq!(
+            content_disposition("résumé.pdf"),
+            "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"
+        );
     }
 }
