@@ -8,7 +8,7 @@ use std::path::Path;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use support::seed::ACME;
+use support::seed::{ACME, GLOBEX};
 use support::{Backend, Scenario, TestJade, message};
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/manifest.json");
@@ -36,7 +36,20 @@ on_every_backend!(
     manifests_of_the_first_jade_are_served_and_trimmed_once,
     files_are_created_read_replaced_and_deleted,
     several_files_are_stored_together,
+    a_new_tag_renames_a_file_and_moves_its_body,
+    binary_files_answer_valid_json_or_their_exact_bytes,
 );
+
+/// A msgpack-like blob, as dbt's `partial_parse.msgpack`: bytes 0x80-0xFF that are not
+/// UTF-8, NULs, a valid `é`, and a sequence cut short at the end.
+fn binary_blob() -> Vec<u8> {
+    let mut blob = vec![0x82, 0xa7];
+    blob.extend_from_slice(b"version");
+    blob.extend_from_slice(&[0xc4, 0x00, 0x01, 0xff, 0xfe, 0x80, 0x00, 0xc0, 0xc3, 0xa9, 0x22, 0x5c, 0x0a]);
+    blob.extend((0u8..=255).rev());
+    blob.extend_from_slice(&[0xe2, 0x82]);
+    blob
+}
 
 fn file(bytes: &[u8], filename: &str) -> Part {
     Part::bytes(bytes.to_vec()).file_name(filename.to_owned()).mime_str("application/octet-stream").unwrap()
@@ -303,6 +316,165 @@ async fn several_files_are_stored_together(backend: Backend) {
     jade.stop().await;
 }
 
+/// `PUT`/`PATCH` with a `tag` form field other than the file's renames the tag and moves the
+/// body to the new path, as the first Jade did; with a new `file` the body is replaced too.
+async fn a_new_tag_renames_a_file_and_moves_its_body(backend: Backend) {
+    let jade = TestJade::with_storage(Scenario::default(), backend, &[]).await;
+    let base = "/api/v2/datacoves/environments/dev123/files";
+    let send = |method: reqwest::Method, query: &str, form: Form| {
+        let url = jade.url(&format!("{base}{query}"));
+        jade.client.request(method, url).bearer_auth(ACME).multipart(form).send()
+    };
+    let (status, body, _) = post(&jade, base, file_form("nightly", br#"{"v": 1}"#, "state.json")).await;
+    assert_eq!(status, 201, "{body}");
+    let slug = serde_json::from_str::<Value>(&body).unwrap()["data"]["slug"].as_str().unwrap().to_owned();
+    let old_path = "/environments/dev123/files/nightly/state.json";
+
+    // By slug in the query, a new tag and a new file in the form.
+    let form = Form::new().text("tag", "weekly run").part("file", file(br#"{"v": 2}"#, "state_2.json"));
+    let response = send(reqwest::Method::PUT, &format!("?slug={slug}"), form).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let renamed: Value = response.json().await.unwrap();
+    let new_path = "/environments/dev123/files/weekly-run/state-2.json";
+    assert_eq!(
+        (&renamed["data"]["tag"], &renamed["data"]["filename"], &renamed["data"]["path"]),
+        (&json!("weekly run"), &json!("state_2.json"), &json!(new_path))
+    );
+    assert_eq!(renamed["data"]["slug"], slug.as_str());
+    assert_eq!(renamed["data"]["contents"], json!({"v": 2}));
+    assert_eq!(jade.storage.object(old_path).await, None, "the old path's body is gone");
+    assert_eq!(jade.storage.object(new_path).await.as_deref(), Some(br#"{"v": 2}"#.as_slice()));
+    assert_eq!(message(&jade.json(ACME, &format!("{base}?tag=nightly"), 404).await), "Not Found");
+    let read = jade.json(ACME, &format!("{base}?tag=weekly%20run"), 200).await;
+    assert_eq!((&read["data"]["slug"], &read["data"]["contents"]), (&json!(slug), &json!({"v": 2})));
+
+    // By the old tag in the query (legacy prefix, PATCH), only a new tag in the form: the
+    // stored body moves as it is.
+    let form = Form::new().text("tag", "monthly");
+    let response = send(reqwest::Method::PATCH, "?tag=weekly%20run", form).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let moved: Value = response.json().await.unwrap();
+    let moved_path = "/environments/dev123/files/monthly/state-2.json";
+    assert_eq!((&moved["data"]["tag"], &moved["data"]["path"]), (&json!("monthly"), &json!(moved_path)));
+    assert_eq!(moved["data"]["contents"], json!({"v": 2}));
+    assert_eq!(jade.storage.object(new_path).await, None);
+    assert_eq!(jade.storage.object(moved_path).await.as_deref(), Some(br#"{"v": 2}"#.as_slice()));
+
+    // By slug in the form, with a tag that could escape the environment: refused, unchanged.
+    let form = Form::new().text("slug", slug.clone()).text("tag", "../other").part("file", file(b"x", "x.json"));
+    let response = send(reqwest::Method::PUT, "", form).await.unwrap();
+    assert_eq!(response.status(), 422);
+    assert!(response.json::<Value>().await.unwrap()["errors"]["tag"].is_array());
+    let unchanged = jade.json(ACME, &format!("{base}?slug={slug}"), 200).await;
+    assert_eq!((&unchanged["data"]["tag"], &unchanged["data"]["path"]), (&json!("monthly"), &json!(moved_path)));
+    assert_eq!(count(&jade, "files").await, 1);
+    jade.stop().await;
+}
+
+/// Bytes that are not UTF-8 still answer valid JSON (`contents` a string with U+FFFD where the
+/// bytes were not UTF-8); `Accept: application/octet-stream` answers the stored bytes exactly.
+async fn binary_files_answer_valid_json_or_their_exact_bytes(backend: Backend) {
+    let jade = TestJade::with_storage(Scenario::default(), backend, &[]).await;
+    let base = "/api/v2/datacoves/environments/dev123/files";
+    let blob = binary_blob();
+    // Also large enough to cross the chunk boundaries of every backend's stream.
+    let mut big = Vec::new();
+    while big.len() < 3 << 20 {
+        big.extend_from_slice(&blob);
+    }
+    // Looks like JSON but a string holds bytes that are not UTF-8: not JSON.
+    let almost_json = b"{\"a\": \"\xff\xfe\"}".to_vec();
+    let cases = [
+        ("msgpack", "partial_parse.msgpack", blob.clone()),
+        ("pickle", "graph.gpickle", big),
+        ("almost", "almost.json", almost_json),
+    ];
+    for (tag, filename, bytes) in &cases {
+        let (status, body, _) = post(&jade, base, file_form(tag, bytes, filename)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for (tag, filename, bytes) in &cases {
+        let response = jade.get(ACME, &format!("{base}?tag={tag}")).await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let text = response.bytes().await.unwrap();
+        let parsed: Value = serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{tag}: not valid JSON: {e}"));
+        let expected = String::from_utf8_lossy(bytes);
+        assert!(parsed["data"]["contents"].as_str() == Some(&*expected), "{tag}: contents differ");
+        assert_eq!(parsed["data"]["filename"], *filename);
+
+        let url = jade.url(&format!("{base}?tag={tag}"));
+        let response =
+            jade.client.get(url).bearer_auth(ACME).header("Accept", "application/octet-stream").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], "application/octet-stream");
+        assert_eq!(headers["content-length"].to_str().unwrap(), bytes.len().to_string(), "{tag}");
+        assert_eq!(headers["content-disposition"].to_str().unwrap(), format!("attachment; filename=\"{filename}\""));
+        let got = response.bytes().await.unwrap();
+        assert!(got.as_ref() == bytes.as_slice(), "{tag}: the stored bytes exactly ({} of {})", got.len(), bytes.len());
+    }
+    // A JSON file is served as its bytes too, by slug; a client preferring JSON gets JSON.
+    let (status, body, _) = post(&jade, base, file_form("json", br#"{"a": [1]}"#, "dir/my file.json")).await;
+    assert_eq!(status, 201);
+    let slug = serde_json::from_str::<Value>(&body).unwrap()["data"]["slug"].as_str().unwrap().to_owned();
+    let download = |accept: &'static str| {
+        jade.client.get(jade.url(&format!("{base}?slug={slug}"))).bearer_auth(ACME).header("Accept", accept).send()
+    };
+    let response = download("application/octet-stream;q=0.9, text/plain;q=0.1").await.unwrap();
+    assert_eq!(response.headers()["content-disposition"], "attachment; filename=\"my file.json\"");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), br#"{"a": [1]}"#);
+    let response = download("application/json, application/octet-stream;q=0.5").await.unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap()["data"]["contents"], json!({"a": [1]}));
+    let response = download("*/*").await.unwrap();
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    // Errors stay JSON.
+    let response = jade
+        .client
+        .get(jade.url(&format!("{base}?tag=none")))
+        .bearer_auth(ACME)
+        .header("Accept", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(message(&response.json().await.unwrap()), "Not Found");
+    jade.stop().await;
+}
+
+/// A rename whose new body cannot be stored leaves the file as it was and nothing at the
+/// new path.
+#[tokio::test]
+async fn a_rename_that_cannot_store_its_body_changes_nothing() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let root = jade.storage.dir.path();
+    let base = "/api/v2/datacoves/environments/dev123/files";
+    let (status, ..) = post(&jade, base, file_form("nightly", b"old", "state.txt")).await;
+    assert_eq!(status, 201);
+    std::fs::create_dir_all(root.join("environments/dev123/files/weekly/state.txt/blocked")).unwrap();
+    for form in
+        [Form::new().text("tag", "weekly"), Form::new().text("tag", "weekly").part("file", file(b"new", "state.txt"))]
+    {
+        let url = jade.url(&format!("{base}?tag=nightly"));
+        let response = jade.client.put(url).bearer_auth(ACME).multipart(form).send().await.unwrap();
+        assert_eq!(response.status(), 422);
+        assert_eq!(message(&response.json().await.unwrap()), "File upload failed. Please check the error in the logs.");
+        let kept = jade.json(ACME, &format!("{base}?tag=nightly"), 200).await;
+        assert_eq!(
+            (&kept["data"]["contents"], &kept["data"]["path"]),
+            (&json!("old"), &json!("/environments/dev123/files/nightly/state.txt"))
+        );
+        assert_eq!(message(&jade.json(ACME, &format!("{base}?tag=weekly"), 404).await), "Not Found");
+    }
+    assert_eq!(
+        stored(root),
+        vec!["environments/dev123/files/nightly/state.txt".to_owned()],
+        "only the original body is stored"
+    );
+    assert_eq!(count(&jade, "files").await, 1);
+    jade.stop().await;
+}
+
 #[tokio::test]
 async fn refused_manifests_leave_no_row_and_no_object() {
     let jade = TestJade::start(Scenario::default(), &[("MAX_UPLOAD_BYTES", "4096")]).await;
@@ -313,11 +485,6 @@ async fn refused_manifests_leave_no_row_and_no_object() {
             manifest_form("dev123", b"{}").text("dag_id", "daily").text("run_id", "no-such-run"),
             404,
             json!({"errors": {"message": "Not Found"}}),
-        ),
-        (
-            manifest_form("dev123", b"{}").text("dag_id", "daily"),
-            422,
-            json!({"errors": {"run_id": ["can't be blank"]}}),
         ),
         (Form::new().text("environment_slug", "dev123"), 422, json!({"errors": {"file": ["can't be blank"]}})),
     ];
@@ -338,6 +505,130 @@ async fn refused_manifests_leave_no_row_and_no_object() {
     assert!(message(&serde_json::from_str(&body).unwrap()).contains("4096"));
     assert_eq!(count(&jade, "manifests").await, 0);
     assert!(stored(jade.storage.dir.path()).is_empty());
+    jade.stop().await;
+}
+
+/// `POST …/manifests` with `query` in the query string and `form` as the body, as `token`.
+async fn post_manifest(jade: &TestJade, token: &str, path: &str, query: &[(&str, &str)], form: Form) -> (u16, String) {
+    let response =
+        jade.client.post(jade.url(path)).query(query).bearer_auth(token).multipart(form).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+fn run_key(dag_id: &str, run_id: &str) -> String {
+    let safe_run = run_id.replace(['_', ':', '.', '+'], "-");
+    format!("accounts/1/environments/dev123/dags/{dag_id}/dag_runs/{safe_run}/manifest.json")
+}
+
+/// The first Jade read `environment_slug`, `dag_id`, `run_id` and `tag` from the query string
+/// as well as from the form (the form wins), and the Datacoves clients that send them there
+/// rely on the manifest being linked to its run.
+#[tokio::test]
+async fn manifest_fields_may_come_in_the_query_string() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let run = |n: usize| {
+        let run = &runs["data"][n];
+        (
+            run["id"].as_i64().unwrap(),
+            run["dag_id"].as_str().unwrap().to_owned(),
+            run["dag_run_run_id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let only_file = || Form::new().part("file", file(FIXTURE, "manifest.json"));
+    let artifact = |id: i64| format!("/api/v2/accounts/1/runs/{id}/artifacts/manifest.json");
+
+    // Everything in the query string, only the file in the form.
+    let (first, dag, run_id) = run(1);
+    let query = [("environment_slug", "dev123"), ("dag_id", dag.as_str()), ("run_id", run_id.as_str())];
+    let (status, body) = post_manifest(&jade, ACME, "/api/v2/datacoves/manifests", &query, only_file()).await;
+    assert_eq!((status, body.as_str()), (201, "\"ok\""));
+    assert!(jade.storage.object(&run_key(&dag, &run_id)).await.as_deref() == Some(FIXTURE), "stored with its run");
+    let served = jade.json(ACME, &artifact(first), 200).await;
+    assert!(served["data"].as_str().unwrap().as_bytes() == FIXTURE);
+    let shown = jade.json(ACME, &format!("/api/v2/accounts/1/runs/{first}"), 200).await;
+    assert_eq!(shown["data"]["artifacts_saved"], true);
+
+    // Run and tag in the query, environment in the form, on the legacy prefix.
+    let (second, dag, run_id) = run(0);
+    let query = [("dag_id", dag.as_str()), ("run_id", run_id.as_str()), ("tag", "nightly")];
+    let form = only_file().text("environment_slug", "dev123");
+    let (status, body) = post_manifest(&jade, ACME, "/api/internal/manifests", &query, form).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(jade.json(ACME, &artifact(second), 200).await["data"].as_str().unwrap().as_bytes() == FIXTURE);
+    let tagged =
+        jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&tag=nightly&trimmed=false", 200).await;
+    assert_eq!(tagged, serde_json::from_slice::<Value>(FIXTURE).unwrap());
+
+    // A form field wins over the same query parameter: the query names a run that does not
+    // exist and an environment the token may not use, the form the real ones.
+    let (third, dag, run_id) = run(2);
+    let query =
+        [("environment_slug", "globex123"), ("dag_id", "no-such-dag"), ("run_id", "no-such-run"), ("tag", "taken?")];
+    let form = only_file()
+        .text("environment_slug", "dev123")
+        .text("dag_id", dag.clone())
+        .text("run_id", run_id.clone())
+        .text("tag", "from the form");
+    let (status, body) = post_manifest(&jade, ACME, "/api/v2/datacoves/manifests", &query, form).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(jade.json(ACME, &artifact(third), 200).await["data"].as_str().map(str::len), Some(FIXTURE.len()));
+    jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&tag=from%20the%20form", 200).await;
+    jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&tag=taken%3F", 404).await;
+
+    // Authorization sees the query string's environment.
+    let (status, body) =
+        post_manifest(&jade, GLOBEX, "/api/v2/datacoves/manifests", &[("environment_slug", "dev123")], only_file())
+            .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        message(&serde_json::from_str(&body).unwrap()),
+        "Invalid Environment in Path. You have no accces to this environment."
+    );
+    let (status, body) =
+        post_manifest(&jade, GLOBEX, "/api/internal/manifests", &[("environment_slug", "globex123")], only_file())
+            .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(count(&jade, "manifests").await, 4);
+    jade.stop().await;
+}
+
+/// Only one of `dag_id` and `run_id` (in the form or the query): stored without a run, as the
+/// first Jade did.
+#[tokio::test]
+async fn a_manifest_with_half_a_run_is_stored_without_one() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let run_id = runs["data"][1]["dag_run_run_id"].as_str().unwrap().to_owned();
+    let cases: Vec<(Vec<(&str, &str)>, Form)> = vec![
+        (vec![], manifest_form("dev123", FIXTURE).text("dag_id", "daily")),
+        (vec![], manifest_form("dev123", FIXTURE).text("run_id", run_id.clone())),
+        (vec![("dag_id", "daily")], manifest_form("dev123", FIXTURE)),
+        (
+            vec![("environment_slug", "dev123"), ("run_id", run_id.as_str())],
+            Form::new().part("file", file(FIXTURE, "manifest.json")),
+        ),
+    ];
+    for (query, form) in cases {
+        let (status, body) = post_manifest(&jade, ACME, "/api/v2/datacoves/manifests", &query, form).await;
+        assert_eq!((status, body.as_str()), (201, "\"ok\""), "{query:?}");
+    }
+    let db = support::connect(&jade.seeded.jade_db).await;
+    let rows = db.query("SELECT id, dag_id, dag_run_run_id, job_run_id FROM manifests ORDER BY id", &[]).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        let id: i64 = row.get(0);
+        assert!(row.get::<_, Option<String>>(1).is_none() && row.get::<_, Option<String>>(2).is_none());
+        assert!(row.get::<_, Option<i64>>(3).is_none());
+        let key = format!("accounts/1/environments/dev123/manifests/{id}/manifest.json");
+        assert!(jade.storage.object(&key).await.as_deref() == Some(FIXTURE), "{key}");
+    }
+    assert!(jade.storage.object(&run_key("daily", &run_id)).await.is_none(), "nothing stored for the run");
+    let artifact = format!("/api/v2/accounts/1/runs/{}/artifacts/manifest.json", runs["data"][1]["id"]);
+    assert_eq!(message(&jade.json(ACME, &artifact, 404).await), "Not Found");
+    let newest = jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&trimmed=false", 200).await;
+    assert_eq!(newest, serde_json::from_slice::<Value>(FIXTURE).unwrap());
     jade.stop().await;
 }
 

@@ -100,7 +100,87 @@ async fn jobs_are_the_dags_of_every_reachable_environment() {
     assert_eq!(recent["dag_id"], "daily");
     assert_eq!(recent["status_humanized"], "Error");
     assert!(job["most_recent_completed_job_run"].is_null());
-    assert_eq!(job["most_recent_run"], recent["id"]);
+    jade.stop().await;
+}
+
+/// Keys the first Jade always rendered `null`, which its clients read as "unknown": a run's
+/// `is_cancelled` and `scribe_enabled`, a job's `most_recent_run` and
+/// `most_recent_completed_run` (its runs are in `most_recent_job_run` and
+/// `most_recent_completed_job_run`). The OpenAPI document declares them nullable.
+#[tokio::test]
+async fn keys_the_first_jade_rendered_null_are_null() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let is_null = |object: &Value, key: &str| object.as_object().unwrap().get(key).is_some_and(Value::is_null);
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100", 200).await;
+    for run in runs["data"].as_array().unwrap() {
+        assert!(is_null(run, "is_cancelled") && is_null(run, "scribe_enabled"), "{run}");
+    }
+    let jobs = jade.json(ACME, "/api/v2/accounts/1/jobs?environment_id=100", 200).await;
+    let hourly = jobs["data"].as_array().unwrap().iter().find(|j| j["dag_id"] == "hourly").unwrap();
+    let job = jade.json(ACME, &format!("/api/v2/accounts/1/jobs/{}", hourly["id"]), 200).await["data"].clone();
+    assert!(is_null(&job, "most_recent_run") && is_null(&job, "most_recent_completed_run"), "{job}");
+    for key in ["most_recent_job_run", "most_recent_completed_job_run"] {
+        let run = &job[key];
+        assert_eq!(run["dag_id"], "hourly", "{key}");
+        assert!(is_null(run, "is_cancelled") && is_null(run, "scribe_enabled"), "{key}: {run}");
+    }
+    for listed in jobs["data"].as_array().unwrap() {
+        assert!(is_null(listed, "most_recent_run") && is_null(listed, "most_recent_completed_run"));
+    }
+    let spec: Value = jade.client.get(jade.url("/api/v2/openapi")).send().await.unwrap().json().await.unwrap();
+    let schemas = &spec["components"]["schemas"];
+    for (schema, key) in [
+        ("JobRun", "is_cancelled"),
+        ("JobRun", "scribe_enabled"),
+        ("Job", "most_recent_run"),
+        ("Job", "most_recent_completed_run"),
+    ] {
+        let property = &schemas[schema]["properties"][key];
+        assert_eq!(property["nullable"], true, "{schema}.{key}: {property}");
+        let required = schemas[schema]["required"].as_array().cloned().unwrap_or_default();
+        assert!(!required.contains(&json!(key)), "{schema}.{key} is not required");
+    }
+    jade.stop().await;
+}
+
+/// Durations are counted between timestamps first truncated to whole seconds, as the first
+/// Jade did (its Ecto fields held whole seconds): queued 08:00:00.900, started 08:00:01.100,
+/// ended 08:01:01.000 is 61 s in all, 1 s queued and 60 s running (not 60.1, 0.2 and 59.9
+/// rounded down).
+#[tokio::test]
+async fn durations_count_whole_seconds_like_the_first_jade() {
+    let jade = TestJade::start(Scenario { runs_per_environment: 0, ..Scenario::default() }, &[]).await;
+    let airflow = jade.seeded.airflow("dev123").await;
+    airflow
+        .batch_execute(
+            "INSERT INTO dag_run (dag_id, run_id, state, queued_at, start_date, end_date, execution_date, run_type) VALUES
+               ('daily', 'manual__fractions', 'success', '2024-03-01T08:00:00.900Z', '2024-03-01T08:00:01.100Z',
+                '2024-03-01T08:01:01.000Z', '2024-03-01T08:00:00.900Z', 'manual'),
+               ('daily', 'manual__whole', 'success', '2024-03-01T09:00:00Z', '2024-03-01T09:00:02.999Z',
+                '2024-03-01T09:00:04.001Z', '2024-03-01T09:00:00Z', 'manual');",
+        )
+        .await
+        .unwrap();
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let runs = runs["data"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let durations =
+        |run: &Value| (run["duration"].as_i64(), run["queued_duration"].as_i64(), run["run_duration"].as_i64());
+    let fractions = &runs[0];
+    assert_eq!(fractions["dag_run_run_id"], "manual__fractions");
+    assert_eq!(durations(fractions), (Some(61), Some(1), Some(60)));
+    assert_eq!(fractions["duration_humanized"], "1 minute, 1 second");
+    assert_eq!(fractions["queued_duration_humanized"], "1 second");
+    assert_eq!(fractions["run_duration_humanized"], "1 minute");
+    assert_eq!(
+        (fractions["queued_at"].as_str(), fractions["started_at"].as_str()),
+        (Some("2024-03-01T08:00:00Z"), Some("2024-03-01T08:00:01Z"))
+    );
+    // 09:00:00 → 09:00:02 → 09:00:04 once truncated.
+    assert_eq!(durations(&runs[1]), (Some(4), Some(2), Some(2)));
+    assert_eq!(runs[1]["run_duration_humanized"], "2 seconds");
+    let shown = jade.json(ACME, &format!("/api/v2/accounts/1/runs/{}", fractions["id"]), 200).await;
+    assert_eq!(durations(&shown["data"]), (Some(61), Some(1), Some(60)));
     jade.stop().await;
 }
 

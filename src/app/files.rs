@@ -62,38 +62,54 @@ impl Jade {
 
     /// The newest file the lookup names, with its body.
     pub async fn file(&self, environment_slug: &str, lookup: Option<FileLookup>) -> Result<FileBody, Error> {
-        let lookup = lookup.ok_or_else(|| Error::BadRequest(LOOKUP_REQUIRED.into()))?;
-        let file = self.find_file(environment_slug, &lookup).await?;
-        let blob = match self.ports.storage.get(&file.path).await {
-            Ok(blob) => blob,
-            Err(StorageError::NotFound) => {
-                return Err(Error::not_found_with("File found but could not download contents from storage bucket."));
-            }
-            Err(error) => return Err(storage_read_failed(&error)),
-        };
-        let contents = self.spool(blob).await?;
+        let (file, contents) = self.file_bytes(environment_slug, lookup).await?;
         let path = contents.path.to_path_buf();
         let is_json = blocking(move || is_json(&path)).await?;
         Ok(FileBody { file, contents, is_json })
     }
 
-    /// Replaces a file's body and filename; answers the file with its new body.
+    /// The newest file the lookup names, with its stored bytes as they are (spooled).
+    pub async fn file_bytes(
+        &self,
+        environment_slug: &str,
+        lookup: Option<FileLookup>,
+    ) -> Result<(File, Spooled), Error> {
+        let lookup = lookup.ok_or_else(|| Error::BadRequest(LOOKUP_REQUIRED.into()))?;
+        let file = self.find_file(environment_slug, &lookup).await?;
+        let contents = self.stored_body(&file).await?;
+        Ok((file, contents))
+    }
+
+    /// Replaces a file's body and filename (`upload`), renames its tag (`new_tag`), or both;
+    /// the body is stored under the new path first, then the row changes, then the old path's
+    /// body is removed. On any failure the file stays as it was and nothing is left at the
+    /// new path. Answers the file with its body.
     pub async fn update_file(
         &self,
         environment_slug: &str,
         lookup: Option<FileLookup>,
         upload: Option<Spooled>,
+        new_tag: Option<String>,
     ) -> Result<FileBody, Error> {
         let lookup = lookup.ok_or_else(|| Error::BadRequest(SLUG_OR_TAG_REQUIRED.into()))?;
         let existing = self.find_file(environment_slug, &lookup).await?;
-        let upload = upload.ok_or_else(|| Error::invalid("file", "can't be blank"))?;
-        let new = NewFile::new(environment_slug, Some(&existing.tag), upload.filename.as_deref())?;
+        let new_tag = new_tag.filter(|tag| !tag.is_empty() && *tag != existing.tag);
+        let tag = new_tag.as_deref().unwrap_or(&existing.tag);
+        let (new, upload) = match upload {
+            Some(upload) => (NewFile::new(environment_slug, Some(tag), upload.filename.as_deref())?, upload),
+            None if new_tag.is_some() => {
+                // A rename alone: the stored body moves to the new path as it is.
+                let new = NewFile::new(environment_slug, Some(tag), Some(&existing.filename))?;
+                (new, self.stored_body(&existing).await?)
+            }
+            None => return Err(Error::invalid("file", "can't be blank")),
+        };
         let source = BlobSource::File { path: upload.path.to_path_buf(), len: upload.len };
         if let Err(error) = self.ports.storage.put(&new.path, source).await {
             tracing::error!(%error, path = new.path, "storing a file failed");
             return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
         }
-        let updated = self.ports.files.update(existing.id, &new.filename, &new.path).await;
+        let updated = self.ports.files.update(existing.id, &new.tag, &new.filename, &new.path).await;
         let updated = match updated {
             Ok(Some(file)) => file,
             Ok(None) => {
@@ -128,6 +144,18 @@ impl Jade {
         Ok(())
     }
 
+    /// A file's stored body, spooled to local disk.
+    async fn stored_body(&self, file: &File) -> Result<Spooled, Error> {
+        let blob = match self.ports.storage.get(&file.path).await {
+            Ok(blob) => blob,
+            Err(StorageError::NotFound) => {
+                return Err(Error::not_found_with("File found but could not download contents from storage bucket."));
+            }
+            Err(error) => return Err(storage_read_failed(&error)),
+        };
+        self.spool(blob).await
+    }
+
     async fn find_file(&self, environment_slug: &str, lookup: &FileLookup) -> Result<File, Error> {
         self.ports.files.find(environment_slug, lookup).await.map_err(backend)?.ok_or_else(Error::not_found)
     }
@@ -149,10 +177,75 @@ impl Jade {
     }
 }
 
-/// Whether a file holds exactly one JSON value, checked while streaming it (no tree is built).
+/// Whether a file holds exactly one JSON value in valid UTF-8, checked while streaming it (no
+/// tree is built). serde_json does not check the UTF-8 of strings it skips, so that is checked
+/// first: a body inlined into an answer must keep the answer valid JSON.
 fn is_json(path: &std::path::Path) -> bool {
+    if !is_utf8(path) {
+        return false;
+    }
     let Ok(file) = std::fs::File::open(path) else { return false };
     let mut deserializer = serde_json::Deserializer::from_reader(BufReader::new(file));
     serde::de::Deserialize::deserialize(&mut deserializer).map(|_: serde::de::IgnoredAny| ()).is_ok()
         && deserializer.end().is_ok()
+}
+
+/// Whether a file is valid UTF-8, read block by block.
+fn is_utf8(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else { return false };
+    let mut block = vec![0u8; 64 * 1024];
+    // Bytes of a sequence the previous block cut short (at most 3) move to the front.
+    let mut carried = 0;
+    loop {
+        let read = match file.read(&mut block[carried..]) {
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        };
+        let filled = carried + read;
+        if read == 0 {
+            return carried == 0;
+        }
+        match std::str::from_utf8(&block[..filled]) {
+            Ok(_) => carried = 0,
+            Err(error) if error.error_len().is_none() => {
+                let valid = error.valid_up_to();
+                block.copy_within(valid..filled, 0);
+                carried = filled - valid;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn json_must_be_utf8_even_inside_strings() {
+        assert!(is_json(written("{\"a\": \"\\u00e9 é\"}".as_bytes()).path()));
+        assert!(!is_json(written(b"{\"a\": \"\xff\"}").path()));
+        assert!(!is_json(written(b"plain").path()));
+    }
+
+    #[test]
+    fn utf8_is_checked_across_blocks() {
+        // A 4-byte sequence straddling the 64 KiB block boundary.
+        let mut bytes = vec![b'a'; 64 * 1024 - 2];
+        bytes.extend_from_slice("\u{1F600}".as_bytes());
+        assert!(is_utf8(written(&bytes).path()));
+        bytes.push(0xf0);
+        assert!(!is_utf8(written(&bytes).path()), "cut short at the end");
+        bytes.pop();
+        bytes[10] = 0x80;
+        assert!(!is_utf8(written(&bytes).path()));
+    }
 }

@@ -54,9 +54,8 @@ impl Jade {
                 let job_run_id = *ids.get(&key).ok_or_else(|| unregistered("job run", key))?;
                 Some(ManifestRun { dag_id, dag_run_id: dag_run.id, run_id, job_run_id })
             }
-            (None, None) => None,
-            (Some(_), None) => return Err(Error::invalid("run_id", "can't be blank")),
-            (None, Some(_)) => return Err(Error::invalid("dag_id", "can't be blank")),
+            // Only one of them: stored without a run, as the first Jade did.
+            _ => None,
         };
 
         let trimmed = self.trim_spooled(&file.path).await?.map_err(|e| match e {

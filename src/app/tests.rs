@@ -457,7 +457,7 @@ async fn files_update_and_delete_keep_rows_and_bodies_together() {
         .unwrap()
         .remove(0);
     let by_slug = Some(FileLookup::Slug(created.slug.to_string()));
-    let updated = f.jade.update_file("env100", by_slug.clone(), Some(spooled(b"2", "b.json"))).await.unwrap();
+    let updated = f.jade.update_file("env100", by_slug.clone(), Some(spooled(b"2", "b.json")), None).await.unwrap();
     assert!(updated.is_json);
     let updated = updated.file;
     assert_eq!(updated.path, "/environments/env100/files/cfg/b.json");
@@ -480,6 +480,35 @@ async fn files_update_and_delete_keep_rows_and_bodies_together() {
         .await
         .unwrap();
     assert_eq!(f.jade.file("env101", Some(FileLookup::Tag("x".into()))).await.unwrap_err(), Error::not_found());
+}
+
+#[tokio::test]
+async fn a_new_tag_moves_the_body_or_changes_nothing() {
+    let f = fixture(0);
+    let created = f
+        .jade
+        .create_files("env100", vec![FileUpload { tag: Some("old".into()), file: Some(spooled(b"1", "a.json")) }])
+        .await
+        .unwrap()
+        .remove(0);
+    let by_slug = Some(FileLookup::Slug(created.slug.to_string()));
+    // The new path cannot be written: the file stays as it was, nothing is left behind.
+    f.storage.fail_puts_containing(Some("/new/"));
+    for upload in [None, Some(spooled(b"2", "b.json"))] {
+        assert!(f.jade.update_file("env100", by_slug.clone(), upload, Some("new".into())).await.is_err());
+        assert_eq!(f.storage.keys(), vec![created.path.clone()]);
+        assert_eq!(f.jade.file("env100", by_slug.clone()).await.unwrap().file.tag, "old");
+    }
+    f.storage.fail_puts_containing(None);
+    let moved = f.jade.update_file("env100", by_slug.clone(), None, Some("new".into())).await.unwrap();
+    assert_eq!((moved.file.tag.as_str(), moved.file.path.as_str()), ("new", "/environments/env100/files/new/a.json"));
+    assert_eq!(std::fs::read(&moved.contents.path).unwrap(), b"1");
+    assert_eq!(f.storage.keys(), vec![moved.file.path.clone()]);
+    // The same tag again is no rename; without a file there is nothing to do.
+    assert_eq!(
+        f.jade.update_file("env100", by_slug, None, Some("new".into())).await.unwrap_err(),
+        Error::invalid("file", "can't be blank")
+    );
 }
 
 #[tokio::test]

@@ -170,24 +170,27 @@ impl JobRun {
         matches!(self.status(), RunStatus::Success | RunStatus::Error)
     }
 
-    /// end − queued, in whole seconds.
+    /// end − queued, in whole seconds (see [`seconds_between`]).
     pub fn duration(&self) -> Option<i64> {
         seconds_between(self.dag_run.queued_at, self.dag_run.end_date)
     }
 
-    /// start − queued, in whole seconds.
+    /// start − queued, in whole seconds (see [`seconds_between`]).
     pub fn queued_duration(&self) -> Option<i64> {
         seconds_between(self.dag_run.queued_at, self.dag_run.start_date)
     }
 
-    /// end − start, in whole seconds.
+    /// end − start, in whole seconds (see [`seconds_between`]).
     pub fn run_duration(&self) -> Option<i64> {
         seconds_between(self.dag_run.start_date, self.dag_run.end_date)
     }
 }
 
+/// Whole seconds from `from` to `to`, each first truncated to its second, as the first Jade
+/// counted them (its timestamps held whole seconds): 00.900 to 01.100 is 1 second, not 0.
+/// `None` when either is missing.
 fn seconds_between(from: Option<Timestamp>, to: Option<Timestamp>) -> Option<i64> {
-    Some((to? - from?).num_seconds())
+    Some(to?.timestamp() - from?.timestamp())
 }
 
 #[cfg(test)]
@@ -256,6 +259,32 @@ mod tests {
         assert_eq!(running.duration(), None);
         assert_eq!(running.run_duration(), None);
         assert!(running.is_running() && !running.is_complete());
+    }
+
+    fn at_millis(millis: i64) -> Option<Timestamp> {
+        Some(chrono::Utc.timestamp_millis_opt(1_700_000_000_000 + millis).unwrap())
+    }
+
+    #[test]
+    fn durations_truncate_each_timestamp_to_whole_seconds_first() {
+        let mut fractions = dag_run(1, Some("success"));
+        (fractions.queued_at, fractions.start_date, fractions.end_date) =
+            (at_millis(900), at_millis(1_100), at_millis(61_000));
+        let run = job_run(fractions);
+        // Not 60.1, 0.2 and 59.9 seconds rounded down.
+        assert_eq!((run.duration(), run.queued_duration(), run.run_duration()), (Some(61), Some(1), Some(60)));
+        let mut within_a_second = dag_run(2, Some("success"));
+        (within_a_second.queued_at, within_a_second.start_date, within_a_second.end_date) =
+            (at_millis(0), at_millis(999), at_millis(1_000));
+        let run = job_run(within_a_second);
+        assert_eq!((run.duration(), run.queued_duration(), run.run_duration()), (Some(1), Some(0), Some(1)));
+        // Before the epoch too: each instant goes down to its own second.
+        let mut early = dag_run(3, Some("success"));
+        let before_epoch = |millis| Some(chrono::Utc.timestamp_millis_opt(millis).unwrap());
+        (early.queued_at, early.start_date, early.end_date) =
+            (before_epoch(-1_500), before_epoch(-500), before_epoch(500));
+        let run = job_run(early);
+        assert_eq!((run.duration(), run.queued_duration(), run.run_duration()), (Some(2), Some(1), Some(1)));
     }
 
     #[test]

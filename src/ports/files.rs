@@ -15,8 +15,8 @@ pub trait FileStore: Send + Sync + 'static {
     /// names none).
     async fn find(&self, environment_slug: &str, lookup: &FileLookup) -> Result<Option<File>, BackendError>;
 
-    /// Gives the file a new filename and path; `None` when the row no longer exists.
-    async fn update(&self, id: i64, filename: &str, path: &str) -> Result<Option<File>, BackendError>;
+    /// Gives the file a new tag, filename and path; `None` when the row no longer exists.
+    async fn update(&self, id: i64, tag: &str, filename: &str, path: &str) -> Result<Option<File>, BackendError>;
 
     /// Deletes every row of the environment stored under `path`; answers how many.
     async fn delete_by_path(&self, environment_slug: &str, path: &str) -> Result<u64, BackendError>;

@@ -24,15 +24,66 @@ pub fn data_string(body: ByteStream) -> Body {
     Body::from_bytes_stream(text(&b"{\"data\":"[..]).chain(json_string(body)).chain(text(&b"}"[..])))
 }
 
-/// A body as a JSON string, quotes included. Escaping works byte by byte (only `"`, `\`
-/// and control bytes change), so chunk boundaries inside UTF-8 sequences are harmless.
+const REPLACEMENT: &str = "\u{FFFD}";
+
+/// A body as a JSON string, quotes included, always valid JSON: bytes that are not UTF-8
+/// become U+FFFD exactly as `String::from_utf8_lossy` would replace them, and a UTF-8
+/// sequence split across chunks is carried over to the next chunk.
 pub fn json_string(body: ByteStream) -> Chunks {
-    let escaped = body.map(|chunk| chunk.map(|chunk| escape(&chunk)));
+    let escaped = stream::unfold(Some((body, Vec::new())), |state| async move {
+        let (mut body, mut carry) = state?;
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                let out = escape_lossy(&mut carry, &chunk);
+                Some((Ok(out), Some((body, carry))))
+            }
+            Some(Err(error)) => Some((Err(error), None)),
+            // A sequence cut short at the very end is one replacement character.
+            None if carry.is_empty() => None,
+            None => Some((Ok(Bytes::from_static(REPLACEMENT.as_bytes())), None)),
+        }
+    });
     Box::pin(text(&b"\""[..]).chain(escaped).chain(text(&b"\""[..])))
 }
 
-fn escape(chunk: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(chunk.len() + chunk.len() / 8);
+/// Escapes `carry` (an incomplete sequence left by the previous chunk) followed by `chunk`,
+/// leaving in `carry` what may still be completed by the next chunk.
+fn escape_lossy(carry: &mut Vec<u8>, chunk: &[u8]) -> Bytes {
+    let joined;
+    let mut rest: &[u8] = if carry.is_empty() {
+        chunk
+    } else {
+        joined = [std::mem::take(carry).as_slice(), chunk].concat();
+        &joined
+    };
+    let mut out = BytesMut::with_capacity(rest.len() + rest.len() / 8);
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                escape(valid.as_bytes(), &mut out);
+                break;
+            }
+            Err(error) => {
+                let (valid, after) = rest.split_at(error.valid_up_to());
+                escape(valid, &mut out);
+                match error.error_len() {
+                    Some(invalid) => {
+                        out.put_slice(REPLACEMENT.as_bytes());
+                        rest = &after[invalid..];
+                    }
+                    None => {
+                        carry.extend_from_slice(after);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    out.freeze()
+}
+
+/// JSON-escapes valid UTF-8 byte by byte (only `"`, `\` and control bytes change).
+fn escape(chunk: &[u8], out: &mut BytesMut) {
     for &byte in chunk {
         match byte {
             b'"' => out.put_slice(b"\\\""),
@@ -44,7 +95,6 @@ fn escape(chunk: &[u8]) -> Bytes {
             _ => out.put_u8(byte),
         }
     }
-    out.freeze()
 }
 
 /// `{"data":{…file fields…,"contents":<body>}}`: the body inline when it is JSON, as a
@@ -83,6 +133,21 @@ mod tests {
         let body = collect(data_string(chunks(&[first, second]))).await;
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["data"], original);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_utf8_become_replacement_characters_wherever_chunks_split() {
+        let mut bytes = b"a\xff\x00\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xc3(\x80\xed\xa0\x80z".to_vec();
+        bytes.extend((0u8..=255).rev());
+        bytes.extend_from_slice(b"\xe2\x82");
+        let expected = String::from_utf8_lossy(&bytes).into_owned();
+        for size in [1, 2, 3, 5, 7, bytes.len()] {
+            let parts: Vec<&'static [u8]> =
+                bytes.chunks(size).map(|c| &*Box::leak(c.to_vec().into_boxed_slice())).collect();
+            let body = collect(data_string(chunks(&parts))).await;
+            let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(parsed["data"], expected, "chunks of {size}");
+        }
     }
 
     #[tokio::test]

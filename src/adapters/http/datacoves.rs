@@ -4,6 +4,8 @@
 use poem::Body;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json, PlainText};
+use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponses, MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi, Union};
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +67,117 @@ pub enum FileResponse {
     Ok(Binary<Body>),
 }
 
+/// `GET …/files`: the file with its contents as JSON, or with `Accept:
+/// application/octet-stream` its stored bytes exactly.
+pub enum FileDownload {
+    Json(FileResponse),
+    Bytes { body: Body, len: u64, filename: String },
+}
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+impl poem::IntoResponse for FileDownload {
+    fn into_response(self) -> poem::Response {
+        match self {
+            FileDownload::Json(response) => response.into_response(),
+            FileDownload::Bytes { body, len, filename } => poem::Response::builder()
+                .content_type(OCTET_STREAM)
+                .header(poem::http::header::CONTENT_LENGTH, len)
+                .header(poem::http::header::CONTENT_DISPOSITION, content_disposition(&filename))
+                .body(body),
+        }
+    }
+}
+
+impl ApiResponse for FileDownload {
+    fn meta() -> MetaResponses {
+        let mut meta = FileResponse::meta();
+        for response in meta.responses.iter_mut().filter(|r| r.status == Some(200)) {
+            response.description = "The file with its contents (JSON), or with `Accept: application/octet-stream` \
+                                    its stored bytes exactly.";
+            response.content.push(MetaMediaType {
+                content_type: OCTET_STREAM,
+                schema: <Binary<Body> as poem_openapi::payload::Payload>::schema_ref(),
+            });
+            let header = |name: &str, description: &str, schema: MetaSchemaRef| MetaHeader {
+                name: name.to_owned(),
+                description: Some(description.to_owned()),
+                required: false,
+                deprecated: false,
+                schema,
+            };
+            response.headers.push(header(
+                "content-disposition",
+                "With `application/octet-stream`: `attachment; filename=\"…\"`.",
+                String::schema_ref(),
+            ));
+            response.headers.push(header(
+                "content-length",
+                "With `application/octet-stream`: the stored size.",
+                u64::schema_ref(),
+            ));
+        }
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        FileResponse::register(registry);
+    }
+}
+
+/// Whether the `Accept` header prefers the stored bytes: it names
+/// `application/octet-stream` with a quality above zero and above `application/json`'s
+/// (the first named wins a tie). Wildcards mean JSON, the default.
+fn wants_octet_stream(accept: Option<&str>) -> bool {
+    // The best quality each is named with, and where.
+    type Named = Option<(f32, usize)>;
+    let (mut octet, mut json): (Named, Named) = (None, None);
+    for (position, entry) in accept.unwrap_or_default().split(',').enumerate() {
+        let mut parts = entry.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let slot = match media.as_str() {
+            OCTET_STREAM => &mut octet,
+            "application/json" => &mut json,
+            _ => continue,
+        };
+        if slot.is_none_or(|(best, _)| quality > best) {
+            *slot = Some((quality, position));
+        }
+    }
+    match (octet, json) {
+        (Some((q, _)), _) if q <= 0.0 => false,
+        (Some(_), None) => true,
+        (Some((octet_q, octet_at)), Some((json_q, json_at))) => {
+            octet_q > json_q || (octet_q == json_q && octet_at < json_at)
+        }
+        (None, _) => false,
+    }
+}
+
+/// `attachment; filename="…"` with the file's last path segment; quotes, backslashes and
+/// characters outside printable ASCII become `_` there, and a name that is not plain ASCII
+/// is also given exactly as `filename*=UTF-8''…` (RFC 6266).
+fn content_disposition(filename: &str) -> String {
+    let name = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
+    let plain: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    if plain == name {
+        return format!("attachment; filename=\"{plain}\"");
+    }
+    let encoded: String = name
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
+}
+
 #[derive(ApiResponse)]
 pub enum Deleted {
     /// The body, then the row, were removed. Empty body.
@@ -110,26 +223,30 @@ async fn file_response(file: FileBody) -> Result<FileResponse, ApiError> {
 #[OpenApi(prefix_path = "/datacoves", tag = "ApiTags::Datacoves")]
 impl DatacovesApi {
     /// Upload a manifest (multipart: `file`, `environment_slug`, optional `dag_id` with
-    /// `run_id`, optional `tag`). With a run, the DAG run must exist in the environment's
-    /// Airflow database. A tag is unique per environment.
+    /// `run_id`, optional `tag`; all but `file` may come in the query string instead, a form
+    /// field winning over the same query parameter). With both `dag_id` and `run_id`, the DAG
+    /// run must exist in the environment's Airflow database; with only one of them the
+    /// manifest is stored without a run. A tag is unique per environment.
     #[oai(path = "/manifests", method = "post")]
     async fn create_manifest(
         &self,
         caller: Caller,
-        /// The environment (also accepted as a form field).
+        /// The environment (also accepted as a form field, which wins).
         environment_slug: Query<Option<String>>,
+        /// The DAG of the run (also accepted as a form field, which wins).
+        dag_id: Query<Option<String>>,
+        /// The DAG run's `run_id` (also accepted as a form field, which wins).
+        run_id: Query<Option<String>>,
+        /// The manifest's tag (also accepted as a form field, which wins).
+        tag: Query<Option<String>>,
         upload: Upload,
     ) -> Result<ManifestCreated, ApiError> {
         let Upload { mut fields, file, .. } = upload;
-        let slug = fields.remove("environment_slug").or(environment_slug.0).filter(|s| !s.is_empty());
+        let mut field = |name: &str, query: Option<String>| given(fields.remove(name)).or_else(|| given(query));
+        let slug = field("environment_slug", environment_slug.0);
+        let (dag_id, run_id, tag) = (field("dag_id", dag_id.0), field("run_id", run_id.0), field("tag", tag.0));
         environment(&caller, slug.as_deref())?;
-        let upload = ManifestUpload {
-            environment_slug: slug.unwrap_or_default(),
-            dag_id: fields.remove("dag_id"),
-            run_id: fields.remove("run_id"),
-            tag: fields.remove("tag"),
-            file,
-        };
+        let upload = ManifestUpload { environment_slug: slug.unwrap_or_default(), dag_id, run_id, tag, file };
         self.jade.upload_manifest(upload).await?;
         Ok(ManifestCreated::Created(Json("ok".into())))
     }
@@ -203,23 +320,38 @@ impl DatacovesApi {
         })
     }
 
-    /// The newest file with this `slug`, else `tag`, else `filename`, with its contents.
+    /// The newest file with this `slug`, else `tag`, else `filename`, with its contents; with
+    /// `Accept: application/octet-stream`, its stored bytes exactly (for binary files such as
+    /// dbt's `partial_parse.msgpack`).
     #[oai(path = "/environments/:environment_slug/files", method = "get")]
     async fn get_file(
         &self,
         caller: Caller,
+        request: &poem::Request,
         environment_slug: Path<String>,
         slug: Query<Option<String>>,
         tag: Query<Option<String>>,
         filename: Query<Option<String>>,
-    ) -> Result<FileResponse, ApiError> {
+    ) -> Result<FileDownload, ApiError> {
         environment(&caller, Some(&environment_slug))?;
         let lookup = FileLookup::from_params(slug.as_deref(), tag.as_deref(), filename.as_deref());
-        file_response(self.jade.file(&environment_slug, lookup).await?).await
+        let accept = request.headers().get(poem::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+        if !wants_octet_stream(accept) {
+            return Ok(FileDownload::Json(file_response(self.jade.file(&environment_slug, lookup).await?).await?));
+        }
+        let (file, contents) = self.jade.file_bytes(&environment_slug, lookup).await?;
+        let len = contents.len;
+        let blob = contents
+            .into_blob()
+            .await
+            .map_err(|e| ApiError::from(Error::Internal(format!("reading a spooled file: {e}"))))?;
+        Ok(FileDownload::Bytes { body: body::raw(blob.body), len, filename: file.filename })
     }
 
-    /// Replace a file's contents and filename (multipart `file`); the file is named by
-    /// `slug` or `tag`, in the query or the form. `PUT` and `PATCH` do the same.
+    /// Replace a file's contents and filename (multipart `file`), rename its tag (form field
+    /// `tag`, moving the body to the new path), or both. The file is named by `slug` or `tag`
+    /// in the query, else by `slug` in the form, else by `tag` in the form (which then names
+    /// the file instead of renaming it). `PUT` and `PATCH` do the same.
     #[oai(path = "/environments/:environment_slug/files", method = "put", method = "patch")]
     async fn replace_file(
         &self,
@@ -230,11 +362,16 @@ impl DatacovesApi {
         upload: Upload,
     ) -> Result<FileResponse, ApiError> {
         environment(&caller, Some(&environment_slug))?;
-        let Upload { fields, file, .. } = upload;
-        let lookup = FileLookup::slug_or_tag(slug.as_deref(), tag.as_deref()).or_else(|| {
-            FileLookup::slug_or_tag(fields.get("slug").map(String::as_str), fields.get("tag").map(String::as_str))
-        });
-        file_response(self.jade.update_file(&environment_slug, lookup, file).await?).await
+        let Upload { mut fields, file, .. } = upload;
+        let (form_slug, form_tag) = (given(fields.remove("slug")), given(fields.remove("tag")));
+        let (lookup, new_tag) = match FileLookup::slug_or_tag(slug.as_deref(), tag.as_deref()) {
+            Some(lookup) => (Some(lookup), form_tag),
+            None => match form_slug {
+                Some(form_slug) => (Some(FileLookup::Slug(form_slug)), form_tag),
+                None => (form_tag.map(FileLookup::Tag), None),
+            },
+        };
+        file_response(self.jade.update_file(&environment_slug, lookup, file, new_tag).await?).await
     }
 
     /// Delete a file named by `slug` or `tag` (query, form, or JSON body `{"tag": ".."}`):
@@ -271,5 +408,43 @@ impl HealthApi {
     #[oai(path = "/healthcheck", method = "get")]
     async fn healthcheck(&self) -> PlainText<&'static str> {
         PlainText("ok")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn octet_stream_only_when_preferred() {
+        for (accept, expected) in [
+            (None, false),
+            (Some("*/*"), false),
+            (Some("application/json"), false),
+            (Some("application/octet-stream"), true),
+            (Some("Application/Octet-Stream; q=0.8, text/plain"), true),
+            (Some("application/octet-stream;q=0"), false),
+            (Some("application/json, application/octet-stream"), false),
+            (Some("application/octet-stream, application/json"), true),
+            (Some("application/json;q=0.5, application/octet-stream"), true),
+            (Some("application/json, application/octet-stream;q=0.9"), false),
+        ] {
+            assert_eq!(wants_octet_stream(accept), expected, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn content_disposition_names_the_last_segment_safely() {
+        assert_eq!(content_disposition("partial_parse.msgpack"), "attachment; filename=\"partial_parse.msgpack\"");
+        assert_eq!(content_disposition("dir/my file.json"), "attachment; filename=\"my file.json\"");
+        assert_eq!(content_disposition("a\"b\\c.txt"), "attachment; filename=\"c.txt\"");
+        assert_eq!(
+            content_disposition("q\"uote.txt"),
+            "attachment; filename=\"q_uote.txt\"; filename*=UTF-8''q%22uote.txt"
+        );
+        assert_eq!(
+            content_disposition("résumé.pdf"),
+            "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"
+        );
     }
 }

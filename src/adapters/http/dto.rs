@@ -353,7 +353,12 @@ pub struct JobDto {
     pub state: i32,
     pub generate_docs: Option<bool>,
     pub run_generate_sources: Option<bool>,
+    /// Always null, as the first Jade rendered it: the run is in
+    /// `most_recent_completed_job_run`.
+    #[oai(nullable)]
     pub most_recent_completed_run: Option<i64>,
+    /// Always null, as the first Jade rendered it: the run is in `most_recent_job_run`.
+    #[oai(nullable)]
     pub most_recent_run: Option<i64>,
     pub is_deferrable: Option<bool>,
     pub deactivated: bool,
@@ -393,8 +398,8 @@ impl JobDto {
             state: job.state(),
             generate_docs: None,
             run_generate_sources: None,
-            most_recent_completed_run: job.most_recent_completed_run.as_ref().map(|r| r.id),
-            most_recent_run: job.most_recent_run.as_ref().map(|r| r.id),
+            most_recent_completed_run: None,
+            most_recent_run: None,
             is_deferrable: None,
             deactivated: !job.is_active(),
             run_failure_count: None,
@@ -444,7 +449,9 @@ pub struct JobRunDto {
     pub has_sources_generated: bool,
     pub notifications_sent: bool,
     pub blocked_by: Option<Vec<i64>>,
-    pub scribe_enabled: bool,
+    /// Always null, as the first Jade rendered it.
+    #[oai(nullable)]
+    pub scribe_enabled: Option<bool>,
     pub created_at: Option<Time>,
     pub updated_at: Option<Time>,
     pub queued_at: Option<Time>,
@@ -459,7 +466,9 @@ pub struct JobRunDto {
     pub is_complete: bool,
     pub is_success: bool,
     pub is_error: bool,
-    pub is_cancelled: bool,
+    /// Always null, as the first Jade rendered it (Airflow runs are not cancelled).
+    #[oai(nullable)]
+    pub is_cancelled: Option<bool>,
     pub is_running: bool,
     /// Seconds from queued to finished.
     pub duration: Option<i64>,
@@ -511,7 +520,7 @@ impl JobRunDto {
             has_sources_generated: false,
             notifications_sent: false,
             blocked_by: None,
-            scribe_enabled: false,
+            scribe_enabled: None,
             created_at: time(dag_run.queued_at),
             updated_at: time(dag_run.queued_at),
             queued_at: time(dag_run.queued_at),
@@ -526,7 +535,7 @@ impl JobRunDto {
             is_complete: run.is_complete(),
             is_success: status == crate::domain::job_run::RunStatus::Success,
             is_error: status == crate::domain::job_run::RunStatus::Error,
-            is_cancelled: false,
+            is_cancelled: None,
             is_running: run.is_running(),
             duration: run.duration(),
             queued_duration: run.queued_duration(),

@@ -64,10 +64,11 @@ impl FileStore for MemoryFileStore {
             .cloned())
     }
 
-    async fn update(&self, id: i64, filename: &str, path: &str) -> Result<Option<File>, BackendError> {
+    async fn update(&self, id: i64, tag: &str, filename: &str, path: &str) -> Result<Option<File>, BackendError> {
         let mut data = self.data.lock().unwrap();
         let now = self.clock.now();
         Ok(data.rows.iter_mut().find(|f| f.id == id).map(|file| {
+            file.tag = tag.to_owned();
             file.filename = filename.to_owned();
             file.path = path.to_owned();
             file.updated_at = now;

@@ -75,11 +75,12 @@ impl FileStore for JadeDatabase {
         Ok(row.map_err(db)?.as_ref().map(file))
     }
 
-    async fn update(&self, id: i64, filename: &str, path: &str) -> Result<Option<File>, BackendError> {
+    async fn update(&self, id: i64, tag: &str, filename: &str, path: &str) -> Result<Option<File>, BackendError> {
         let client = self.client().await?;
-        let sql =
-            format!("UPDATE files SET filename = $2, path = $3, updated_at = {NOW} WHERE id = $1 RETURNING {COLUMNS}");
-        let row = client.query_opt(&sql, &[&id, &filename, &path]).await.map_err(db)?;
+        let sql = format!(
+            "UPDATE files SET tag = $2, filename = $3, path = $4, updated_at = {NOW} WHERE id = $1 RETURNING {COLUMNS}"
+        );
+        let row = client.query_opt(&sql, &[&id, &tag, &filename, &path]).await.map_err(db)?;
         Ok(row.as_ref().map(file))
     }
 
