@@ -4,12 +4,10 @@ use std::io::BufWriter;
 
 use bytes::Bytes;
 
-use super::{
-    Jade, STORAGE_READ_FAILED, STORAGE_WRITE_FAILED, Spooled, backend, blocking, lookup_failed, unregistered,
-};
+use super::{Jade, STORAGE_READ_FAILED, STORAGE_WRITE_FAILED, Spooled, backend, blocking, lookup_failed, unregistered};
+use crate::domain::Error;
 use crate::domain::file::MAX_LENGTH;
 use crate::domain::manifest::{self, Manifest, ManifestError, ManifestRun};
-use crate::domain::Error;
 use crate::ports::manifests::{InsertManifestError, ManifestQuery, NewManifest};
 use crate::ports::registry::RunKey;
 use crate::ports::storage::{Blob, BlobSource, StorageError};

@@ -7,11 +7,11 @@ use std::time::Instant;
 use futures::future::join_all;
 
 use super::{Jade, backend, left_out, lookup_failed, unregistered};
+use crate::domain::Error;
 use crate::domain::catalog::Environment;
 use crate::domain::job::{EnvironmentRef, Job};
 use crate::domain::job_run::{DagRun, IndexedRun, JobRun, RunStatus};
 use crate::domain::paging::{Listing, Page, RunOrder};
-use crate::domain::{Error, Fault};
 use crate::ports::airflow::{AirflowError, AirflowRuns};
 use crate::ports::registry::{JobKey, RunKey};
 use crate::ports::run_index::RunIndexQuery;

@@ -341,10 +341,8 @@ impl DatacovesApi {
         }
         let (file, contents) = self.jade.file_bytes(&environment_slug, lookup).await?;
         let len = contents.len;
-        let blob = contents
-            .into_blob()
-            .await
-            .map_err(|e| ApiError::from(Error::Internal(format!("reading a spooled file: {e}"))))?;
+        let blob =
+            contents.into_blob().await.map_err(|e| ApiError::from(Error::internal("reading a spooled file", e)))?;
         Ok(FileDownload::Bytes { body: body::raw(blob.body), len, filename: file.filename })
     }
 
