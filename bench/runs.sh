@@ -177,4 +177,4 @@ of the ${DURATION} s run (the rest of the $(nproc) cores went to PostgreSQL and 
 bare at 1 connection $bare1 pages/s; Jade's peak RSS $((rss_kb / 1024)) MiB.
 MD
 cat "$OUT"
-for db in datacoves jade airflow; do psql -q -d postgres -c "DROP DATABASE IF EXISTS ${PREFIX}_$db WITH (FORCE)"; done
+[ -n "${KEEP_DB:-}" ] || for db in datacoves jade airflow; do psql -q -d postgres -c "DROP DATABASE IF EXISTS ${PREFIX}_$db WITH (FORCE)"; done

@@ -32,3 +32,13 @@ CREATE INDEX IF NOT EXISTS run_index_by_finished ON run_index (account_id, end_d
   INCLUDE (environment_id, dag_run_id, job_id, status);
 CREATE INDEX IF NOT EXISTS run_index_by_finished_desc ON run_index (account_id, end_date DESC NULLS LAST, job_run_id DESC)
   INCLUDE (environment_id, dag_run_id, job_id, status);
+
+-- Per environment: how many runs are indexed and the highest DAG run id, kept with the rows
+-- in the same transactions, so an unfiltered list is counted without reading its rows.
+CREATE TABLE IF NOT EXISTS run_index_environments (
+  environment_id integer PRIMARY KEY,
+  account_id integer NOT NULL,
+  runs bigint NOT NULL,
+  newest integer
+);
+CREATE INDEX IF NOT EXISTS run_index_environments_account ON run_index_environments (account_id);

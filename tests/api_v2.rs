@@ -441,6 +441,31 @@ async fn a_huge_offset_answers_an_empty_page_and_the_total() {
 }
 
 #[tokio::test]
+async fn a_large_environment_is_indexed_in_bulk_and_paged_deep() {
+    let jade = TestJade::start(Scenario { runs_per_environment: 2, unreachable_environment: false }, &[]).await;
+    let airflow = jade.seeded.airflow("mkt123").await;
+    airflow
+        .batch_execute(
+            "INSERT INTO dag_run (dag_id, run_id, state, queued_at, start_date, end_date, run_type)
+             SELECT 'daily', 'bulk__' || g, 'success', now() - g * interval '1 minute',
+                    now() - g * interval '1 minute', now() - g * interval '1 minute' + interval '5 seconds', 'scheduled'
+             FROM generate_series(1, 2500) g",
+        )
+        .await
+        .unwrap();
+    let deep = jade.json(ACME, "/api/v2/accounts/1/runs?order_by=-created_at&offset=2400&limit=100", 200).await;
+    assert_eq!(deep["extra"]["pagination"]["total_count"], 2506);
+    assert_eq!(deep["data"].as_array().unwrap().len(), 100);
+    let (runs, totals) = walk(&jade, "-id", 100).await;
+    assert_eq!(totals, HashSet::from([2506]));
+    assert_eq!(runs.len(), 2506);
+    assert_in_order("-id", &runs);
+    let successes = jade.json(ACME, "/api/v2/accounts/1/runs?status=1&environment_id=102&limit=1", 200).await;
+    assert_eq!(successes["extra"]["pagination"]["total_count"], 2501, "the bulk runs and one seeded success");
+    jade.stop().await;
+}
+
+#[tokio::test]
 async fn lists_answer_from_the_run_index_until_the_refresh_interval_passes() {
     let jade = TestJade::start(Scenario::default(), &[("RUN_INDEX_REFRESH_MS", "600000")]).await;
     let total = |page: Value| page["extra"]["pagination"]["total_count"].as_i64().unwrap();

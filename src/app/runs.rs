@@ -14,7 +14,7 @@ use crate::domain::job_run::{DagRun, IndexedRun, JobRun, RunStatus};
 use crate::domain::paging::{Listing, Page, RunOrder};
 use crate::ports::airflow::{AirflowError, AirflowRuns};
 use crate::ports::registry::{JobKey, RunKey};
-use crate::ports::run_index::RunIndexQuery;
+use crate::ports::run_index::{Environments, RunIndexQuery};
 
 /// The filters of a run list, as dbt Cloud names them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,18 +103,27 @@ impl Jade {
         let refreshed =
             join_all(environments.iter().map(|e| self.refresh_run_index(airflow.as_ref(), account_id, e))).await;
         let mut readable = Vec::with_capacity(environments.len());
+        let mut unreadable = Vec::new();
         for (environment, refreshed) in environments.into_iter().zip(refreshed) {
             match refreshed? {
                 Ok(()) => readable.push(environment),
-                Err(error) => left_out(&environment, &error, "runs"),
+                Err(error) => {
+                    left_out(&environment, &error, "runs");
+                    unreadable.push(environment.id);
+                }
             }
         }
         if readable.is_empty() {
             return Ok(empty);
         }
+        let narrowed = filter.environment_id.is_some() || filter.project_ids.is_some();
         let query = RunIndexQuery {
             account_id,
-            environment_ids: readable.iter().map(|e| e.id).collect(),
+            environments: if narrowed {
+                Environments::Only(readable.iter().map(|e| e.id).collect())
+            } else {
+                Environments::AllBut(unreadable)
+            },
             job_ids: filter.job_definition_ids.clone(),
             statuses,
             order,

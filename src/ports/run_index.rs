@@ -20,12 +20,20 @@ pub struct IndexedEnvironment {
     pub unfinished: Vec<IndexedRun>,
 }
 
+/// Which of an account's environments a page lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Environments {
+    /// Only these.
+    Only(Vec<i64>),
+    /// All of the account's but these (usually none: the cheap way to list them all).
+    AllBut(Vec<i64>),
+}
+
 /// A page of an account's runs: which environments, which filters, which order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunIndexQuery {
     pub account_id: i64,
-    /// Only runs of these environments.
-    pub environment_ids: Vec<i64>,
+    pub environments: Environments,
     /// Only runs of these jobs (`None`: all).
     pub job_ids: Option<Vec<i64>>,
     /// Only runs with one of these statuses (`None`: all).

@@ -7,7 +7,7 @@ use crate::domain::job_run::{self, IndexedRun};
 use crate::domain::paging::Listing;
 use crate::ports::BackendError;
 use crate::ports::registry::{IdRegistry, JobKey, RunKey};
-use crate::ports::run_index::{IndexEntry, IndexedEnvironment, RunIndex, RunIndexQuery};
+use crate::ports::run_index::{Environments, IndexEntry, IndexedEnvironment, RunIndex, RunIndexQuery};
 
 /// The id registries and the run index, in memory.
 #[derive(Default)]
@@ -109,7 +109,10 @@ impl RunIndex for MemoryRegistry {
             .iter()
             .filter(|(_, (account, environment, job, run))| {
                 *account == query.account_id
-                    && query.environment_ids.contains(environment)
+                    && match &query.environments {
+                        Environments::Only(ids) => ids.contains(environment),
+                        Environments::AllBut(ids) => !ids.contains(environment),
+                    }
                     && query.job_ids.as_ref().is_none_or(|ids| ids.contains(job))
                     && query.statuses.as_ref().is_none_or(|s| s.contains(&run.status))
             })

@@ -11,7 +11,7 @@ use super::{JadeDatabase, db, int4};
 use crate::domain::job_run::{ApiCompat, IndexedRun, RunStatus};
 use crate::domain::paging::{Listing, RunSort};
 use crate::ports::BackendError;
-use crate::ports::run_index::{IndexEntry, IndexedEnvironment, RunIndex, RunIndexQuery};
+use crate::ports::run_index::{Environments, IndexEntry, IndexedEnvironment, RunIndex, RunIndexQuery};
 
 /// The index keeps statuses as the first Jade's codes.
 fn status_code(status: RunStatus) -> i16 {
@@ -22,8 +22,39 @@ fn status(code: i16) -> RunStatus {
     RunStatus::from_code(i64::from(code), ApiCompat::Jade).unwrap_or(RunStatus::Queued)
 }
 
-const FILTER: &str = "WHERE account_id = $1 AND environment_id = ANY($2) \
-     AND ($3::int8[] IS NULL OR job_id = ANY($3)) AND ($4::int2[] IS NULL OR status = ANY($4))";
+/// The conditions of a page, for each way of naming its environments. Both forms keep the
+/// statement texts fixed.
+fn filter(environments: &Environments) -> &'static str {
+    match environments {
+        Environments::Only(_) => {
+            "WHERE account_id = $1 AND environment_id = ANY($2) \
+             AND ($3::int8[] IS NULL OR job_id = ANY($3)) AND ($4::int2[] IS NULL OR status = ANY($4))"
+        }
+        Environments::AllBut(_) => {
+            "WHERE account_id = $1 AND environment_id <> ALL($2) \
+             AND ($3::int8[] IS NULL OR job_id = ANY($3)) AND ($4::int2[] IS NULL OR status = ANY($4))"
+        }
+    }
+}
+
+/// An unfiltered page is counted from the per-environment totals.
+fn count_totals(environments: &Environments) -> &'static str {
+    match environments {
+        Environments::Only(_) => {
+            "SELECT coalesce(sum(runs), 0)::int8 FROM run_index_environments \
+             WHERE account_id = $1 AND environment_id = ANY($2)"
+        }
+        Environments::AllBut(_) => {
+            "SELECT coalesce(sum(runs), 0)::int8 FROM run_index_environments \
+             WHERE account_id = $1 AND environment_id <> ALL($2)"
+        }
+    }
+}
+
+/// A write of at least this many runs (a first indexing, a rebuild) is followed by a
+/// `VACUUM (ANALYZE)`, so pages are planned on true statistics and counted by index-only scans
+/// at once rather than after autovacuum comes by.
+const BULK: usize = 1000;
 
 /// The `ORDER BY` of each order, matching one of the table's indexes (and
 /// [`crate::domain::job_run::compare`]).
@@ -44,7 +75,7 @@ impl RunIndex for JadeDatabase {
         let environment_id = int4(environment_id)?;
         let client = self.client().await?;
         let (summary, unfinished) = futures::try_join!(
-            client.prepare_cached("SELECT max(dag_run_id), count(*) FROM run_index WHERE environment_id = $1"),
+            client.prepare_cached("SELECT newest, runs FROM run_index_environments WHERE environment_id = $1"),
             client.prepare_cached(
                 "SELECT i.dag_run_id, j.dag_id, i.status, i.queued_at, i.end_date \
                  FROM run_index i JOIN job_ids j ON j.id = i.job_id \
@@ -54,10 +85,10 @@ impl RunIndex for JadeDatabase {
         .map_err(db)?;
         let params: [&(dyn ToSql + Sync); 1] = [&environment_id];
         let (summary, unfinished) =
-            futures::try_join!(client.query_one(&summary, &params), client.query(&unfinished, &params)).map_err(db)?;
+            futures::try_join!(client.query_opt(&summary, &params), client.query(&unfinished, &params)).map_err(db)?;
         Ok(IndexedEnvironment {
-            newest: summary.get::<_, Option<i32>>(0).map(i64::from),
-            count: u64::try_from(summary.get::<_, i64>(1)).unwrap_or(0),
+            newest: summary.as_ref().and_then(|row| row.get::<_, Option<i32>>(0)).map(i64::from),
+            count: summary.map_or(0, |row| u64::try_from(row.get::<_, i64>(1)).unwrap_or(0)),
             unfinished: unfinished
                 .iter()
                 .map(|row| IndexedRun {
@@ -139,27 +170,49 @@ impl RunIndex for JadeDatabase {
                 .await
                 .map_err(db)?;
         }
-        transaction.commit().await.map_err(db)
+        transaction
+            .execute(
+                "INSERT INTO run_index_environments (environment_id, account_id, runs, newest) \
+                 SELECT $1, $2, count(*), max(dag_run_id) FROM run_index WHERE environment_id = $1 \
+                 ON CONFLICT (environment_id) DO UPDATE \
+                 SET account_id = excluded.account_id, runs = excluded.runs, newest = excluded.newest",
+                &[&environment_id, &account_id],
+            )
+            .await
+            .map_err(db)?;
+        transaction.commit().await.map_err(db)?;
+        if runs.len() >= BULK {
+            client.batch_execute("VACUUM (ANALYZE) run_index").await.map_err(db)?;
+        }
+        Ok(())
     }
 
     async fn page(&self, query: &RunIndexQuery) -> Result<Listing<IndexEntry>, BackendError> {
         let account_id = int4(query.account_id)?;
-        let environments = query.environment_ids.iter().map(|e| int4(*e)).collect::<Result<Vec<_>, _>>()?;
         let statuses: Option<Vec<i16>> = query.statuses.as_ref().map(|s| s.iter().map(|s| status_code(*s)).collect());
         let limit = query.page.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         let offset = i64::try_from(query.page.offset).unwrap_or(i64::MAX);
+        let (Environments::Only(environments) | Environments::AllBut(environments)) = &query.environments;
+        let environments = environments.iter().map(|e| int4(*e)).collect::<Result<Vec<_>, _>>()?;
         let page_sql = format!(
-            "SELECT job_run_id, environment_id, dag_run_id FROM run_index {FILTER} {} LIMIT $5 OFFSET $6",
+            "SELECT job_run_id, environment_id, dag_run_id FROM run_index {} {} LIMIT $5 OFFSET $6",
+            filter(&query.environments),
             order_by(query.order.field, query.order.descending)
         );
-        let count_sql = format!("SELECT count(*) FROM run_index {FILTER}");
+        let filtered = query.job_ids.is_some() || statuses.is_some();
+        let count_sql = if filtered {
+            format!("SELECT count(*) FROM run_index {}", filter(&query.environments))
+        } else {
+            count_totals(&query.environments).to_owned()
+        };
         let client = self.client().await?;
         let (page, count) =
             futures::try_join!(client.prepare_cached(&page_sql), client.prepare_cached(&count_sql)).map_err(db)?;
         let page_params: [&(dyn ToSql + Sync); 6] =
             [&account_id, &environments, &query.job_ids, &statuses, &limit, &offset];
+        let count_params = if filtered { &page_params[..4] } else { &page_params[..2] };
         let (rows, count) =
-            futures::try_join!(client.query(&page, &page_params), client.query_one(&count, &page_params[..4]))
+            futures::try_join!(client.query(&page, &page_params), client.query_one(&count, count_params))
                 .map_err(db)?;
         Ok(Listing {
             items: rows
