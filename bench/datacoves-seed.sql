@@ -4,7 +4,9 @@
 INSERT INTO users_account (id, name, slug, created_at, updated_at) VALUES (1, 'Bench', 'bench', now(), now());
 INSERT INTO projects_project (id, account_id, name, slug, created_at, updated_at) VALUES (1, 1, 'Bench', 'benchproj', now(), now());
 INSERT INTO users_user (id, email, name) VALUES (1, 'bench@example.com', 'Bench');
-INSERT INTO authtoken_token (key, created, user_id) VALUES (:'token', now(), 1);
+-- The token as django-rest-knox 5 stores it: its SHA-512 and first 15 characters (a project token).
+INSERT INTO iam_datacovestoken (digest, token_key, created, type, project_id, user_id)
+  VALUES (encode(sha512(convert_to(:'token', 'UTF8')), 'hex'), left(:'token', 15), now(), 1, 1, 1);
 INSERT INTO auth_group (id, name) VALUES (1, 'bench');
 INSERT INTO users_extendedgroup (id, name, group_id, account_id) VALUES (1, 'bench', 1, 1);
 INSERT INTO users_user_groups (user_id, group_id) VALUES (1, 1);

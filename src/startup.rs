@@ -210,8 +210,8 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         ))
     })?;
     let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose());
-    let catalog = DatacovesCatalog::new(datacoves_pool.clone(), fernet_key)
-        .map_err(|e| StartupError(format!("FERNET_KEY: {e}")))?;
+    let catalog =
+        DatacovesCatalog::new(datacoves_pool, fernet_key).map_err(|e| StartupError(format!("FERNET_KEY: {e}")))?;
 
     let verifier: Arc<dyn crate::ports::auth::TokenVerifier> = match &config.auth.verifier {
         #[cfg(feature = "http")]
@@ -224,10 +224,19 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         Verifier::Http { .. } => {
             return Err(StartupError("AUTH_VERIFIER=http needs the Cargo feature `http`".into()));
         }
-        Verifier::Database => Arc::new(CachedVerifier::new(
-            crate::adapters::auth::DatabaseVerifier::new(datacoves_pool),
-            config.auth.cache_ttl,
-        )),
+        Verifier::Database => {
+            // A pool of its own: made-up tokens cannot take the catalog's connections.
+            let auth_pool = pg::pool(
+                read_only(pg_config(&config.datacoves_db, "DATACOVES_DB")?),
+                config.auth.pool_size,
+                tls(&config.datacoves_db),
+            )
+            .map_err(|e| StartupError(e.0))?;
+            Arc::new(CachedVerifier::new(
+                crate::adapters::auth::DatabaseVerifier::new(auth_pool),
+                config.auth.cache_ttl,
+            ))
+        }
     };
 
     let airflow: Option<Arc<dyn crate::ports::airflow::AirflowRuns>> = if config.airflow.enabled {

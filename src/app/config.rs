@@ -87,6 +87,9 @@ pub struct Airflow {
 pub struct Auth {
     pub verifier: Verifier,
     pub cache_ttl: Duration,
+    /// `AUTH_POOL_SIZE`: the database verifier's own connections to the Datacoves database
+    /// (default 2), apart from the catalog's.
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +164,10 @@ impl Config {
                     }
                 },
                 cache_ttl: Duration::from_secs(env.parse("AUTH_CACHE_TTL_SECONDS", 60)?),
+                pool_size: match env.parse("AUTH_POOL_SIZE", 2)? {
+                    0 => return Err(ConfigError::new("AUTH_POOL_SIZE", "must be at least 1")),
+                    size => size,
+                },
             },
             storage: env.storage()?,
             compat: match env.get("API_COMPAT").as_deref().unwrap_or("jade") {
@@ -306,6 +313,7 @@ mod tests {
         assert!(matches!(config.storage, Storage::Minio { ref bucket, .. } if bucket == "jade-dev"));
         assert_eq!(config.auth.cache_ttl, Duration::from_secs(60));
         assert_eq!(config.run_index_refresh, Duration::from_secs(1));
+        assert_eq!(config.auth.pool_size, 2);
         assert_eq!(config.max_upload_bytes, 1 << 30);
         assert_eq!(config.compat, ApiCompat::Jade);
     }
@@ -320,6 +328,7 @@ mod tests {
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("STORAGE_ADAPTER", "s3")]), "S3_ACCESS_KEY");
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("STORAGE_ADAPTER", "fs")]), "FS_STORAGE_ROOT");
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("DATACOVES_POOL_SIZE", "0")]), "DATACOVES_POOL_SIZE");
+        assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("AUTH_POOL_SIZE", "0")]), "AUTH_POOL_SIZE");
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("CONNECT_TO_AIRFLOW", "maybe")]), "CONNECT_TO_AIRFLOW");
     }
 

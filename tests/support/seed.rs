@@ -10,10 +10,24 @@ use super::{connect, create_database, drop_database};
 pub const ACME: &str = "token-acme";
 pub const GLOBEX: &str = "token-globex";
 pub const NOBODY: &str = "token-nobody";
-/// Tokens in the Datacoves `authtoken_token` table, for the database verifier.
-pub const DB_ACME: &str = "dbtoken-acme-0000000000000000000000000";
-pub const DB_DEACTIVATED: &str = "dbtoken-gone-0000000000000000000000000";
-pub const DB_PLAIN: &str = "dbtoken-plain-000000000000000000000000";
+/// knox 5 tokens in the Datacoves `iam_datacovestoken` table, for the database verifier
+/// (64 hex characters, as knox makes them). Ada's project token (analytics).
+pub const DB_ACME: &str = "1d200d768178fd0449d04e237170ec0b0457c8d9d92ec09506d54980dcef6740";
+/// A project token of a deactivated user.
+pub const DB_DEACTIVATED: &str = "90102af3c17cfe2320fe2a0a0705d141a514377a803dbed3b893799e3b0ca500";
+/// A project token of a user without permissions.
+pub const DB_PLAIN: &str = "e1459f51678f63d021ac7442beec00468cd4fe68d14601f84ef50f54abda0384";
+/// An environment token (mkt123) of a service user who may write to mkt123 only.
+pub const DB_MKT_ENV: &str = "55337231a2b41de2358c9ac7d58c073b6d4610be7fdbe8fb14d3020e8d7a0b74";
+/// Ada's project token that expired yesterday.
+pub const DB_EXPIRED: &str = "258ccfe3a389e4012b7e8996fbadfd7184da97d87d568fd5e9db6659bdb39f2a";
+/// Two tokens sharing a `token_key` (their first 15 characters): Ada's, expiring tomorrow,
+/// and Plain's, never expiring.
+pub const DB_TWIN_ADA: &str = "2a78b874bdad835fde69c10c2ed51798216ec23139d188f98c4382a827cda66e";
+pub const DB_TWIN_PLAIN: &str = "2a78b874bdad8350123456789abcdef0123456789abcdef0123456789abcdef0";
+/// Ada's token with non-ASCII characters in its first 15 (the key is 15 characters, not
+/// bytes).
+pub const DB_UNICODE: &str = "jädé-tökén-ñü-€-0123456789abcdef";
 
 const DATACOVES_SCHEMA: &str = include_str!("../fixtures/sql/datacoves-schema.sql");
 const AIRFLOW_SCHEMA: &str = include_str!("../fixtures/sql/airflow-schema.sql");
@@ -218,15 +232,13 @@ pub async fn add_run(client: &impl tokio_postgres::GenericClient, environment_id
 /// Users, tokens, groups and permissions for the database verifier (appendix A).
 async fn seed_permissions(datacoves: &tokio_postgres::Client) {
     datacoves
-        .batch_execute(&format!(
+        .batch_execute(
             "INSERT INTO users_user (id, email, name, deactivated_at) VALUES
                (1, 'ada@acme.example', 'Ada', NULL), (2, 'gone@acme.example', 'Gone', '2024-01-01T00:00:00Z'),
-               (3, 'plain@acme.example', 'Plain', NULL);
-             INSERT INTO authtoken_token (key, created, user_id) VALUES
-               ('{DB_ACME}', now(), 1), ('{DB_DEACTIVATED}', now(), 2), ('{DB_PLAIN}', now(), 3);
-             INSERT INTO auth_group (id, name) VALUES (1, 'acme developers'), (2, 'globex developers');
-             INSERT INTO users_extendedgroup (id, name, group_id, account_id) VALUES (1, 'acme devs', 1, 1), (2, 'globex devs', 2, 2);
-             INSERT INTO users_user_groups (user_id, group_id) VALUES (1, 1), (2, 1);
+               (3, 'plain@acme.example', 'Plain', NULL), (4, 'mkt123@acme.example', 'mkt123 service', NULL);
+             INSERT INTO auth_group (id, name) VALUES (1, 'acme developers'), (2, 'globex developers'), (3, 'mkt123 services');
+             INSERT INTO users_extendedgroup (id, name, group_id, account_id) VALUES (1, 'acme devs', 1, 1), (2, 'globex devs', 2, 2), (3, 'mkt123 services', 3, 1);
+             INSERT INTO users_user_groups (user_id, group_id) VALUES (1, 1), (2, 1), (4, 3);
              INSERT INTO auth_permission (id, name, codename) VALUES
                (1, 'acme:analytics|workbench:airflow|read', 'a'),
                (2, 'acme:analytics|dbt-api:manifest|write', 'b'),
@@ -234,9 +246,52 @@ async fn seed_permissions(datacoves: &tokio_postgres::Client) {
                (4, 'acme:marketing:mkt123|dbt-api:manifest|write', 'd'),
                (5, 'acme:marketing:noflow123|dbt-api:manifest|read', 'e'),
                (6, 'globex:globex-dbt|dbt-api:manifest|write', 'f');
-             INSERT INTO auth_group_permissions (group_id, permission_id) VALUES (1, 1), (1, 2), (1, 3), (1, 4), (2, 6);
-             INSERT INTO users_user_user_permissions (user_id, permission_id) VALUES (1, 5);"
-        ))
+             INSERT INTO auth_group_permissions (group_id, permission_id) VALUES (1, 1), (1, 2), (1, 3), (1, 4), (2, 6), (3, 3), (3, 4);
+             INSERT INTO users_user_user_permissions (user_id, permission_id) VALUES (1, 5);",
+        )
+        .await
+        .unwrap();
+    let day = Duration::days(1);
+    for (token, user_id, scope, expiry) in [
+        (DB_ACME, 1, KnoxScope::Project(10), None),
+        (DB_DEACTIVATED, 2, KnoxScope::Project(10), None),
+        (DB_PLAIN, 3, KnoxScope::Project(11), None),
+        (DB_MKT_ENV, 4, KnoxScope::Environment(102), None),
+        (DB_EXPIRED, 1, KnoxScope::Project(10), Some(Utc::now() - day)),
+        (DB_TWIN_ADA, 1, KnoxScope::Project(10), Some(Utc::now() + day)),
+        (DB_TWIN_PLAIN, 3, KnoxScope::Project(11), None),
+        (DB_UNICODE, 1, KnoxScope::Project(10), None),
+    ] {
+        insert_knox_token(datacoves, token, user_id, scope, expiry).await;
+    }
+}
+
+/// What a knox token is for: `type` 1 with `project_id`, `type` 2 with `environment_id`.
+#[derive(Clone, Copy)]
+pub enum KnoxScope {
+    Project(i64),
+    Environment(i64),
+}
+
+/// Adds a token row to `iam_datacovestoken` the way django-rest-knox 5 writes it (contract
+/// appendix A §0): the token itself is not stored, only its SHA-512 and first 15 characters.
+pub async fn insert_knox_token(
+    datacoves: &tokio_postgres::Client,
+    token: &str,
+    user_id: i64,
+    scope: KnoxScope,
+    expiry: Option<DateTime<Utc>>,
+) {
+    let (kind, project_id, environment_id): (i16, Option<i64>, Option<i64>) = match scope {
+        KnoxScope::Project(id) => (1, Some(id), None),
+        KnoxScope::Environment(id) => (2, None, Some(id)),
+    };
+    datacoves
+        .execute(
+            "INSERT INTO iam_datacovestoken (digest, token_key, created, expiry, type, project_id, environment_id, user_id)
+             VALUES (encode(sha512(convert_to($1, 'UTF8')), 'hex'), left($1, 15), now(), $2, $3, $4, $5, $6)",
+            &[&token, &expiry, &kind, &project_id, &environment_id, &user_id],
+        )
         .await
         .unwrap();
 }

@@ -1,5 +1,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use sha2::{Digest, Sha512};
+use subtle::ConstantTimeEq;
 
 use crate::domain::access::{self, GrantedEnvironment, GrantedProject, Grants, Identity};
 use crate::ports::auth::{TokenVerifier, VerifyError};
@@ -11,30 +13,79 @@ pub struct DatabaseVerifier {
 }
 
 impl DatabaseVerifier {
-    /// `pool` connects to the Datacoves database (read-only sessions suffice).
+    /// `pool` connects to the Datacoves database (read-only sessions suffice). Give the
+    /// verifier a pool of its own (`AUTH_POOL_SIZE`), so a flood of made-up tokens cannot
+    /// take the connections the catalog reads need.
     pub fn new(pool: Pool) -> Self {
         DatabaseVerifier { pool }
     }
 }
 
-fn unavailable(error: impl std::fmt::Display) -> VerifyError {
-    VerifyError::Unavailable(format!("Datacoves database: {error}"))
+/// Errors from PostgreSQL name no parameter, so the token never reaches the log line.
+fn unavailable(error: impl std::error::Error) -> VerifyError {
+    VerifyError::Unavailable(format!("Datacoves database: {}", crate::adapters::pg::describe(&error)))
+}
+
+/// How many characters of a knox token are stored in clear as `token_key`
+/// (`knox.settings.CONSTANTS.TOKEN_KEY_LENGTH`).
+const TOKEN_KEY_LENGTH: usize = 15;
+
+/// The token's first 15 characters (Unicode scalar values, as Python slices a `str`), or
+/// `None` for a token knox could never have accepted: one holding a control character
+/// (PostgreSQL refuses NUL in text; the HTTP layer lets no other through) or ASCII
+/// whitespace (knox splits the header on it).
+fn token_key(token: &str) -> Option<&str> {
+    if token.is_empty() || token.chars().any(|c| c.is_control() || c.is_ascii_whitespace()) {
+        return None;
+    }
+    let end = token.char_indices().nth(TOKEN_KEY_LENGTH).map_or(token.len(), |(index, _)| index);
+    Some(&token[..end])
+}
+
+/// knox's `hash_token`: the lowercase hex SHA-512 of the token's UTF-8 bytes.
+fn digest(token: &str) -> String {
+    Sha512::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The knox row a token is: among the unexpired rows sharing its `token_key`, the one whose
+/// digest equals the token's (compared in constant time). Answers the user's id, email and
+/// name; a deactivated user's token is invalid.
+async fn token_user(
+    client: &deadpool_postgres::Object,
+    token: &str,
+) -> Result<(i64, Option<String>, Option<String>), VerifyError> {
+    let key = token_key(token).ok_or(VerifyError::Invalid)?;
+    let digest = digest(token);
+    let rows = client
+        .query(
+            "SELECT t.digest, u.id, u.email, u.name, u.deactivated_at IS NOT NULL \
+             FROM iam_datacovestoken t JOIN users_user u ON u.id = t.user_id \
+             WHERE t.token_key = $1 AND (t.expiry IS NULL OR t.expiry >= now())",
+            &[&key],
+        )
+        .await
+        .map_err(unavailable)?;
+    // Every row is compared, so the time taken does not tell which one matched.
+    let mut found = None;
+    for row in &rows {
+        let stored: &str = row.get(0);
+        if bool::from(stored.as_bytes().ct_eq(digest.as_bytes())) {
+            found = Some(row);
+        }
+    }
+    match found {
+        Some(row) if !row.get::<_, bool>(4) => Ok((row.get(1), row.get(2), row.get(3))),
+        _ => Err(VerifyError::Invalid),
+    }
 }
 
 #[async_trait]
 impl TokenVerifier for DatabaseVerifier {
     async fn verify(&self, token: &str) -> Result<Identity, VerifyError> {
+        // A token knox could never have accepted costs no connection.
+        token_key(token).ok_or(VerifyError::Invalid)?;
         let client = self.pool.get().await.map_err(unavailable)?;
-        let user = client
-            .query_opt(
-                "SELECT u.id, u.email, u.name FROM authtoken_token t JOIN users_user u ON u.id = t.user_id \
-                 WHERE t.key = $1 AND u.deactivated_at IS NULL",
-                &[&token],
-            )
-            .await
-            .map_err(unavailable)?
-            .ok_or(VerifyError::Invalid)?;
-        let user_id: i64 = user.get(0);
+        let (user_id, email, name) = token_user(&client, token).await?;
         let permissions: Vec<String> = client
             .query(
                 "SELECT DISTINCT p.name FROM auth_permission p \
@@ -99,13 +150,40 @@ impl TokenVerifier for DatabaseVerifier {
                 account_slug: row.get::<_, Option<String>>(3).unwrap_or_default(),
             })
             .collect();
-        Ok(access::identity_from(Grants {
-            email: user.get(1),
-            name: user.get(2),
-            permissions,
-            accounts,
-            projects,
-            environments,
-        }))
+        Ok(access::identity_from(Grants { email, name, permissions, accounts, projects, environments }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_key_is_the_first_fifteen_characters_as_python_slices_them() {
+        let knox = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(token_key(knox), Some("0123456789abcde"));
+        assert_eq!(token_key("short"), Some("short"));
+        assert_eq!(token_key("ééééééééééééééééé"), Some("ééééééééééééééé"));
+        assert_eq!(token_key("日本語のトークンは十五文字より長いです"), Some("日本語のトークンは十五文字より"));
+        assert_eq!(token_key(&"x".repeat(100_000)).map(str::len), Some(15));
+    }
+
+    #[test]
+    fn tokens_knox_could_never_accept_have_no_key() {
+        for token in ["", "abc\0def", "\0", "abc\u{1}", "tab\there", "new\nline", "sp ace", "del\u{7f}", "c1\u{85}"] {
+            assert_eq!(token_key(token), None, "{token:?}");
+        }
+    }
+
+    #[test]
+    fn the_digest_is_knoxs_lowercase_hex_sha512_of_the_utf8_bytes() {
+        // hashlib.sha512("abc".encode()).hexdigest()
+        assert_eq!(
+            digest("abc"),
+            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+             2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+        );
+        assert_eq!(digest("é").len(), 128);
+        assert_ne!(digest("é"), digest("\u{e9}\u{301}"));
     }
 }

@@ -59,7 +59,12 @@ impl<'a> ApiExtractor<'a> for Caller {
     }
 
     async fn from_request(request: &'a Request, _body: &mut RequestBody, _: ExtractParamOptions<()>) -> Result<Self> {
-        let header = request.headers().get(poem::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        // UTF-8, as knox decodes the token: a token with non-ASCII characters is verified
+        // (and refused if unknown); a header that is not UTF-8 is malformed.
+        let header = request
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
         let identity = jade(request).authenticate(header).await.map_err(ApiError::from)?;
         Ok(Caller(identity))
     }
