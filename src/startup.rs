@@ -231,7 +231,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
                 config.auth.pool_size,
                 tls(&config.datacoves_db),
             )
-            .map_err(|e| StartupError(e.0))?;
+            .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
             Arc::new(CachedVerifier::new(
                 crate::adapters::auth::DatabaseVerifier::new(auth_pool),
                 config.auth.cache_ttl,
