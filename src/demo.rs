@@ -165,6 +165,7 @@ fn seed_airflow(airflow: &MemoryAirflow, environment_id: i64, now: chrono::DateT
                 is_active: Some(active),
                 last_parsed_time: Some(now - Duration::minutes(7)),
                 schedule_interval: Some(if dag_id == "hourly_sync" { "\"@hourly\"" } else { "\"0 6 * * *\"" }.into()),
+                is_paused: None,
             },
         );
     }
@@ -186,6 +187,7 @@ fn seed_airflow(airflow: &MemoryAirflow, environment_id: i64, now: chrono::DateT
                 queued_at: Some(queued),
                 start_date: started,
                 end_date: ended,
+                run_type: Some("manual".into()),
             },
         );
     }

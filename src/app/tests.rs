@@ -84,6 +84,7 @@ fn fixture(runs: i64) -> Fixture {
                     is_active: Some(true),
                     last_parsed_time: Some(at(0)),
                     schedule_interval: None,
+                    is_paused: None,
                 },
             );
         }
@@ -100,6 +101,7 @@ fn fixture(runs: i64) -> Fixture {
                         queued_at: Some(at(n * 10 + id)),
                         start_date: Some(at(n * 10 + id + 1)),
                         end_date: (state == "success" || state == "failed").then(|| at(n * 10 + id + 5)),
+                        run_type: None,
                     },
                 );
             }
@@ -220,6 +222,7 @@ async fn paging_is_exact_after_latest_run_and_a_late_committed_run() {
         queued_at: Some(at(1)),
         start_date: Some(at(2)),
         end_date: Some(at(3)),
+        run_type: None,
     };
     let late = f.airflow.next_run_id(100);
     f.airflow.add_run(100, run(late + 1, "early"));
@@ -266,6 +269,7 @@ async fn newest_run_first_with_minus_id_includes_runs_added_later() {
             queued_at: None,
             start_date: None,
             end_date: None,
+            run_type: None,
         },
     );
     let after = newest(f.jade.clone()).await;

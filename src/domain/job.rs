@@ -9,6 +9,7 @@ pub struct Dag {
     pub dag_id: String,
     pub description: Option<String>,
     pub is_active: Option<bool>,
+    pub is_paused: Option<bool>,
     pub last_parsed_time: Option<Timestamp>,
     pub schedule_interval: Option<String>,
 }
@@ -74,6 +75,7 @@ mod tests {
             is_active: Some(false),
             last_parsed_time: None,
             schedule_interval: None,
+            is_paused: None,
         };
         assert_eq!(Job::new(1, dag.clone(), env.clone()).state(), 0);
         dag.is_active = Some(true);

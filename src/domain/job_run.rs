@@ -16,6 +16,8 @@ pub struct DagRun {
     pub queued_at: Option<Timestamp>,
     pub start_date: Option<Timestamp>,
     pub end_date: Option<Timestamp>,
+    /// How the run came to be: `scheduled`, `manual`, `backfill`, `dataset_triggered`.
+    pub run_type: Option<String>,
 }
 
 /// Which status codes the API speaks (`API_COMPAT`).
@@ -213,6 +215,7 @@ mod tests {
             queued_at: at(0),
             start_date: at(5),
             end_date: at(65),
+            run_type: None,
         }
     }
 

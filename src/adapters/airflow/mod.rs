@@ -162,8 +162,8 @@ fn failed(environment: &Environment, error: tokio_postgres::Error) -> AirflowErr
     AirflowError::Unreachable { slug: environment.slug.clone(), cause: Fault::caused_by("a query", error) }
 }
 
-const DAG: &str = "SELECT dag_id, description, is_active, last_parsed_time, schedule_interval FROM dag";
-const DAG_RUN: &str = "SELECT id, dag_id, run_id, state, queued_at, start_date, end_date FROM dag_run";
+const DAG: &str = "SELECT dag_id, description, is_active, is_paused, last_parsed_time, schedule_interval FROM dag";
+const DAG_RUN: &str = "SELECT id, dag_id, run_id, state, run_type, queued_at, start_date, end_date FROM dag_run";
 
 fn dag(row: &Row) -> Dag {
     Dag {
@@ -172,6 +172,7 @@ fn dag(row: &Row) -> Dag {
         is_active: row.get("is_active"),
         last_parsed_time: row.get("last_parsed_time"),
         schedule_interval: row.get("schedule_interval"),
+        is_paused: row.get("is_paused"),
     }
 }
 
@@ -184,6 +185,7 @@ fn dag_run(row: &Row) -> DagRun {
         queued_at: row.get("queued_at"),
         start_date: row.get("start_date"),
         end_date: row.get("end_date"),
+        run_type: row.get("run_type"),
     }
 }
 

@@ -139,42 +139,78 @@ pub struct Data<T: ParseFromJSON + ToJSON> {
 #[oai(rename = "Account")]
 pub struct AccountDto {
     pub id: i64,
+    #[oai(nullable)]
     pub name: Option<String>,
+    #[oai(nullable)]
     pub state: Option<i32>,
+    #[oai(nullable)]
     pub plan: Option<i32>,
+    #[oai(nullable)]
     pub pending_cancel: Option<bool>,
+    #[oai(nullable)]
     pub run_slots: Option<i32>,
+    #[oai(nullable)]
     pub developer_seats: Option<i32>,
+    #[oai(nullable)]
     pub it_seats: Option<i32>,
+    #[oai(nullable)]
     pub read_only_seats: Option<i32>,
+    #[oai(nullable)]
     pub pod_memory_request_mebibytes: Option<i32>,
+    #[oai(nullable)]
     pub run_duration_limit_seconds: Option<i32>,
+    #[oai(nullable)]
     pub queue_limit: Option<i32>,
+    #[oai(nullable)]
     pub stripe_customer_id: Option<i64>,
+    #[oai(nullable)]
     pub metronome_customer_id: Option<i64>,
+    #[oai(nullable)]
     pub salesforce_customer_id: Option<i64>,
+    #[oai(nullable)]
     pub third_party_billing: Option<bool>,
+    #[oai(nullable)]
     pub billing_email_address: Option<String>,
+    #[oai(nullable)]
     pub locked: Option<bool>,
+    #[oai(nullable)]
     pub lock_reason: Option<String>,
+    #[oai(nullable)]
     pub lock_cause: Option<String>,
+    #[oai(nullable)]
     pub develop_file_system: Option<bool>,
+    #[oai(nullable)]
     pub unlocked_at: Option<Time>,
+    #[oai(nullable)]
     pub unlock_if_subscription_renewed: Option<bool>,
+    #[oai(nullable)]
     pub enterprise_authentication_method: Option<String>,
+    #[oai(nullable)]
     pub enterprise_login_slug: Option<String>,
+    #[oai(nullable)]
     pub enterprise_unique_identifier: Option<String>,
+    #[oai(nullable)]
     pub business_critical: Option<bool>,
+    #[oai(nullable)]
     pub created_at: Option<Time>,
+    #[oai(nullable)]
     pub updated_at: Option<Time>,
+    #[oai(nullable)]
     pub starter_repo_url: Option<String>,
+    #[oai(nullable)]
     pub git_auth_level: Option<String>,
     /// The account's slug.
+    #[oai(nullable)]
     pub identifier: Option<String>,
+    #[oai(nullable)]
     pub trial_end_date: Option<Time>,
+    #[oai(nullable)]
     pub static_subdomain: Option<String>,
+    #[oai(nullable)]
     pub run_locked_until: Option<Time>,
+    #[oai(nullable)]
     pub docs_job_id: Option<i64>,
+    #[oai(nullable)]
     pub freshness_job_id: Option<i64>,
 }
 
@@ -227,20 +263,30 @@ impl From<Account> for AccountDto {
 #[oai(rename = "Project")]
 pub struct ProjectDto {
     pub id: i64,
+    #[oai(nullable)]
     pub name: Option<String>,
     pub slug: String,
     pub account_id: i64,
+    #[oai(nullable)]
     pub connection_id: Option<i64>,
+    #[oai(nullable)]
     pub repository_id: Option<i32>,
+    #[oai(nullable)]
     pub semantic_layer_id: Option<i64>,
     /// The Datacoves project id.
     pub integration_entity_id: i64,
     pub skipped_setup: bool,
+    #[oai(nullable)]
     pub state: Option<i32>,
+    #[oai(nullable)]
     pub dbt_project_subdirectory: Option<String>,
+    #[oai(nullable)]
     pub docs_job_id: Option<i64>,
+    #[oai(nullable)]
     pub freshness_job_id: Option<i64>,
+    #[oai(nullable)]
     pub created_at: Option<Time>,
+    #[oai(nullable)]
     pub updated_at: Option<Time>,
 }
 
@@ -275,22 +321,36 @@ pub struct EnvironmentDto {
     pub project_id: i64,
     /// The environment's id.
     pub connection_id: i64,
+    #[oai(nullable)]
     pub credentials_id: Option<i64>,
+    #[oai(nullable)]
     pub created_by_id: Option<i64>,
+    #[oai(nullable)]
     pub extended_attributes_id: Option<i64>,
+    #[oai(nullable)]
     pub repository_id: Option<i64>,
+    #[oai(nullable)]
     pub name: Option<String>,
     pub slug: String,
     /// The environment's `dbt_home_path`.
+    #[oai(nullable)]
     pub dbt_project_subdirectory: Option<String>,
     pub use_custom_branch: bool,
+    #[oai(nullable)]
     pub custom_branch: Option<String>,
+    #[oai(nullable)]
     pub dbt_version: Option<String>,
+    #[oai(nullable)]
     pub raw_dbt_version: Option<String>,
+    #[oai(nullable)]
     pub supports_docs: Option<bool>,
+    #[oai(nullable)]
     pub state: Option<i32>,
+    #[oai(nullable)]
     pub custom_environment_variables: Option<String>,
+    #[oai(nullable)]
     pub created_at: Option<Time>,
+    #[oai(nullable)]
     pub updated_at: Option<Time>,
 }
 
@@ -334,24 +394,39 @@ pub struct JobDto {
     pub dag_id: String,
     /// The DAG id.
     pub name: String,
+    #[oai(nullable)]
     pub description: Option<String>,
+    #[oai(nullable)]
     pub deferring_job_definition_id: Option<i64>,
+    #[oai(nullable)]
     pub deferring_environment_id: Option<i64>,
+    #[oai(nullable)]
     pub lifecycle_webhooks: Option<bool>,
+    #[oai(nullable)]
     pub lifecycle_webhooks_url: Option<String>,
+    #[oai(nullable)]
     pub dbt_version: Option<String>,
+    #[oai(nullable)]
     pub raw_dbt_version: Option<String>,
+    #[oai(nullable)]
     pub triggers: Option<Any<Value>>,
     /// The DAG's last parse time.
+    #[oai(nullable)]
     pub created_at: Option<Time>,
+    #[oai(nullable)]
     pub updated_at: Option<Time>,
     /// The DAG's schedule interval.
+    #[oai(nullable)]
     pub schedule: Option<String>,
+    #[oai(nullable)]
     pub settings: Option<Any<Value>>,
+    #[oai(nullable)]
     pub execution: Option<Any<Value>>,
     /// 1 when the DAG is active, else 0.
     pub state: i32,
+    #[oai(nullable)]
     pub generate_docs: Option<bool>,
+    #[oai(nullable)]
     pub run_generate_sources: Option<bool>,
     /// Always null, as the first Jade rendered it: the run is in
     /// `most_recent_completed_job_run`.
@@ -360,14 +435,19 @@ pub struct JobDto {
     /// Always null, as the first Jade rendered it: the run is in `most_recent_job_run`.
     #[oai(nullable)]
     pub most_recent_run: Option<i64>,
+    #[oai(nullable)]
     pub is_deferrable: Option<bool>,
     pub deactivated: bool,
+    #[oai(nullable)]
     pub run_failure_count: Option<i64>,
+    #[oai(nullable)]
     pub job_type: Option<String>,
     pub triggers_on_draft_pr: bool,
     /// On show: the latest run by end date.
+    #[oai(nullable)]
     pub most_recent_job_run: Option<Box<JobRunDto>>,
     /// On show: the latest successful run.
+    #[oai(nullable)]
     pub most_recent_completed_job_run: Option<Box<JobRunDto>>,
 }
 
@@ -424,7 +504,9 @@ pub struct JobRunDto {
     pub job_definition_id: i64,
     pub dag_id: String,
     pub dag_run_id: i64,
+    #[oai(nullable)]
     pub dag_run_run_id: Option<String>,
+    #[oai(nullable)]
     pub trigger_id: Option<i64>,
     pub environment_id: i64,
     pub environment_slug: String,
@@ -434,33 +516,52 @@ pub struct JobRunDto {
     /// Running 3, Success 10, Error 20).
     pub status: i32,
     pub status_humanized: String,
+    #[oai(nullable)]
     pub status_message: Option<String>,
+    #[oai(nullable)]
     pub dbt_version: Option<String>,
+    #[oai(nullable)]
     pub git_branch: Option<String>,
+    #[oai(nullable)]
     pub git_sha: Option<String>,
+    #[oai(nullable)]
     pub owner_thread_id: Option<String>,
+    #[oai(nullable)]
     pub executed_by_thread_id: Option<String>,
+    #[oai(nullable)]
     pub deferring_run_id: Option<i64>,
     /// Whether a manifest was uploaded for the run.
     pub artifacts_saved: bool,
     /// Where the run's manifest is stored.
+    #[oai(nullable)]
     pub artifact_s3_path: Option<String>,
     pub has_docs_generated: bool,
     pub has_sources_generated: bool,
     pub notifications_sent: bool,
+    #[oai(nullable)]
     pub blocked_by: Option<Vec<i64>>,
     /// Always null, as the first Jade rendered it.
     #[oai(nullable)]
     pub scribe_enabled: Option<bool>,
+    #[oai(nullable)]
     pub created_at: Option<Time>,
+    #[oai(nullable)]
     pub updated_at: Option<Time>,
+    #[oai(nullable)]
     pub queued_at: Option<Time>,
+    #[oai(nullable)]
     pub dequeued_at: Option<Time>,
+    #[oai(nullable)]
     pub started_at: Option<Time>,
+    #[oai(nullable)]
     pub finished_at: Option<Time>,
+    #[oai(nullable)]
     pub completed_at: Option<Time>,
+    #[oai(nullable)]
     pub last_checked_at: Option<Time>,
+    #[oai(nullable)]
     pub last_heartbeat_at: Option<Time>,
+    #[oai(nullable)]
     pub should_start_at: Option<Time>,
     pub in_progress: bool,
     pub is_complete: bool,
@@ -471,15 +572,23 @@ pub struct JobRunDto {
     pub is_cancelled: Option<bool>,
     pub is_running: bool,
     /// Seconds from queued to finished.
+    #[oai(nullable)]
     pub duration: Option<i64>,
     /// Seconds from queued to started.
+    #[oai(nullable)]
     pub queued_duration: Option<i64>,
     /// Seconds from started to finished.
+    #[oai(nullable)]
     pub run_duration: Option<i64>,
+    #[oai(nullable)]
     pub duration_humanized: Option<String>,
+    #[oai(nullable)]
     pub queued_duration_humanized: Option<String>,
+    #[oai(nullable)]
     pub run_duration_humanized: Option<String>,
+    #[oai(nullable)]
     pub created_at_humanized: Option<String>,
+    #[oai(nullable)]
     pub finished_at_humanized: Option<String>,
     /// With `include_related=job`.
     #[oai(skip_serializing_if_is_none)]

@@ -1,15 +1,19 @@
 //! The error envelope: every error a request can end in, whether a use case's, an
 //! extractor's or poem's own, is rendered here and only here.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use poem::error::{MethodNotAllowedError, NotFoundError, ReadBodyError, ResponseError};
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::Any;
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
 use serde_json::{Value, json};
+
+use super::dto::Status;
 
 use crate::domain::{Error, FieldErrors};
 
@@ -95,18 +99,18 @@ impl ResponseError for ApiError {
     }
 }
 
-#[derive(Object)]
-pub struct ErrorMessage {
-    /// What went wrong, in the contract's words.
-    pub message: String,
-}
-
 /// `{"errors": {"message": ".."}}`; validation errors name fields instead:
-/// `{"errors": {"tag": ["has already been taken"]}}`.
+/// `{"errors": {"tag": ["has already been taken"]}}`. The dbt Cloud routes add dbt Cloud's
+/// `status` (and, with `API_COMPAT=dbt-cloud`, `"data": null`).
 #[derive(Object)]
 #[oai(rename = "Error")]
 pub struct ErrorDoc {
-    pub errors: ErrorMessage,
+    /// `message` with what went wrong in the contract's words, or each invalid field with
+    /// its messages.
+    pub errors: BTreeMap<String, Any<Value>>,
+    pub status: Option<Status>,
+    #[oai(nullable)]
+    pub data: Option<Any<Value>>,
 }
 
 /// Documents the error answers a route can give.
@@ -116,10 +120,7 @@ impl ApiResponse for ApiError {
             description,
             status: Some(status),
             status_range: None,
-            content: vec![MetaMediaType {
-                content_type: "application/json; charset=utf-8",
-                schema: ErrorDoc::schema_ref(),
-            }],
+            content: vec![MetaMediaType { content_type: "application/json", schema: ErrorDoc::schema_ref() }],
             headers: vec![],
         };
         MetaResponses {
@@ -128,8 +129,9 @@ impl ApiResponse for ApiError {
                 response(401, "Unauthorized: missing or invalid token, or no access to the path's scope"),
                 response(404, "Not Found"),
                 response(413, "Payload Too Large"),
+                response(415, "Unsupported Media Type: the body is not of a type the route reads"),
                 response(422, "Unprocessable Entity: invalid fields, or object storage failed"),
-                response(503, "Authentication service unavailable"),
+                response(503, "Service Unavailable: token verification or a database is down; retry"),
             ],
         }
     }
