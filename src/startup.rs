@@ -295,6 +295,7 @@ pub fn settings(config: &Config) -> Settings {
         max_upload_bytes: config.max_upload_bytes,
         spool_dir: None,
         run_index_refresh: config.run_index_refresh,
+        airflow_ui_url_template: config.airflow_ui_url_template.clone(),
     }
 }
 

@@ -279,6 +279,83 @@ async fn runs_in_every_airflow_state_render_as_dbt_cloud_runs() {
 }
 
 #[tokio::test]
+async fn dbt_cloud_compat_renders_runs_and_jobs_as_dbt_cloud_does() {
+    let template = "https://airflow.example/{slug}/dags/{dag_id}/grid?dag_run_id={run_id}";
+    let jade =
+        TestJade::start(Scenario::default(), &[("API_COMPAT", "dbt-cloud"), ("AIRFLOW_UI_URL_TEMPLATE", template)])
+            .await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let runs = runs["data"].as_array().unwrap();
+    let clock = |value: &Value| {
+        let text = value.as_str().unwrap_or_else(|| panic!("not HH:MM:SS: {value}"));
+        let parts: Vec<&str> = text.split(':').collect();
+        assert!(
+            parts.len() == 3 && parts.iter().all(|p| p.len() >= 2 && p.chars().all(|c| c.is_ascii_digit())),
+            "{text}"
+        );
+    };
+    for run in runs {
+        for key in ["duration", "queued_duration"] {
+            clock(&run[key]);
+        }
+        assert_eq!(run["trigger"]["cause"], "scheduled");
+        assert_eq!(run["job"], Value::Null);
+        assert_eq!(run["environment"], Value::Null);
+        assert_eq!(run["run_steps"], serde_json::json!([]));
+        assert_eq!(run["blocked_by"], serde_json::json!([]));
+        assert_eq!(run["can_retry"], false);
+        assert!(run.as_object().unwrap().contains_key("retrying_run_id"));
+        assert!(run.as_object().unwrap().contains_key("used_repo_cache"));
+        let href = run["href"].as_str().unwrap();
+        assert!(href.starts_with("https://airflow.example/dev123/dags/"), "{href}");
+        assert!(href.contains("dag_run_id=scheduled__"), "{href}");
+        // `2024-05-27 10:42:16.179903+00:00`
+        let created = run["created_at"].as_str().unwrap();
+        assert!(created.len() == 32 && &created[10..11] == " " && created.ends_with("+00:00"), "{created}");
+        let queued = run["status"] == 1;
+        let running = run["status"] == 3;
+        assert_eq!(run["in_progress"], queued || running, "{run}");
+    }
+    assert!(runs.iter().any(|r| r["status"] == 1), "the scenario has a queued run");
+    let finished = runs.iter().find(|r| r["status"] == 10).unwrap();
+    clock(&finished["run_duration"]);
+
+    let jobs = jade.json(ACME, "/api/v2/accounts/1/jobs?environment_id=100", 200).await;
+    for job in jobs["data"].as_array().unwrap() {
+        let active = job["name"] != "paused";
+        assert_eq!(job["state"], if active { 1 } else { 2 }, "{job}");
+        assert_eq!(job["schedule"]["cron"], "0 0 * * *", "@daily");
+        assert_eq!(job["schedule"]["date"]["type"], "custom_cron");
+        assert_eq!(job["triggers"]["schedule"], active, "{job}");
+        assert_eq!(job["triggers"]["github_webhook"], false);
+        assert!(job["settings"]["threads"].is_i64());
+        assert!(job["execution"]["timeout_seconds"].is_i64());
+        assert_eq!(job["execute_steps"], serde_json::json!([]));
+        assert_eq!(job["job_type"], "scheduled");
+    }
+    let missing = jade.json(ACME, "/api/v2/accounts/1/runs/999999", 404).await;
+    assert_eq!(missing["data"], Value::Null);
+    assert!(missing.as_object().unwrap().contains_key("data"));
+    assert_eq!(missing["status"]["is_success"], false);
+    jade.stop().await;
+
+    // The first Jade's shape has none of these keys, integer durations, and RFC 3339 times.
+    let jade = TestJade::start(Scenario::default(), &[("AIRFLOW_UI_URL_TEMPLATE", template)]).await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let run = &runs["data"][0];
+    for key in ["href", "trigger", "run_steps", "can_retry", "job", "environment"] {
+        assert!(!run.as_object().unwrap().contains_key(key), "{key} in {run}");
+    }
+    assert!(run["duration"].is_i64());
+    assert!(run["created_at"].as_str().unwrap().ends_with('Z'));
+    let jobs = jade.json(ACME, "/api/v2/accounts/1/jobs?environment_id=100", 200).await;
+    assert!(jobs["data"][0]["schedule"].is_string());
+    let missing = jade.json(ACME, "/api/v2/accounts/1/runs/999999", 404).await;
+    assert!(!missing.as_object().unwrap().contains_key("data"));
+    jade.stop().await;
+}
+
+#[tokio::test]
 async fn dbt_cloud_compat_uses_dbt_cloud_status_codes() {
     let jade = TestJade::start(Scenario::default(), &[("API_COMPAT", "dbt-cloud")]).await;
     let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;

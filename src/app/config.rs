@@ -54,6 +54,9 @@ pub struct Config {
     /// `RUN_INDEX_REFRESH_MS` (default 1000): how long run lists may answer from the run
     /// index before asking an environment's Airflow database what changed.
     pub run_index_refresh: Duration,
+    /// `AIRFLOW_UI_URL_TEMPLATE`: a run's page in the Airflow UI, with `{slug}`, `{dag_id}`
+    /// and `{run_id}` replaced (dbt Cloud's `href`).
+    pub airflow_ui_url_template: Option<String>,
 }
 
 /// A PostgreSQL database: a URL, or parts with the first Jade's defaults.
@@ -184,6 +187,7 @@ impl Config {
                 other => return Err(ConfigError::new("LOG_FORMAT", format!("must be text or json, not {other:?}"))),
             },
             run_index_refresh: Duration::from_millis(env.parse("RUN_INDEX_REFRESH_MS", 1000)?),
+            airflow_ui_url_template: env.get("AIRFLOW_UI_URL_TEMPLATE").filter(|t| !t.trim().is_empty()),
         })
     }
 }

@@ -56,6 +56,9 @@ pub struct Settings {
     /// How long a run list may answer from an environment's run index without asking its
     /// Airflow database what changed (`RUN_INDEX_REFRESH_MS`).
     pub run_index_refresh: Duration,
+    /// A run's page in the Airflow UI, with `{slug}`, `{dag_id}` and `{run_id}`
+    /// (`AIRFLOW_UI_URL_TEMPLATE`), rendered as dbt Cloud's `href`.
+    pub airflow_ui_url_template: Option<String>,
 }
 
 impl Default for Settings {
@@ -65,6 +68,7 @@ impl Default for Settings {
             max_upload_bytes: 1 << 30,
             spool_dir: None,
             run_index_refresh: Duration::from_secs(1),
+            airflow_ui_url_template: None,
         }
     }
 }

@@ -303,14 +303,17 @@ impl Jade {
             .map(|f| {
                 let key = (f.environment.id, f.run.dag_id.clone());
                 let job_id = *job_ids.get(&key).ok_or_else(|| unregistered("job", &key))?;
-                Ok(JobRun {
+                let mut run = JobRun {
                     id: f.id,
                     job_id,
                     artifact_path: manifests.get(&f.id).map(|m| m.key()),
                     job: jobs.get(&key).cloned().map(Box::new),
                     dag_run: f.run,
                     environment: EnvironmentRef::from(f.environment),
-                })
+                    href: None,
+                };
+                run.href = self.settings.airflow_ui_url_template.as_deref().map(|t| run.href(t));
+                Ok(run)
             })
             .collect()
     }

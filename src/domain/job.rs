@@ -60,6 +60,43 @@ impl Job {
     pub fn is_active(&self) -> bool {
         self.dag.is_active.unwrap_or(true)
     }
+
+    /// Whether the DAG runs on a schedule that is not paused (dbt Cloud's `triggers.schedule`).
+    pub fn is_scheduled(&self) -> bool {
+        self.is_active() && !self.dag.is_paused.unwrap_or(false) && self.schedule().is_some()
+    }
+
+    /// The DAG's schedule as Airflow stores it (JSON text such as `"@daily"` or
+    /// `"0 5 * * *"`), unquoted; `None` for no schedule.
+    pub fn schedule(&self) -> Option<String> {
+        let stored = self.dag.schedule_interval.as_deref()?.trim();
+        let value = match serde_json::from_str::<serde_json::Value>(stored) {
+            Ok(serde_json::Value::String(text)) => text,
+            Ok(serde_json::Value::Null) => return None,
+            Ok(other) => other.to_string(),
+            Err(_) => stored.to_owned(),
+        };
+        (!value.is_empty() && value != "None").then_some(value)
+    }
+
+    /// The schedule as a cron expression, when it is one (Airflow's presets included).
+    pub fn cron(&self) -> Option<String> {
+        let schedule = self.schedule()?;
+        let preset = match schedule.as_str() {
+            "@hourly" => Some("0 * * * *"),
+            "@daily" | "@midnight" => Some("0 0 * * *"),
+            "@weekly" => Some("0 0 * * 0"),
+            "@monthly" => Some("0 0 1 * *"),
+            "@quarterly" => Some("0 0 1 */3 *"),
+            "@yearly" | "@annually" => Some("0 0 1 1 *"),
+            _ => None,
+        };
+        match preset {
+            Some(cron) => Some(cron.to_owned()),
+            None if schedule.split_whitespace().count() == 5 && !schedule.starts_with('{') => Some(schedule),
+            None => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +117,30 @@ mod tests {
         assert_eq!(Job::new(1, dag.clone(), env.clone()).state(), 0);
         dag.is_active = Some(true);
         assert_eq!(Job::new(1, dag, env).state(), 1);
+    }
+
+    #[test]
+    fn schedules_read_as_cron_when_they_are() {
+        let env = EnvironmentRef { id: 1, slug: "dev".into(), account_id: 1, project_id: 1 };
+        let job = |schedule: Option<&str>, paused: bool| {
+            let dag = Dag {
+                dag_id: "d".into(),
+                description: None,
+                is_active: Some(true),
+                is_paused: Some(paused),
+                last_parsed_time: None,
+                schedule_interval: schedule.map(str::to_owned),
+            };
+            Job::new(1, dag, env.clone())
+        };
+        assert_eq!(job(Some("\"@daily\""), false).cron().as_deref(), Some("0 0 * * *"));
+        assert_eq!(job(Some("\"5 4 * * 1\""), false).cron().as_deref(), Some("5 4 * * 1"));
+        assert_eq!(job(Some("{\"type\": \"timedelta\", \"attrs\": {\"days\": 1}}"), false).cron(), None);
+        assert!(job(Some("{\"type\": \"timedelta\"}"), false).schedule().is_some());
+        assert_eq!(job(Some("null"), false).schedule(), None);
+        assert_eq!(job(None, false).schedule(), None);
+        assert!(job(Some("\"@daily\""), false).is_scheduled());
+        assert!(!job(Some("\"@daily\""), true).is_scheduled());
+        assert!(!job(Some("null"), false).is_scheduled());
     }
 }

@@ -157,6 +157,8 @@ pub struct JobRun {
     pub artifact_path: Option<String>,
     /// With `include_related=job`.
     pub job: Option<Box<Job>>,
+    /// The run's page in the Airflow UI, when `AIRFLOW_UI_URL_TEMPLATE` is set.
+    pub href: Option<String>,
 }
 
 impl JobRun {
@@ -186,6 +188,52 @@ impl JobRun {
     pub fn run_duration(&self) -> Option<i64> {
         seconds_between(self.dag_run.start_date, self.dag_run.end_date)
     }
+}
+
+/// The three durations as dbt Cloud reports them: counted to `now` while the run is not
+/// finished (a queued run has run for no time yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveDurations {
+    pub duration: Option<i64>,
+    pub queued_duration: Option<i64>,
+    pub run_duration: Option<i64>,
+}
+
+impl JobRun {
+    pub fn live_durations(&self, now: Timestamp) -> LiveDurations {
+        let run = &self.dag_run;
+        let end = run.end_date.or(Some(now));
+        let started = run.start_date.or(if self.is_complete() { None } else { Some(now) });
+        LiveDurations {
+            duration: seconds_between(run.queued_at, end),
+            queued_duration: seconds_between(run.queued_at, started),
+            run_duration: run.start_date.and_then(|start| seconds_between(Some(start), end)),
+        }
+    }
+
+    /// The run's page in the Airflow UI, from a template with `{slug}`, `{dag_id}` and
+    /// `{run_id}` (`AIRFLOW_UI_URL_TEMPLATE`); the values are URL-encoded.
+    pub fn href(&self, template: &str) -> String {
+        let encode = |value: &str| -> String {
+            value
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        template
+            .replace("{slug}", &encode(&self.environment.slug))
+            .replace("{dag_id}", &encode(&self.dag_run.dag_id))
+            .replace("{run_id}", &encode(self.dag_run.run_id.as_deref().unwrap_or_default()))
+    }
+}
+
+/// `HH:MM:SS`, as dbt Cloud writes durations (hours may pass 99).
+pub fn clock(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
 }
 
 /// Whole seconds from `from` to `to`, each first truncated to its second, as the first Jade
@@ -227,6 +275,7 @@ mod tests {
             environment: EnvironmentRef { id: 1, slug: "dev".into(), account_id: 1, project_id: 1 },
             artifact_path: None,
             job: None,
+            href: None,
         }
     }
 
@@ -288,6 +337,44 @@ mod tests {
             (before_epoch(-1_500), before_epoch(-500), before_epoch(500));
         let run = job_run(early);
         assert_eq!((run.duration(), run.queued_duration(), run.run_duration()), (Some(2), Some(1), Some(1)));
+    }
+
+    #[test]
+    fn dbt_cloud_durations_count_to_now_while_unfinished() {
+        assert_eq!(clock(0), "00:00:00");
+        assert_eq!(clock(3_725), "01:02:05");
+        assert_eq!(clock(360_000), "100:00:00");
+        let now = at(100).unwrap();
+        let finished = job_run(dag_run(1, Some("success")));
+        assert_eq!(
+            finished.live_durations(now),
+            LiveDurations { duration: Some(65), queued_duration: Some(5), run_duration: Some(60) }
+        );
+        let mut running = dag_run(2, Some("running"));
+        running.end_date = None;
+        assert_eq!(
+            job_run(running).live_durations(now),
+            LiveDurations { duration: Some(100), queued_duration: Some(5), run_duration: Some(95) }
+        );
+        let mut queued = dag_run(3, Some("queued"));
+        queued.start_date = None;
+        queued.end_date = None;
+        assert_eq!(
+            job_run(queued).live_durations(now),
+            LiveDurations { duration: Some(100), queued_duration: Some(100), run_duration: None }
+        );
+    }
+
+    #[test]
+    fn href_fills_the_template_with_encoded_values() {
+        let run = job_run(dag_run(1, Some("success")));
+        assert_eq!(
+            run.href("https://{slug}.example/dags/{dag_id}/grid?dag_run_id={run_id}"),
+            "https://dev.example/dags/daily/grid?dag_run_id=manual__1"
+        );
+        let mut odd = dag_run(2, None);
+        odd.run_id = Some("manual__2024-01-01T00:00:00+00:00".into());
+        assert_eq!(job_run(odd).href("{run_id}"), "manual__2024-01-01T00%3A00%3A00%2B00%3A00");
     }
 
     #[test]

@@ -6,20 +6,34 @@ use std::collections::BTreeMap;
 
 use chrono::SecondsFormat;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+use poem_openapi::types::{MaybeUndefined, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{Object, types::Any};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::domain::catalog::{self, Account, Environment, Project};
 use crate::domain::file::File;
 use crate::domain::humanize;
 use crate::domain::job::Job;
-use crate::domain::job_run::{ApiCompat, JobRun};
+use crate::domain::job_run::{self, ApiCompat, JobRun, RunStatus};
 
-/// A UTC time as the first Jade rendered it: `2023-12-02T09:49:46Z`.
+/// A UTC time: as the first Jade rendered it (`2023-12-02T09:49:46Z`), or, on runs and jobs
+/// with `API_COMPAT=dbt-cloud`, as dbt Cloud writes it (`2024-05-27 10:42:16.179903+00:00`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Time(pub catalog::Timestamp);
+pub struct Time {
+    at: catalog::Timestamp,
+    dbt_cloud: bool,
+}
+
+impl Time {
+    fn text(&self) -> String {
+        if self.dbt_cloud {
+            self.at.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string()
+        } else {
+            self.at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        }
+    }
+}
 
 impl Type for Time {
     const IS_REQUIRED: bool = true;
@@ -27,11 +41,17 @@ impl Type for Time {
     type RawElementValueType = Self;
 
     fn name() -> Cow<'static, str> {
-        "string_date-time".into()
+        "string_timestamp".into()
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some(
+                "A UTC time: `2023-12-02T09:49:46Z`; on runs and jobs with `API_COMPAT=dbt-cloud`, \
+                 `2024-05-27 10:42:16.179903+00:00` as dbt Cloud writes it.",
+            ),
+            ..MetaSchema::new("string")
+        }))
     }
 
     fn as_raw_value(&self) -> Option<&Self> {
@@ -45,27 +65,46 @@ impl Type for Time {
 
 impl ToJSON for Time {
     fn to_json(&self) -> Option<Value> {
-        Some(Value::String(self.0.to_rfc3339_opts(SecondsFormat::Secs, true)))
+        Some(Value::String(self.text()))
     }
 }
 
 impl Serialize for Time {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true))
+        serializer.serialize_str(&self.text())
     }
 }
 
 impl ParseFromJSON for Time {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
         match value {
-            Some(Value::String(text)) => Ok(Time(chrono::DateTime::parse_from_rfc3339(&text)?.to_utc())),
+            Some(Value::String(text)) => {
+                let dbt_cloud = !text.contains('T');
+                let at = if dbt_cloud {
+                    chrono::DateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f%:z")?
+                } else {
+                    chrono::DateTime::parse_from_rfc3339(&text)?
+                };
+                Ok(Time { at: at.to_utc(), dbt_cloud })
+            }
             other => Err(ParseError::expected_type(other.unwrap_or_default())),
         }
     }
 }
 
+/// A key only dbt Cloud sends: absent in the first Jade's shape, else the value or `null`.
+fn dbt_only<T>(dbt_cloud: bool, value: Option<T>) -> MaybeUndefined<T> {
+    if dbt_cloud { MaybeUndefined::from_opt_null(value) } else { MaybeUndefined::Undefined }
+}
+
+/// A time as the first Jade rendered it.
 fn time(value: Option<catalog::Timestamp>) -> Option<Time> {
-    value.map(Time)
+    value.map(|at| Time { at, dbt_cloud: false })
+}
+
+/// A run's or job's time, in the compat mode's format.
+fn stamp(value: Option<catalog::Timestamp>, compat: ApiCompat) -> Option<Time> {
+    value.map(|at| Time { at, dbt_cloud: compat == ApiCompat::DbtCloud })
 }
 
 /// dbt Cloud's `status` object of every v2 answer.
@@ -415,14 +454,15 @@ pub struct JobDto {
     pub created_at: Option<Time>,
     #[oai(nullable)]
     pub updated_at: Option<Time>,
-    /// The DAG's schedule interval.
+    /// The DAG's schedule interval as Airflow stores it; with `API_COMPAT=dbt-cloud`
+    /// dbt Cloud's object `{"cron", "date": {"type", "cron"}, "time": {"type", "interval"}}`.
     #[oai(nullable)]
-    pub schedule: Option<String>,
+    pub schedule: Option<Any<Value>>,
     #[oai(nullable)]
     pub settings: Option<Any<Value>>,
     #[oai(nullable)]
     pub execution: Option<Any<Value>>,
-    /// 1 when the DAG is active, else 0.
+    /// 1 when the DAG is active, else 0 (with `API_COMPAT=dbt-cloud`: 2).
     pub state: i32,
     #[oai(nullable)]
     pub generate_docs: Option<bool>,
@@ -449,11 +489,18 @@ pub struct JobDto {
     /// On show: the latest successful run.
     #[oai(nullable)]
     pub most_recent_completed_job_run: Option<Box<JobRunDto>>,
+    /// With `API_COMPAT=dbt-cloud`: `[]`.
+    #[oai(nullable)]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub execute_steps: MaybeUndefined<Vec<String>>,
 }
 
 impl JobDto {
     pub fn new(job: &Job, compat: ApiCompat, now: catalog::Timestamp) -> Self {
+        let dbt_cloud = compat == ApiCompat::DbtCloud;
         let run = |run: &Option<Box<JobRun>>| run.as_ref().map(|r| Box::new(JobRunDto::new(r, compat, now)));
+        let cron = job.cron();
+        let dbt_cloud_object = |value: Value| dbt_cloud.then_some(Any(value));
         JobDto {
             id: job.id,
             dbt_job_ext_id: job.id,
@@ -469,13 +516,30 @@ impl JobDto {
             lifecycle_webhooks_url: None,
             dbt_version: None,
             raw_dbt_version: None,
-            triggers: None,
-            created_at: time(job.dag.last_parsed_time),
-            updated_at: time(job.dag.last_parsed_time),
-            schedule: job.dag.schedule_interval.clone(),
-            settings: None,
-            execution: None,
-            state: job.state(),
+            triggers: dbt_cloud_object(json!({
+                "github_webhook": false,
+                "git_provider_webhook": false,
+                "schedule": job.is_scheduled(),
+                "on_merge": false,
+            })),
+            created_at: stamp(job.dag.last_parsed_time, compat),
+            updated_at: stamp(job.dag.last_parsed_time, compat),
+            schedule: if dbt_cloud {
+                Some(Any(json!({
+                    "cron": cron,
+                    "date": {"type": if cron.is_some() { "custom_cron" } else { "every_day" }, "cron": cron},
+                    "time": {"type": "every_hour", "interval": null},
+                })))
+            } else {
+                job.dag.schedule_interval.clone().map(|s| Any(Value::String(s)))
+            },
+            // dbt Cloud's defaults for a job that sets neither.
+            settings: dbt_cloud_object(json!({"threads": 4, "target_name": "default"})),
+            execution: dbt_cloud_object(json!({"timeout_seconds": 0})),
+            state: match (compat, job.is_active()) {
+                (ApiCompat::DbtCloud, false) => 2,
+                _ => job.state(),
+            },
             generate_docs: None,
             run_generate_sources: None,
             most_recent_completed_run: None,
@@ -483,10 +547,11 @@ impl JobDto {
             is_deferrable: None,
             deactivated: !job.is_active(),
             run_failure_count: None,
-            job_type: None,
+            job_type: dbt_cloud.then(|| "scheduled".to_owned()),
             triggers_on_draft_pr: false,
             most_recent_job_run: run(&job.most_recent_run),
             most_recent_completed_job_run: run(&job.most_recent_completed_run),
+            execute_steps: dbt_only(dbt_cloud, Some(Vec::new())),
         }
     }
 }
@@ -571,15 +636,16 @@ pub struct JobRunDto {
     #[oai(nullable)]
     pub is_cancelled: Option<bool>,
     pub is_running: bool,
-    /// Seconds from queued to finished.
+    /// From queued to finished: whole seconds (an integer); with `API_COMPAT=dbt-cloud`
+    /// `"HH:MM:SS"` counted to now while unfinished.
     #[oai(nullable)]
-    pub duration: Option<i64>,
-    /// Seconds from queued to started.
+    pub duration: Option<Any<Value>>,
+    /// From queued to started, as `duration`.
     #[oai(nullable)]
-    pub queued_duration: Option<i64>,
-    /// Seconds from started to finished.
+    pub queued_duration: Option<Any<Value>>,
+    /// From started to finished, as `duration`.
     #[oai(nullable)]
-    pub run_duration: Option<i64>,
+    pub run_duration: Option<Any<Value>>,
     #[oai(nullable)]
     pub duration_humanized: Option<String>,
     #[oai(nullable)]
@@ -590,17 +656,59 @@ pub struct JobRunDto {
     pub created_at_humanized: Option<String>,
     #[oai(nullable)]
     pub finished_at_humanized: Option<String>,
-    /// With `include_related=job`.
-    #[oai(skip_serializing_if_is_none)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job: Option<Box<JobDto>>,
+    /// With `include_related=job`; with `API_COMPAT=dbt-cloud` also present (`null`) otherwise.
+    #[oai(nullable)]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub job: MaybeUndefined<Box<JobDto>>,
+    /// With `API_COMPAT=dbt-cloud`: the run's page in the Airflow UI
+    /// (`AIRFLOW_UI_URL_TEMPLATE`), `null` when unset.
+    #[oai(nullable)]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub href: MaybeUndefined<String>,
+    /// With `API_COMPAT=dbt-cloud`: `{"cause": <the DAG run's run_type>, ..}`.
+    #[oai(nullable)]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub trigger: MaybeUndefined<Any<Value>>,
+    /// With `API_COMPAT=dbt-cloud`: `null`.
+    #[oai(nullable)]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub environment: MaybeUndefined<Any<Value>>,
+    /// With `API_COMPAT=dbt-cloud`: `[]`.
+    #[oai(nullable)]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub run_steps: MaybeUndefined<Vec<Any<Value>>>,
+    /// With `API_COMPAT=dbt-cloud`: `null`.
+    #[oai(nullable)]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub retrying_run_id: MaybeUndefined<i64>,
+    /// With `API_COMPAT=dbt-cloud`: `false`.
+    #[oai(nullable)]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub can_retry: MaybeUndefined<bool>,
+    /// With `API_COMPAT=dbt-cloud`: `null`.
+    #[oai(nullable)]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub used_repo_cache: MaybeUndefined<bool>,
 }
 
 impl JobRunDto {
     pub fn new(run: &JobRun, compat: ApiCompat, now: catalog::Timestamp) -> Self {
+        let dbt_cloud = compat == ApiCompat::DbtCloud;
         let status = run.status();
         let dag_run = &run.dag_run;
+        let at = |value| stamp(value, compat);
         let ago = |at: Option<catalog::Timestamp>| at.map(|at| humanize::ago((now - at).num_seconds()));
+        // dbt Cloud counts an unfinished run's durations to now and writes them HH:MM:SS.
+        let (duration, queued_duration, run_duration) = if dbt_cloud {
+            let live = run.live_durations(now);
+            (live.duration, live.queued_duration, live.run_duration)
+        } else {
+            (run.duration(), run.queued_duration(), run.run_duration())
+        };
+        let rendered = |seconds: Option<i64>| {
+            seconds.map(|s| Any(if dbt_cloud { Value::String(job_run::clock(s)) } else { Value::from(s) }))
+        };
+        let job = run.job.as_ref().map(|job| Box::new(JobDto::new(job, compat, now)));
         JobRunDto {
             id: run.id,
             dbt_job_run_ext_id: dag_run.id,
@@ -628,33 +736,65 @@ impl JobRunDto {
             has_docs_generated: false,
             has_sources_generated: false,
             notifications_sent: false,
-            blocked_by: None,
+            blocked_by: dbt_cloud.then(Vec::new),
             scribe_enabled: None,
-            created_at: time(dag_run.queued_at),
-            updated_at: time(dag_run.queued_at),
-            queued_at: time(dag_run.queued_at),
-            dequeued_at: time(dag_run.end_date),
-            started_at: time(dag_run.start_date),
-            finished_at: time(dag_run.end_date),
-            completed_at: time(dag_run.end_date),
+            created_at: at(dag_run.queued_at),
+            updated_at: at(dag_run.queued_at),
+            queued_at: at(dag_run.queued_at),
+            dequeued_at: at(dag_run.end_date),
+            started_at: at(dag_run.start_date),
+            finished_at: at(dag_run.end_date),
+            completed_at: at(dag_run.end_date),
             last_checked_at: None,
             last_heartbeat_at: None,
-            should_start_at: time(dag_run.queued_at),
-            in_progress: run.is_running(),
+            should_start_at: at(dag_run.queued_at),
+            // dbt Cloud counts a queued run as in progress too.
+            in_progress: if dbt_cloud { !run.is_complete() } else { run.is_running() },
             is_complete: run.is_complete(),
-            is_success: status == crate::domain::job_run::RunStatus::Success,
-            is_error: status == crate::domain::job_run::RunStatus::Error,
+            is_success: status == RunStatus::Success,
+            is_error: status == RunStatus::Error,
             is_cancelled: None,
             is_running: run.is_running(),
-            duration: run.duration(),
-            queued_duration: run.queued_duration(),
-            run_duration: run.run_duration(),
-            duration_humanized: run.duration().map(humanize::duration),
-            queued_duration_humanized: run.queued_duration().map(humanize::duration),
-            run_duration_humanized: run.run_duration().map(humanize::duration),
+            duration: rendered(duration),
+            queued_duration: rendered(queued_duration),
+            run_duration: rendered(run_duration),
+            duration_humanized: duration.map(humanize::duration),
+            queued_duration_humanized: queued_duration.map(humanize::duration),
+            run_duration_humanized: run_duration.map(humanize::duration),
             created_at_humanized: ago(dag_run.queued_at),
             finished_at_humanized: ago(dag_run.end_date),
-            job: run.job.as_ref().map(|job| Box::new(JobDto::new(job, compat, now))),
+            job: match job {
+                Some(job) => MaybeUndefined::Value(job),
+                None if dbt_cloud => MaybeUndefined::Null,
+                None => MaybeUndefined::Undefined,
+            },
+            href: dbt_only(dbt_cloud, run.href.clone()),
+            trigger: dbt_only(
+                dbt_cloud,
+                Some(Any(json!({
+                    "id": null,
+                    "cause": dag_run.run_type.as_deref().unwrap_or("scheduled"),
+                    "job_definition_id": run.job_id,
+                    "git_branch": null,
+                    "git_sha": null,
+                    "azure_pull_request_id": null,
+                    "github_pull_request_id": null,
+                    "gitlab_merge_request_id": null,
+                    "schema_override": null,
+                    "dbt_version_override": null,
+                    "threads_override": null,
+                    "target_name_override": null,
+                    "generate_docs_override": null,
+                    "timeout_seconds_override": null,
+                    "steps_override": null,
+                    "created_at": at(dag_run.queued_at).map(|t| t.text()),
+                }))),
+            ),
+            environment: dbt_only(dbt_cloud, None),
+            run_steps: dbt_only(dbt_cloud, Some(Vec::new())),
+            retrying_run_id: dbt_only(dbt_cloud, None),
+            can_retry: dbt_only(dbt_cloud, Some(false)),
+            used_repo_cache: dbt_only(dbt_cloud, None),
         }
     }
 }
@@ -684,7 +824,7 @@ impl From<File> for FileDto {
             contents: None,
             environment_slug: file.environment_slug,
             path: file.path,
-            inserted_at: Time(file.inserted_at),
+            inserted_at: Time { at: file.inserted_at, dbt_cloud: false },
         }
     }
 }

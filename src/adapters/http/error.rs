@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::dto::Status;
 
+use crate::domain::job_run::ApiCompat;
 use crate::domain::{Error, FieldErrors};
 
 /// An error on its way to the client: a status and either a message or per-field messages.
@@ -95,7 +96,7 @@ impl ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        render(self, false)
+        render(self, None)
     }
 }
 
@@ -141,14 +142,18 @@ impl ApiResponse for ApiError {
     }
 }
 
-/// The body of an error; on the dbt Cloud routes it also carries dbt Cloud's `status`.
-fn render(error: &ApiError, dbt_cloud: bool) -> Response {
+/// The body of an error; on the dbt Cloud routes (`dbt_cloud` is their compat mode) it also
+/// carries dbt Cloud's `status`, and with `API_COMPAT=dbt-cloud` `"data": null`.
+fn render(error: &ApiError, dbt_cloud: Option<ApiCompat>) -> Response {
     let errors = match &error.body {
         ErrorBody::Message(message) => json!({ "message": message }),
         ErrorBody::Fields(fields) => json!(fields),
     };
     let mut body = json!({ "errors": errors });
-    if dbt_cloud {
+    if dbt_cloud == Some(ApiCompat::DbtCloud) {
+        body["data"] = Value::Null;
+    }
+    if dbt_cloud.is_some() {
         body["status"] = json!({
             "code": error.status.as_u16(),
             "is_success": false,
@@ -215,17 +220,18 @@ fn find_cause<'e, T: std::error::Error + 'static>(error: &'e (dyn std::error::Er
 
 /// The outermost middleware: sees the path as sent and every error (and panic) that leaves
 /// routing, extractors and handlers, and renders it as the contract's envelope.
-pub struct ErrorEnvelope;
+/// With `API_COMPAT=dbt-cloud`, the dbt Cloud routes' errors also carry `"data": null`.
+pub struct ErrorEnvelope(pub ApiCompat);
 
 impl<E: Endpoint> Middleware<E> for ErrorEnvelope {
     type Output = ErrorEnvelopeEndpoint<E>;
 
     fn transform(&self, endpoint: E) -> Self::Output {
-        ErrorEnvelopeEndpoint(endpoint)
+        ErrorEnvelopeEndpoint(endpoint, self.0)
     }
 }
 
-pub struct ErrorEnvelopeEndpoint<E>(E);
+pub struct ErrorEnvelopeEndpoint<E>(E, ApiCompat);
 
 impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
     type Output = Response;
@@ -234,7 +240,12 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
         use futures::FutureExt;
 
         let path = request.uri().path();
-        let dbt_cloud = path == "/api/v2/accounts" || path.starts_with("/api/v2/accounts/");
+        let dbt_cloud =
+            if path == "/api/v2/accounts" || path.starts_with("/api/v2/accounts/") || path.starts_with("/api/v3/") {
+                Some(self.1)
+            } else {
+                None
+            };
         let result = std::panic::AssertUnwindSafe(self.0.call(request)).catch_unwind().await;
         Ok(match result {
             Ok(Ok(response)) => response.into_response(),

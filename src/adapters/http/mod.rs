@@ -90,6 +90,7 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
     let spec = openapi_json(&jade);
     let ui = swagger_ui();
     let max_upload = jade.settings().max_upload_bytes;
+    let compat = jade.settings().compat;
     Route::new()
         .nest("/api/v2", service(&jade))
         .at(
@@ -101,7 +102,7 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
         .with(error::BodyLimit(SMALL_BODY_LIMIT.min(max_upload)))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .before(legacy_paths)
-        .with(error::ErrorEnvelope)
+        .with(error::ErrorEnvelope(compat))
         .around(access_log)
 }
 
