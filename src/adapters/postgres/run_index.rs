@@ -51,9 +51,10 @@ fn count_totals(environments: &Environments) -> &'static str {
     }
 }
 
-/// A write of at least this many runs (a first indexing, a rebuild) is followed by a
-/// `VACUUM (ANALYZE)`, so pages are planned on true statistics and counted by index-only scans
-/// at once rather than after autovacuum comes by.
+/// A write of at least this many runs (a first indexing, a rebuild) is followed by an
+/// `ANALYZE`, so pages are planned on true statistics at once rather than after autovacuum
+/// comes by. (Not a `VACUUM`: concurrent refreshes would keep it from marking pages
+/// all-visible, and it would reset the insert count that brings autovacuum, which does.)
 const BULK: usize = 1000;
 
 /// The `ORDER BY` of each order, matching one of the table's indexes (and
@@ -182,7 +183,7 @@ impl RunIndex for JadeDatabase {
             .map_err(db)?;
         transaction.commit().await.map_err(db)?;
         if runs.len() >= BULK {
-            client.batch_execute("VACUUM (ANALYZE) run_index").await.map_err(db)?;
+            client.batch_execute("ANALYZE run_index").await.map_err(db)?;
         }
         Ok(())
     }
