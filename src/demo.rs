@@ -99,6 +99,7 @@ pub async fn build(settings: Settings) -> Result<Demo, String> {
                 name: Some(name.into()),
                 slug: slug.into(),
                 dbt_home_path: Some("transform".into()),
+                kind: Some(if slug.ends_with("-prod") { "prod" } else { "dev" }.into()),
                 created_at: Some(now - Duration::days(200)),
                 updated_at: Some(now - Duration::days(1)),
                 airflow: airflow_enabled.then_some(AirflowDatabase::InCluster),

@@ -3,21 +3,28 @@
 use super::{Jade, backend};
 use crate::domain::Error;
 use crate::domain::access::Identity;
-use crate::domain::catalog::{Account, Environment, Project};
+use crate::domain::catalog::{Account, Environment, EnvironmentFilter, Project, ProjectFilter};
 use crate::domain::paging::{Listing, Page};
 
 impl Jade {
     /// The accounts the token may read.
-    pub async fn accounts(&self, identity: &Identity) -> Result<Vec<Account>, Error> {
-        self.ports.catalog.accounts(&identity.account_ids).await.map_err(backend)
+    pub async fn accounts(&self, identity: &Identity, page: Page) -> Result<Listing<Account>, Error> {
+        let accounts = self.ports.catalog.accounts(&identity.account_ids).await.map_err(backend)?;
+        Ok(Listing::paged(accounts, page))
     }
 
     pub async fn account(&self, id: i64) -> Result<Account, Error> {
         self.ports.catalog.account(id).await.map_err(backend)?.ok_or_else(Error::not_found)
     }
 
-    pub async fn projects(&self, account_id: i64, page: Page) -> Result<Listing<Project>, Error> {
-        let projects = self.ports.catalog.projects(account_id).await.map_err(backend)?;
+    pub async fn projects(
+        &self,
+        account_id: i64,
+        filter: &ProjectFilter,
+        page: Page,
+    ) -> Result<Listing<Project>, Error> {
+        let mut projects = self.ports.catalog.projects(account_id).await.map_err(backend)?;
+        projects.retain(|p| filter.matches(p));
         Ok(Listing::paged(projects, page))
     }
 
@@ -28,13 +35,11 @@ impl Jade {
     pub async fn environments(
         &self,
         account_id: i64,
-        project_id: Option<i64>,
+        filter: &EnvironmentFilter,
         page: Page,
     ) -> Result<Listing<Environment>, Error> {
         let mut environments = self.ports.catalog.environments(account_id).await.map_err(backend)?;
-        if let Some(project_id) = project_id {
-            environments.retain(|e| e.project_id == project_id);
-        }
+        environments.retain(|e| filter.matches(e));
         Ok(Listing::paged(environments, page))
     }
 

@@ -6,14 +6,32 @@ use futures::future::join_all;
 
 use super::{Jade, backend, left_out, lookup_failed, unregistered};
 use crate::domain::Error;
-use crate::domain::job::{EnvironmentRef, Job};
-use crate::domain::paging::{JobOrder, JobSort, Listing, Page};
+use crate::domain::job::{Dag, EnvironmentRef, Job};
+use crate::domain::paging::{JobOrder, JobSort, Listing, Page, icontains};
 use crate::ports::registry::JobKey;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The filters of a job list, as dbt Cloud names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
-    pub project_id: Option<i64>,
+    /// `project_id`, `project_id__in`.
+    pub project_ids: Option<Vec<i64>>,
     pub environment_id: Option<i64>,
+    /// `name__icontains`
+    pub name_icontains: Option<String>,
+    /// 1 active; 2 (dbt Cloud) or 0 (the first Jade) inactive.
+    pub state: Option<i64>,
+}
+
+impl JobFilter {
+    fn matches(&self, dag: &Dag) -> bool {
+        let active = dag.is_active.unwrap_or(true);
+        self.name_icontains.as_deref().is_none_or(|n| icontains(Some(&dag.dag_id), n))
+            && self.state.is_none_or(|state| match state {
+                1 => active,
+                0 | 2 => !active,
+                _ => false,
+            })
+    }
 }
 
 impl Jade {
@@ -22,20 +40,23 @@ impl Jade {
     pub async fn jobs(
         &self,
         account_id: i64,
-        filter: JobFilter,
+        filter: &JobFilter,
         order: JobOrder,
         page: Page,
     ) -> Result<Listing<Job>, Error> {
         let Some(airflow) = self.airflow() else { return Ok(Listing { items: Vec::new(), total_count: 0 }) };
         let mut environments = self.ports.catalog.environments(account_id).await.map_err(backend)?;
         environments.retain(|e| {
-            filter.project_id.is_none_or(|id| e.project_id == id) && filter.environment_id.is_none_or(|id| e.id == id)
+            filter.project_ids.as_ref().is_none_or(|ids| ids.contains(&e.project_id))
+                && filter.environment_id.is_none_or(|id| e.id == id)
         });
         let answers = join_all(environments.iter().map(|e| airflow.dags(e))).await;
         let mut found = Vec::new();
         for (environment, answer) in environments.iter().zip(answers) {
             match answer {
-                Ok(dags) => found.extend(dags.into_iter().map(|dag| (environment, dag))),
+                Ok(dags) => {
+                    found.extend(dags.into_iter().filter(|dag| filter.matches(dag)).map(|dag| (environment, dag)))
+                }
                 Err(error) => left_out(environment, &error, "jobs"),
             }
         }

@@ -11,7 +11,7 @@ use crate::domain::Error;
 use crate::domain::catalog::Environment;
 use crate::domain::job::{EnvironmentRef, Job};
 use crate::domain::job_run::{DagRun, IndexedRun, JobRun, RunStatus};
-use crate::domain::paging::{Listing, Page, RunOrder};
+use crate::domain::paging::{Listing, Page, RunOrder, TimeRange};
 use crate::ports::airflow::{AirflowError, AirflowRuns};
 use crate::ports::registry::{JobKey, RunKey};
 use crate::ports::run_index::{Environments, RunIndexQuery};
@@ -26,6 +26,10 @@ pub struct RunFilter {
     pub project_ids: Option<Vec<i64>>,
     /// Status codes in the API's compat mode (`status`, `status__in`).
     pub statuses: Option<Vec<i64>>,
+    /// `created_at__range`: the DAG run's `queued_at`.
+    pub created_at: Option<TimeRange>,
+    /// `finished_at__range`: the DAG run's `end_date` (unfinished runs never match).
+    pub finished_at: Option<TimeRange>,
 }
 
 /// A DAG run found in one of the environments, with its job-run id.
@@ -126,6 +130,8 @@ impl Jade {
             },
             job_ids: filter.job_definition_ids.clone(),
             statuses,
+            queued_at: filter.created_at,
+            end_date: filter.finished_at,
             order,
             page,
         };

@@ -36,6 +36,7 @@ fn environment(id: i64, account_id: i64, project_id: i64) -> Environment {
         name: Some(format!("Env {id}")),
         slug: format!("env{id}"),
         dbt_home_path: None,
+        kind: Some("dev".into()),
         created_at: None,
         updated_at: None,
         airflow: Some(AirflowDatabase::InCluster),
@@ -142,7 +143,7 @@ async fn walk(jade: &Jade, filter: &RunFilter, order: &str, limit: u64) -> (Vec<
     let order = RunOrder::parse(order).unwrap();
     let (mut runs, mut totals) = (Vec::new(), Vec::new());
     loop {
-        let page = Page::runs(Some(runs.len() as u64), Some(limit));
+        let page = Page::new(Some(runs.len() as u64), Some(limit));
         let listing = jade.runs(1, filter, order, page, false).await.unwrap();
         totals.push(listing.total_count);
         if listing.items.is_empty() {
@@ -240,7 +241,7 @@ async fn a_huge_offset_answers_an_empty_page_with_the_total() {
     let f = fixture(3);
     let listing = f
         .jade
-        .runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(Some(1_000_000_000), None), false)
+        .runs(1, &RunFilter::default(), RunOrder::default(), Page::new(Some(1_000_000_000), None), false)
         .await
         .unwrap();
     assert!(listing.items.is_empty());
@@ -252,7 +253,7 @@ async fn newest_run_first_with_minus_id_includes_runs_added_later() {
     let f = fixture(3);
     let newest = |jade: Jade| async move {
         let listing = jade
-            .runs(1, &RunFilter::default(), RunOrder::parse("-id").unwrap(), Page::runs(None, Some(1)), false)
+            .runs(1, &RunFilter::default(), RunOrder::parse("-id").unwrap(), Page::new(None, Some(1)), false)
             .await
             .unwrap();
         listing.items[0].clone()
@@ -309,14 +310,14 @@ async fn filters_select_runs_by_status_job_project_and_environment() {
 async fn an_unreachable_environment_is_left_out_of_lists_and_404s_on_lookup() {
     let f = fixture(4);
     let listing =
-        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
+        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), false).await.unwrap();
     let in_101 = listing.items.iter().find(|r| r.environment.id == 101).unwrap().id;
     f.airflow.set_unreachable(101, true);
     let listing =
-        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
+        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), false).await.unwrap();
     assert_eq!(listing.total_count, 8);
     assert!(listing.items.iter().all(|r| r.environment.id != 101));
-    let jobs = f.jade.jobs(1, JobFilter::default(), Default::default(), Page::default()).await.unwrap();
+    let jobs = f.jade.jobs(1, &JobFilter::default(), Default::default(), Page::default()).await.unwrap();
     assert_eq!(jobs.total_count, 4);
     assert_eq!(
         f.jade.run(1, in_101, false).await.unwrap_err(),
@@ -328,7 +329,7 @@ async fn an_unreachable_environment_is_left_out_of_lists_and_404s_on_lookup() {
 async fn another_accounts_ids_are_not_found() {
     let f = fixture(2);
     let listing =
-        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), true).await.unwrap();
+        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), true).await.unwrap();
     let run = &listing.items[0];
     assert_eq!(run.job.as_ref().unwrap().id, run.job_id);
     assert_eq!(f.jade.run(2, run.id, false).await.unwrap_err(), Error::not_found());
@@ -343,7 +344,7 @@ async fn a_job_shows_its_latest_and_latest_successful_runs() {
     let f = fixture(10);
     let jobs = f
         .jade
-        .jobs(1, JobFilter { environment_id: Some(100), project_id: None }, Default::default(), Page::default())
+        .jobs(1, &JobFilter { environment_id: Some(100), ..Default::default() }, Default::default(), Page::default())
         .await
         .unwrap();
     let a = jobs.items.iter().find(|j| j.dag.dag_id == "a").unwrap();
@@ -542,8 +543,68 @@ async fn airflow_off_means_empty_lists() {
     let mut ports = f.jade.ports.clone();
     ports.airflow = None;
     let jade = Jade::new(ports, Settings::default());
-    let listing =
-        jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::runs(None, None), false).await.unwrap();
+    let listing = jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), false).await.unwrap();
     assert_eq!((listing.items.len(), listing.total_count), (0, 0));
-    assert_eq!(jade.jobs(1, JobFilter::default(), Default::default(), Page::default()).await.unwrap().total_count, 0);
+    assert_eq!(jade.jobs(1, &JobFilter::default(), Default::default(), Page::default()).await.unwrap().total_count, 0);
+}
+
+#[tokio::test]
+async fn runs_filter_on_created_and_finished_ranges() {
+    use crate::domain::paging::TimeRange;
+    let f = fixture(10);
+    let list = |filter: RunFilter| {
+        let jade = f.jade.clone();
+        async move { jade.runs(1, &filter, RunOrder::default(), Page::new(None, None), false).await.unwrap() }
+    };
+    // Environment 100: run n queued at minute 10n + 100, ended at 10n + 105 when finished.
+    let range = TimeRange { from: at(130), to: at(160) };
+    let created = list(RunFilter { environment_id: Some(100), created_at: Some(range), ..Default::default() }).await;
+    let queued: Vec<i64> = created.items.iter().map(|r| r.dag_run.id).collect();
+    assert_eq!((queued, created.total_count), (vec![3, 4, 5, 6], 4));
+    // Of those, 5 (success) and 6 (failed) finished by minute 160; 10 and 11 ended later.
+    let finished = list(RunFilter { environment_id: Some(100), finished_at: Some(range), ..Default::default() }).await;
+    let ended: Vec<i64> = finished.items.iter().map(|r| r.dag_run.id).collect();
+    assert_eq!(ended, vec![5]);
+    let both = list(RunFilter {
+        created_at: Some(range),
+        finished_at: Some(TimeRange { from: at(0), to: at(1000) }),
+        ..Default::default()
+    })
+    .await;
+    assert!(both.items.iter().all(|r| r.dag_run.end_date.is_some() && range.contains(r.dag_run.queued_at)));
+}
+
+#[tokio::test]
+async fn lists_filter_as_dbt_cloud_names_it() {
+    use crate::domain::catalog::{EnvironmentFilter, ProjectFilter};
+    let f = fixture(2);
+    let environments = |filter: EnvironmentFilter| {
+        let jade = f.jade.clone();
+        async move {
+            let listing = jade.environments(1, &filter, Page::new(None, None)).await.unwrap();
+            listing.items.iter().map(|e| e.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(environments(EnvironmentFilter { project_id: Some(10), ..Default::default() }).await, vec![100, 101]);
+    assert_eq!(
+        environments(EnvironmentFilter { name_icontains: Some("v 102".into()), ..Default::default() }).await,
+        vec![102]
+    );
+    let picked = ProjectFilter { ids: Some(vec![11, 20]), ..Default::default() };
+    let projects = f.jade.projects(1, &picked, Page::new(None, None));
+    assert_eq!(projects.await.unwrap().items.iter().map(|p| p.id).collect::<Vec<_>>(), vec![11]);
+    let page = f.jade.projects(1, &ProjectFilter::default(), Page::new(Some(1), Some(1))).await.unwrap();
+    assert_eq!((page.items.len(), page.total_count), (1, 2));
+
+    let jobs = |filter: JobFilter| {
+        let jade = f.jade.clone();
+        async move { jade.jobs(1, &filter, Default::default(), Page::new(None, None)).await.unwrap() }
+    };
+    let named =
+        jobs(JobFilter { name_icontains: Some("A".into()), project_ids: Some(vec![10]), ..Default::default() }).await;
+    assert_eq!(named.total_count, 2);
+    assert!(named.items.iter().all(|j| j.dag.dag_id == "a" && j.environment.project_id == 10));
+    assert_eq!(jobs(JobFilter { state: Some(1), ..Default::default() }).await.total_count, 6);
+    assert_eq!(jobs(JobFilter { state: Some(2), ..Default::default() }).await.total_count, 0);
+    assert_eq!(jobs(JobFilter { project_ids: Some(vec![]), ..Default::default() }).await.total_count, 0);
 }

@@ -1,9 +1,10 @@
-//! Limits, offsets and orderings of the v2 list routes.
+//! Limits, offsets, orderings and time ranges of the list routes.
 
 use crate::domain::Error;
+use crate::domain::catalog::Timestamp;
 
-/// Most items a run list answers with; also its default page size (dbt Cloud's).
-pub const MAX_RUN_PAGE: u64 = 100;
+/// Most items a list answers with; also its default page size (dbt Cloud's).
+pub const MAX_PAGE: u64 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Page {
@@ -13,9 +14,10 @@ pub struct Page {
 }
 
 impl Page {
-    /// The page of a run list: `limit` defaults to and is capped at [`MAX_RUN_PAGE`].
-    pub fn runs(offset: Option<u64>, limit: Option<u64>) -> Self {
-        Page { offset: offset.unwrap_or(0), limit: Some(limit.unwrap_or(MAX_RUN_PAGE).min(MAX_RUN_PAGE)) }
+    /// The page of a list as dbt Cloud cuts it: `limit` defaults to and is capped at
+    /// [`MAX_PAGE`], `offset` defaults to 0.
+    pub fn new(offset: Option<u64>, limit: Option<u64>) -> Self {
+        Page { offset: offset.unwrap_or(0), limit: Some(limit.unwrap_or(MAX_PAGE).min(MAX_PAGE)) }
     }
 
     /// How many leading items of an ordered list this page needs (`offset + limit`).
@@ -46,6 +48,27 @@ impl<T> Listing<T> {
         let total_count = all.len() as u64;
         Listing { items: page.slice(all), total_count }
     }
+}
+
+/// An inclusive range of instants, as dbt Cloud's `created_at__range` and
+/// `finished_at__range` filters name them (Django's `__range`: both ends included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+impl TimeRange {
+    /// Whether an instant is in the range; no instant (a run not finished) never is.
+    pub fn contains(&self, at: Option<Timestamp>) -> bool {
+        at.is_some_and(|at| self.from <= at && at <= self.to)
+    }
+}
+
+/// Case-insensitive substring match, as dbt Cloud's `__icontains` filters match; a missing
+/// value never matches.
+pub fn icontains(value: Option<&str>, needle: &str) -> bool {
+    value.is_some_and(|value| value.to_lowercase().contains(&needle.to_lowercase()))
 }
 
 /// A sort key and its direction, as `order_by` spells it (`-` means descending).
@@ -164,10 +187,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_pages_default_to_and_cap_at_one_hundred() {
-        assert_eq!(Page::runs(None, None), Page { offset: 0, limit: Some(100) });
-        assert_eq!(Page::runs(Some(5), Some(500)), Page { offset: 5, limit: Some(100) });
-        assert_eq!(Page::runs(Some(5), Some(7)).end(), Some(12));
+    fn pages_default_to_and_cap_at_one_hundred() {
+        assert_eq!(Page::new(None, None), Page { offset: 0, limit: Some(100) });
+        assert_eq!(Page::new(Some(5), Some(500)), Page { offset: 5, limit: Some(100) });
+        assert_eq!(Page::new(Some(5), Some(7)).end(), Some(12));
+    }
+
+    #[test]
+    fn ranges_include_both_ends_and_never_a_missing_instant() {
+        use chrono::TimeZone;
+        let at = |h| chrono::Utc.with_ymd_and_hms(2024, 1, 1, h, 0, 0).unwrap();
+        let range = TimeRange { from: at(1), to: at(3) };
+        assert!(range.contains(Some(at(1))) && range.contains(Some(at(2))) && range.contains(Some(at(3))));
+        assert!(!range.contains(Some(at(4))) && !range.contains(None));
+        assert!(icontains(Some("Hourly"), "OUR") && !icontains(None, "a") && !icontains(Some("daily"), "x"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use crate::domain::job_run::{IndexedRun, RunStatus};
-use crate::domain::paging::{Listing, Page, RunOrder};
+use crate::domain::paging::{Listing, Page, RunOrder, TimeRange};
 use crate::ports::BackendError;
 
 /// What the index holds of one environment.
@@ -38,6 +38,10 @@ pub struct RunIndexQuery {
     pub job_ids: Option<Vec<i64>>,
     /// Only runs with one of these statuses (`None`: all).
     pub statuses: Option<Vec<RunStatus>>,
+    /// Only runs queued in this range (`None`: all).
+    pub queued_at: Option<TimeRange>,
+    /// Only runs that ended in this range (`None`: all; else unfinished runs never match).
+    pub end_date: Option<TimeRange>,
     /// [`crate::domain::job_run::compare`]'s order.
     pub order: RunOrder,
     pub page: Page,

@@ -107,6 +107,11 @@ fn identity(account: (i64, &str), projects: &[(i64, &str)], environments: &[(i64
 /// (id, project id, slug, name, services, encrypted airflow_config)
 type EnvironmentRow = (i64, i64, &'static str, &'static str, Value, Option<Vec<u8>>);
 
+/// The Datacoves `type` of a seeded environment: `prod123` is the production one.
+fn environment_type(slug: &str) -> &'static str {
+    if slug == "prod123" { "prod" } else { "dev" }
+}
+
 pub async fn seed(scenario: Scenario) -> Seeded {
     let datacoves_db = create_database("datacoves").await;
     let jade_db = create_database("jade").await;
@@ -152,8 +157,8 @@ pub async fn seed(scenario: Scenario) -> Seeded {
         datacoves
             .execute(
                 "INSERT INTO projects_environment (id, project_id, name, slug, type, services, airflow_config, dbt_home_path, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 'dev', $5, $6, 'transform', '2023-05-01T10:00:00Z', '2024-05-01T10:00:00Z')",
-                &[id, project_id, name, slug, services, airflow_config],
+                 VALUES ($1, $2, $3, $4, $7, $5, $6, 'transform', '2023-05-01T10:00:00Z', '2024-05-01T10:00:00Z')",
+                &[id, project_id, name, slug, services, airflow_config, &environment_type(slug)],
             )
             .await
             .unwrap();

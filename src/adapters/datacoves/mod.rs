@@ -47,6 +47,7 @@ impl DatacovesCatalog {
             name: row.get("name"),
             slug,
             dbt_home_path: row.get("dbt_home_path"),
+            kind: row.get("type"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             airflow,
@@ -137,7 +138,7 @@ fn project(row: &Row) -> Project {
 const ACCOUNT: &str =
     "SELECT id, name, slug, developer_licenses, plan_id, trial_ends_at, created_at, updated_at FROM users_account";
 const PROJECT: &str = "SELECT id, account_id, name, slug, repository_id, created_at, updated_at FROM projects_project";
-const ENVIRONMENT: &str = "SELECT e.id, p.account_id, e.project_id, e.name, e.slug, e.dbt_home_path, e.services, \
+const ENVIRONMENT: &str = "SELECT e.id, p.account_id, e.project_id, e.name, e.slug, e.dbt_home_path, e.type, e.services, \
                            e.airflow_config, e.created_at, e.updated_at \
                            FROM projects_environment e JOIN projects_project p ON p.id = e.project_id";
 

@@ -341,7 +341,7 @@ impl From<Project> for ProjectDto {
             semantic_layer_id: None,
             integration_entity_id: project.id,
             skipped_setup: false,
-            state: None,
+            state: Some(catalog::ACTIVE as i32),
             dbt_project_subdirectory: None,
             docs_job_id: None,
             freshness_job_id: None,
@@ -385,6 +385,13 @@ pub struct EnvironmentDto {
     pub supports_docs: Option<bool>,
     #[oai(nullable)]
     pub state: Option<i32>,
+    /// `development` for a Datacoves `dev` environment, else `deployment`.
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub environment_type: String,
+    /// `production` for a Datacoves `prod` environment, else null.
+    #[oai(nullable)]
+    pub deployment_type: Option<String>,
     #[oai(nullable)]
     pub custom_environment_variables: Option<String>,
     #[oai(nullable)]
@@ -395,6 +402,8 @@ pub struct EnvironmentDto {
 
 impl From<Environment> for EnvironmentDto {
     fn from(environment: Environment) -> Self {
+        let environment_type = environment.dbt_cloud_type().to_owned();
+        let deployment_type = environment.deployment_type().map(str::to_owned);
         EnvironmentDto {
             id: environment.id,
             account_id: environment.account_id,
@@ -412,7 +421,9 @@ impl From<Environment> for EnvironmentDto {
             dbt_version: None,
             raw_dbt_version: None,
             supports_docs: None,
-            state: None,
+            state: Some(catalog::ACTIVE as i32),
+            environment_type,
+            deployment_type,
             custom_environment_variables: None,
             created_at: time(environment.created_at),
             updated_at: time(environment.updated_at),

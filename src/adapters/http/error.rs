@@ -192,6 +192,10 @@ fn classify(error: &poem::Error) -> ApiError {
     {
         return ApiError::too_large(*limit);
     }
+    // A query parameter that does not parse: named, with the reason its type gave.
+    if let Some(error) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        return ApiError::bad_request(format!("{} {}", error.name, reason(&error.reason)));
+    }
     // poem-openapi names path parameters `param0`, … in this error.
     if let Some(error) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
         return ApiError::bad_request(format!("invalid path parameter: {}", error.reason));
@@ -202,6 +206,14 @@ fn classify(error: &poem::Error) -> ApiError {
         return ApiError::new(status, status.canonical_reason().unwrap_or("Internal Server Error"));
     }
     ApiError::new(status, format!("{}: {error}", status.canonical_reason().unwrap_or("Error")))
+}
+
+/// poem-openapi's `failed to parse "<type>": <reason>` to the reason alone.
+fn reason(message: &str) -> &str {
+    message
+        .strip_prefix("failed to parse \"")
+        .and_then(|rest| rest.split_once("\": "))
+        .map_or(message, |(_, reason)| reason)
 }
 
 fn find_cause<'e, T: std::error::Error + 'static>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e T> {
@@ -240,12 +252,10 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
         use futures::FutureExt;
 
         let path = request.uri().path();
-        let dbt_cloud =
-            if path == "/api/v2/accounts" || path.starts_with("/api/v2/accounts/") || path.starts_with("/api/v3/") {
-                Some(self.1)
-            } else {
-                None
-            };
+        let dbt_cloud = ["/api/v2/accounts", "/api/v3/accounts"]
+            .iter()
+            .any(|prefix| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+            .then_some(self.1);
         let result = std::panic::AssertUnwindSafe(self.0.call(request)).catch_unwind().await;
         Ok(match result {
             Ok(Ok(response)) => response.into_response(),

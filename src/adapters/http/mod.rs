@@ -2,12 +2,15 @@
 //! the OpenAPI document and Swagger UI.
 
 mod body;
+mod catalog;
 mod datacoves;
 mod document;
 mod dto;
 mod error;
 mod extract;
+mod params;
 mod v2;
+mod v3;
 
 use poem::endpoint::make_sync;
 use poem::middleware::{NormalizePath, TrailingSlash};
@@ -19,10 +22,11 @@ use poem_openapi::{OpenApiService, Tags};
 use serde_json::Value;
 
 use crate::app::Jade;
+use crate::domain::job_run::{ApiCompat, RunStatus};
 
 #[derive(Tags)]
 enum ApiTags {
-    /// The dbt Cloud Administrative API v2 clone.
+    /// The dbt Cloud Administrative API v2 clone, and the v3 read routes dbt Cloud clients call.
     #[oai(rename = "dbt-api")]
     DbtApi,
     /// Datacoves' manifests and files.
@@ -49,10 +53,53 @@ fn service(jade: &Jade) -> OpenApiService<(v2::V2Api, datacoves::DatacovesApi, d
     .url_prefix("/api/v2")
 }
 
+fn v3_service(jade: &Jade) -> OpenApiService<v3::V3Api, ()> {
+    OpenApiService::new(v3::V3Api { jade: jade.clone() }, "Jade", env!("CARGO_PKG_VERSION")).url_prefix("/api/v3")
+}
+
+/// The status codes a run list's `status` filter takes in this compat mode.
+fn status_codes(compat: ApiCompat) -> Vec<Value> {
+    match compat {
+        ApiCompat::Jade => RunStatus::ALL.iter().map(|s| s.code(compat)).collect::<std::collections::BTreeSet<_>>(),
+        // dbt Cloud's codes, Starting and Cancelled included (no run has them).
+        ApiCompat::DbtCloud => [1, 2, 3, 10, 20, 30].into(),
+    }
+    .into_iter()
+    .map(Value::from)
+    .collect()
+}
+
+/// Adds what the typed handlers cannot say: the v3 routes (served by their own service),
+/// and the `status` filter's codes, which depend on `API_COMPAT`.
+fn complete(spec: &mut Value, jade: &Jade) {
+    let v3: Value = serde_json::from_str(&v3_service(jade).spec()).expect("poem-openapi emits JSON");
+    if let (Some(paths), Some(more)) = (spec["paths"].as_object_mut(), v3["paths"].as_object()) {
+        paths.extend(more.clone());
+    }
+    if let (Some(schemas), Some(more)) =
+        (spec["components"]["schemas"].as_object_mut(), v3["components"]["schemas"].as_object())
+    {
+        for (name, schema) in more {
+            schemas.entry(name.clone()).or_insert_with(|| schema.clone());
+        }
+    }
+    let codes = status_codes(jade.settings().compat);
+    if let Some(paths) = spec["paths"].as_object_mut() {
+        for (_, item) in paths.iter_mut().filter(|(path, _)| path.ends_with("/runs")) {
+            for parameter in item["get"]["parameters"].as_array_mut().into_iter().flatten() {
+                if parameter["name"] == "status" && parameter["in"] == "query" {
+                    parameter["schema"]["enum"] = Value::Array(codes.clone());
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document: generated from the typed handlers, plus the legacy
 /// `/api/internal` aliases of the Datacoves routes (marked deprecated).
 pub fn openapi_json(jade: &Jade) -> String {
     let mut spec: Value = serde_json::from_str(&service(jade).spec()).expect("poem-openapi emits JSON");
+    complete(&mut spec, jade);
     if let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) {
         let aliases: Vec<(String, Value)> = paths
             .iter()
@@ -91,8 +138,17 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
     let ui = swagger_ui();
     let max_upload = jade.settings().max_upload_bytes;
     let compat = jade.settings().compat;
+    let about = serde_json::json!({
+        "name": "Jade",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "A dbt Cloud Administrative API clone over Datacoves, and Datacoves' API for dbt manifests and files.",
+        "links": {"swagger_ui": "/api/v2/swaggerui", "openapi": "/api/v2/openapi"},
+    })
+    .to_string();
     Route::new()
+        .at("/", make_sync(move |_| about.clone().with_content_type("application/json; charset=utf-8").into_response()))
         .nest("/api/v2", service(&jade))
+        .nest("/api/v3", v3_service(&jade))
         .at(
             SPEC_PATH,
             make_sync(move |_| spec.clone().with_content_type("application/json; charset=utf-8").into_response()),

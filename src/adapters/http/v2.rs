@@ -1,7 +1,5 @@
 //! The dbt Cloud Administrative API v2 clone (contract §3), read only.
 
-use std::collections::BTreeMap;
-
 use poem::Body;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Binary;
@@ -10,24 +8,19 @@ use serde_json::{Value, json};
 
 use super::ApiTags;
 use super::body;
+use super::catalog::{self, Answer, EnvironmentQuery, List, ProjectQuery, account, id, listing};
 use super::document::Document;
-use super::dto::{
-    AccountDto, Data, Envelope, EnvironmentDto, Extra, JobDto, JobRunDto, ListEnvelope, Pagination, ProjectDto, Status,
-};
+use super::dto::{AccountDto, Data, Envelope, EnvironmentDto, JobDto, JobRunDto, ProjectDto};
 use super::error::ApiError;
 use super::extract::Caller;
+use super::params::{Count, Int, Ints, Names, OrderBy, PathId, Range, Related, Text, both, filters, page};
 use crate::app::{Jade, JobFilter, RunFilter};
-use crate::domain::Error;
-use crate::domain::access::RequestScope;
 use crate::domain::job_run::ApiCompat;
-use crate::domain::paging::{JobOrder, Listing, Page, RunOrder};
+use crate::domain::paging::{JobSort, RunSort};
 
 pub struct V2Api {
     pub jade: Jade,
 }
-
-type Answer<T> = Result<Document<Envelope<T>>, ApiError>;
-type List<T> = Result<Document<ListEnvelope<T>>, ApiError>;
 
 #[derive(ApiResponse)]
 pub enum ArtifactResponse {
@@ -37,134 +30,64 @@ pub enum ArtifactResponse {
     Ok(Binary<Body>),
 }
 
-/// Query values as sent: empty ones count as absent, and parse errors answer 400 with the
-/// parameter named (never poem's own message).
-fn integer(name: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(text) => text
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("{name} must be an integer, not {text:?}"))),
-    }
-}
-
-fn count(name: &str, value: &Option<String>) -> Result<Option<u64>, ApiError> {
-    match integer(name, value)? {
-        Some(n) if n < 0 => Err(ApiError::bad_request(format!("{name} must not be negative"))),
-        n => Ok(n.map(|n| n as u64)),
-    }
-}
-
-/// `[1,2]` (as dbt Cloud clients send `__in` filters) or `1,2`.
-fn integers(name: &str, value: &Option<String>) -> Result<Option<Vec<i64>>, ApiError> {
-    let Some(text) = value.as_deref().map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
-    let inner = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
-    inner
-        .split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| part.trim_matches('"').parse::<i64>())
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-        .map_err(|_| ApiError::bad_request(format!("{name} must be a list of integers such as [1,2], not {text:?}")))
-}
-
-/// A filter given both as `x` and `x__in` keeps what both allow.
-fn both(single: Option<i64>, list: Option<Vec<i64>>) -> Option<Vec<i64>> {
-    match (single, list) {
-        (Some(one), Some(list)) => Some(if list.contains(&one) { vec![one] } else { Vec::new() }),
-        (Some(one), None) => Some(vec![one]),
-        (None, list) => list,
-    }
-}
-
-/// `include_related=job`, also as `["job"]` or `job,trigger`.
-fn includes_job(value: &Option<String>) -> bool {
-    value.as_deref().is_some_and(|v| {
-        v.trim_matches(|c| c == '[' || c == ']').split(',').any(|part| part.trim().trim_matches(['"', '\'']) == "job")
+fn range(range: &Range) -> Option<Value> {
+    range.0.map(|r| {
+        json!([
+            r.from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            r.to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ])
     })
-}
-
-/// The account id in the path, once the caller may read it (the rule parses it).
-fn account(caller: &Caller, account_id: &str) -> Result<i64, ApiError> {
-    caller.authorize(RequestScope { account_id: Some(account_id), ..Default::default() })?;
-    account_id.parse().map_err(|_| ApiError::from(Error::not_found()))
-}
-
-/// A path id that is not an integer names nothing.
-fn id(value: &str) -> Result<i64, ApiError> {
-    value.parse().map_err(|_| ApiError::from(Error::not_found()))
-}
-
-fn page(offset: &Option<String>, limit: &Option<String>) -> Result<Page, ApiError> {
-    Ok(Page { offset: count("offset", offset)?.unwrap_or(0), limit: count("limit", limit)? })
-}
-
-fn listing<T, D: poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON>(
-    listing: Listing<T>,
-    filters: BTreeMap<String, Value>,
-    order_by: Option<String>,
-    dto: impl Fn(T) -> D,
-) -> Document<ListEnvelope<D>> {
-    let data: Vec<D> = listing.items.into_iter().map(dto).collect();
-    Document(ListEnvelope {
-        extra: Extra {
-            filters,
-            order_by,
-            pagination: Pagination { count: data.len() as u64, total_count: listing.total_count },
-        },
-        data,
-        status: Status::ok(),
-    })
-}
-
-fn filters(account_id: i64, page: Page, given: &[(&str, Option<Value>)]) -> BTreeMap<String, Value> {
-    let mut filters =
-        BTreeMap::from([("account_id".to_owned(), json!(account_id)), ("offset".to_owned(), json!(page.offset))]);
-    if let Some(limit) = page.limit {
-        filters.insert("limit".into(), json!(limit));
-    }
-    for (name, value) in given {
-        if let Some(value) = value {
-            filters.insert((*name).to_owned(), value.clone());
-        }
-    }
-    filters
 }
 
 #[OpenApi(tag = "ApiTags::DbtApi")]
 impl V2Api {
     /// The accounts the token may read.
     #[oai(path = "/accounts", method = "get")]
-    async fn list_accounts(&self, caller: Caller) -> List<AccountDto> {
-        let accounts = self.jade.accounts(&caller.0).await?;
-        let total_count = accounts.len() as u64;
-        Ok(listing(Listing { items: accounts, total_count }, BTreeMap::new(), None, AccountDto::from))
+    async fn list_accounts(
+        &self,
+        caller: Caller,
+        /// At most this many accounts (default and most: 100).
+        limit: Query<Count>,
+        /// Skip this many accounts.
+        offset: Query<Count>,
+    ) -> List<AccountDto> {
+        catalog::list_accounts(&self.jade, &caller, &limit, &offset).await
     }
 
     /// One account.
     #[oai(path = "/accounts/:account_id", method = "get")]
-    async fn get_account(&self, caller: Caller, account_id: Path<String>) -> Answer<AccountDto> {
-        let account_id = account(&caller, &account_id)?;
-        Ok(Document(Envelope::ok(self.jade.account(account_id).await?.into())))
+    async fn get_account(&self, caller: Caller, account_id: Path<PathId>) -> Answer<AccountDto> {
+        catalog::get_account(&self.jade, &caller, &account_id).await
     }
 
     /// The account's projects.
     #[oai(path = "/accounts/:account_id/projects", method = "get")]
+    #[allow(clippy::too_many_arguments)]
     async fn list_projects(
         &self,
         caller: Caller,
-        account_id: Path<String>,
-        /// At most this many projects (default: all).
-        limit: Query<Option<String>>,
+        account_id: Path<PathId>,
+        /// Only projects whose name contains this, ignoring case.
+        #[oai(name = "name__icontains")]
+        name_icontains: Query<Text>,
+        /// Only these projects, e.g. `[1,2]`.
+        #[oai(name = "pk__in")]
+        pk_in: Query<Ints>,
+        /// Only projects in this state (every project is active: 1).
+        state: Query<Int>,
+        /// At most this many projects (default and most: 100).
+        limit: Query<Count>,
         /// Skip this many projects.
-        offset: Query<Option<String>>,
+        offset: Query<Count>,
     ) -> List<ProjectDto> {
-        let account_id = account(&caller, &account_id)?;
-        let page = page(&offset, &limit)?;
-        let projects = self.jade.projects(account_id, page).await?;
-        Ok(listing(projects, filters(account_id, page, &[]), None, ProjectDto::from))
+        let query = ProjectQuery {
+            name_icontains: &name_icontains,
+            pk_in: &pk_in,
+            state: state.0.0,
+            limit: &limit,
+            offset: &offset,
+        };
+        catalog::list_projects(&self.jade, &caller, &account_id, query).await
     }
 
     /// One project of the account.
@@ -172,11 +95,10 @@ impl V2Api {
     async fn get_project(
         &self,
         caller: Caller,
-        account_id: Path<String>,
-        project_id: Path<String>,
+        account_id: Path<PathId>,
+        project_id: Path<PathId>,
     ) -> Answer<ProjectDto> {
-        let account_id = account(&caller, &account_id)?;
-        Ok(Document(Envelope::ok(self.jade.project(account_id, id(&project_id)?).await?.into())))
+        catalog::get_project(&self.jade, &caller, &account_id, &project_id).await
     }
 
     /// The newest successful run (by end date) across the project's environments.
@@ -184,8 +106,8 @@ impl V2Api {
     async fn latest_run(
         &self,
         caller: Caller,
-        account_id: Path<String>,
-        project_id: Path<String>,
+        account_id: Path<PathId>,
+        project_id: Path<PathId>,
     ) -> Answer<JobRunDto> {
         let account_id = account(&caller, &account_id)?;
         let run = self.jade.latest_run(account_id, id(&project_id)?).await?;
@@ -194,23 +116,42 @@ impl V2Api {
 
     /// The account's environments.
     #[oai(path = "/accounts/:account_id/environments", method = "get")]
+    #[allow(clippy::too_many_arguments)]
     async fn list_environments(
         &self,
         caller: Caller,
-        account_id: Path<String>,
+        account_id: Path<PathId>,
         /// Only this project's environments.
-        project_id: Query<Option<String>>,
-        /// At most this many environments (default: all).
-        limit: Query<Option<String>>,
+        project_id: Query<Int>,
+        /// Only environments whose name contains this, ignoring case.
+        #[oai(name = "name__icontains")]
+        name_icontains: Query<Text>,
+        /// Only the environment with exactly this name.
+        name: Query<Text>,
+        /// Only environments in this state (every environment is active: 1).
+        state: Query<Int>,
+        /// Only environments of this type: `development` or `deployment`.
+        #[oai(name = "type")]
+        dbt_cloud_type: Query<Text>,
+        /// Only environments of these deployment types, e.g. `["production"]`.
+        #[oai(name = "deployment_type__in")]
+        deployment_type_in: Query<Names>,
+        /// At most this many environments (default and most: 100).
+        limit: Query<Count>,
         /// Skip this many environments.
-        offset: Query<Option<String>>,
+        offset: Query<Count>,
     ) -> List<EnvironmentDto> {
-        let account_id = account(&caller, &account_id)?;
-        let page = page(&offset, &limit)?;
-        let project_id = integer("project_id", &project_id)?;
-        let environments = self.jade.environments(account_id, project_id, page).await?;
-        let filters = filters(account_id, page, &[("project_id", project_id.map(Value::from))]);
-        Ok(listing(environments, filters, None, EnvironmentDto::from))
+        let query = EnvironmentQuery {
+            project_id: project_id.0.0,
+            name_icontains: &name_icontains,
+            name: &name,
+            state: state.0.0,
+            dbt_cloud_type: &dbt_cloud_type,
+            deployment_type_in: &deployment_type_in,
+            limit: &limit,
+            offset: &offset,
+        };
+        catalog::list_environments(&self.jade, &caller, &account_id, query).await
     }
 
     /// One environment of the account.
@@ -218,8 +159,8 @@ impl V2Api {
     async fn get_environment(
         &self,
         caller: Caller,
-        account_id: Path<String>,
-        environment_id: Path<String>,
+        account_id: Path<PathId>,
+        environment_id: Path<PathId>,
     ) -> Answer<EnvironmentDto> {
         let account_id = account(&caller, &account_id)?;
         Ok(Document(Envelope::ok(self.jade.environment(account_id, id(&environment_id)?).await?.into())))
@@ -227,38 +168,48 @@ impl V2Api {
 
     /// The account's jobs: one per Airflow DAG of each environment.
     #[oai(path = "/accounts/:account_id/jobs", method = "get")]
+    #[allow(clippy::too_many_arguments)]
     async fn list_jobs(
         &self,
         caller: Caller,
-        account_id: Path<String>,
+        account_id: Path<PathId>,
         /// Only jobs of this project.
-        project_id: Query<Option<String>>,
+        project_id: Query<Int>,
+        /// Only jobs of these projects, e.g. `[1,2]`.
+        #[oai(name = "project_id__in")]
+        project_id_in: Query<Ints>,
         /// Only jobs of this environment.
-        environment_id: Query<Option<String>>,
-        /// `id`, `name`, `created_at`, `updated_at`; `-` first for descending.
-        order_by: Query<Option<String>>,
-        /// At most this many jobs (default: all).
-        limit: Query<Option<String>>,
+        environment_id: Query<Int>,
+        /// Only jobs whose name contains this, ignoring case.
+        #[oai(name = "name__icontains")]
+        name_icontains: Query<Text>,
+        /// Only active (1) or inactive (2; the first Jade's 0) jobs.
+        state: Query<Int>,
+        /// `-` first for descending (default `id`).
+        order_by: Query<OrderBy<JobSort>>,
+        /// At most this many jobs (default and most: 100).
+        limit: Query<Count>,
         /// Skip this many jobs.
-        offset: Query<Option<String>>,
+        offset: Query<Count>,
     ) -> List<JobDto> {
         let account_id = account(&caller, &account_id)?;
-        let page = page(&offset, &limit)?;
+        let page = page(&offset, &limit);
         let filter = JobFilter {
-            project_id: integer("project_id", &project_id)?,
-            environment_id: integer("environment_id", &environment_id)?,
+            project_ids: both(project_id.0.0, project_id_in.0.0.clone()),
+            environment_id: environment_id.0.0,
+            name_icontains: name_icontains.0.0.clone(),
+            state: state.0.0,
         };
-        let order = match order_by.as_deref().filter(|o| !o.is_empty()) {
-            Some(order) => JobOrder::parse(order)?,
-            None => JobOrder::default(),
-        };
-        let jobs = self.jade.jobs(account_id, filter, order, page).await?;
+        let order = order_by.or_default();
+        let jobs = self.jade.jobs(account_id, &filter, order, page).await?;
         let filters = filters(
-            account_id,
+            Some(account_id),
             page,
             &[
-                ("project_id", filter.project_id.map(Value::from)),
+                ("project_id__in", filter.project_ids.as_ref().map(|v| json!(v))),
                 ("environment_id", filter.environment_id.map(Value::from)),
+                ("name__icontains", filter.name_icontains.as_ref().map(|v| json!(v))),
+                ("state", filter.state.map(Value::from)),
             ],
         );
         let (compat, now) = (self.jade.settings().compat, self.jade.now());
@@ -267,7 +218,15 @@ impl V2Api {
 
     /// One job, with its most recent run and most recent successful run.
     #[oai(path = "/accounts/:account_id/jobs/:job_id", method = "get")]
-    async fn get_job(&self, caller: Caller, account_id: Path<String>, job_id: Path<String>) -> Answer<JobDto> {
+    async fn get_job(
+        &self,
+        caller: Caller,
+        account_id: Path<PathId>,
+        job_id: Path<PathId>,
+        /// Accepted, as dbt Cloud clients send it; the job is answered whole.
+        #[oai(name = "include_related")]
+        _include_related: Query<Related>,
+    ) -> Answer<JobDto> {
         let account_id = account(&caller, &account_id)?;
         let job = self.jade.job(account_id, id(&job_id)?).await?;
         Ok(Document(Envelope::ok(JobDto::new(&job, self.jade.settings().compat, self.jade.now()))))
@@ -276,61 +235,66 @@ impl V2Api {
     /// The account's runs, across its environments. Paging with `offset` yields every run
     /// exactly once, in order.
     #[oai(path = "/accounts/:account_id/runs", method = "get")]
+    #[allow(clippy::too_many_arguments)]
     async fn list_runs(
         &self,
         caller: Caller,
-        account_id: Path<String>,
+        account_id: Path<PathId>,
         /// Only runs of this job.
-        job_definition_id: Query<Option<String>>,
+        job_definition_id: Query<Int>,
         /// Only runs of these jobs, e.g. `[1,2]`.
         #[oai(name = "job_definition_id__in")]
-        job_definition_id_in: Query<Option<String>>,
+        job_definition_id_in: Query<Ints>,
         /// Only runs of this environment.
-        environment_id: Query<Option<String>>,
+        environment_id: Query<Int>,
         /// Only runs of this project.
-        project_id: Query<Option<String>>,
+        project_id: Query<Int>,
         /// Only runs of these projects, e.g. `[1,2]`.
         #[oai(name = "project_id__in")]
-        project_id_in: Query<Option<String>>,
+        project_id_in: Query<Ints>,
         /// Only runs with this status code.
-        status: Query<Option<String>>,
+        status: Query<Int>,
         /// Only runs with these status codes, e.g. `[1,2]`.
         #[oai(name = "status__in")]
-        status_in: Query<Option<String>>,
-        /// `id`, `created_at`, `finished_at`; `-` first for descending (default `id`).
-        order_by: Query<Option<String>>,
+        status_in: Query<Ints>,
+        /// Only runs created (queued) in this range, both ends included.
+        #[oai(name = "created_at__range")]
+        created_at_range: Query<Range>,
+        /// Only runs finished in this range, both ends included.
+        #[oai(name = "finished_at__range")]
+        finished_at_range: Query<Range>,
+        /// `-` first for descending (default `id`).
+        order_by: Query<OrderBy<RunSort>>,
         /// At most this many runs (default and most: 100).
-        limit: Query<Option<String>>,
+        limit: Query<Count>,
         /// Skip this many runs.
-        offset: Query<Option<String>>,
+        offset: Query<Count>,
         /// `job` embeds each run's job.
-        include_related: Query<Option<String>>,
+        include_related: Query<Related>,
     ) -> List<JobRunDto> {
         let account_id = account(&caller, &account_id)?;
-        let page = Page::runs(count("offset", &offset)?, count("limit", &limit)?);
+        let page = page(&offset, &limit);
         let filter = RunFilter {
-            job_definition_ids: both(
-                integer("job_definition_id", &job_definition_id)?,
-                integers("job_definition_id__in", &job_definition_id_in)?,
-            ),
-            environment_id: integer("environment_id", &environment_id)?,
-            project_ids: both(integer("project_id", &project_id)?, integers("project_id__in", &project_id_in)?),
-            statuses: both(integer("status", &status)?, integers("status__in", &status_in)?),
+            job_definition_ids: both(job_definition_id.0.0, job_definition_id_in.0.0.clone()),
+            environment_id: environment_id.0.0,
+            project_ids: both(project_id.0.0, project_id_in.0.0.clone()),
+            statuses: both(status.0.0, status_in.0.0.clone()),
+            created_at: created_at_range.0.0,
+            finished_at: finished_at_range.0.0,
         };
-        let order = match order_by.as_deref().filter(|o| !o.is_empty()) {
-            Some(order) => RunOrder::parse(order)?,
-            None => RunOrder::default(),
-        };
-        let include_job = includes_job(&include_related);
+        let order = order_by.or_default();
+        let include_job = include_related.job();
         let runs = self.jade.runs(account_id, &filter, order, page, include_job).await?;
         let filters = filters(
-            account_id,
+            Some(account_id),
             page,
             &[
                 ("job_definition_id__in", filter.job_definition_ids.as_ref().map(|v| json!(v))),
                 ("environment_id", filter.environment_id.map(Value::from)),
                 ("project_id__in", filter.project_ids.as_ref().map(|v| json!(v))),
                 ("status__in", filter.statuses.as_ref().map(|v| json!(v))),
+                ("created_at__range", range(&created_at_range)),
+                ("finished_at__range", range(&finished_at_range)),
                 ("include_related", include_job.then(|| json!(["job"]))),
             ],
         );
@@ -343,13 +307,13 @@ impl V2Api {
     async fn get_run(
         &self,
         caller: Caller,
-        account_id: Path<String>,
-        run_id: Path<String>,
+        account_id: Path<PathId>,
+        run_id: Path<PathId>,
         /// `job` embeds the run's job.
-        include_related: Query<Option<String>>,
+        include_related: Query<Related>,
     ) -> Answer<JobRunDto> {
         let account_id = account(&caller, &account_id)?;
-        let run = self.jade.run(account_id, id(&run_id)?, includes_job(&include_related)).await?;
+        let run = self.jade.run(account_id, id(&run_id)?, include_related.job()).await?;
         Ok(Document(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
     }
 
@@ -369,26 +333,5 @@ impl V2Api {
             ApiCompat::Jade => body::data_string(blob.body),
             ApiCompat::DbtCloud => body::raw(blob.body),
         })))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lists_parse_as_dbt_cloud_clients_send_them() {
-        assert_eq!(integers("x", &Some("[1, 2]".into())).unwrap(), Some(vec![1, 2]));
-        assert_eq!(integers("x", &Some("3,4".into())).unwrap(), Some(vec![3, 4]));
-        assert_eq!(integers("x", &Some("[]".into())).unwrap(), Some(vec![]));
-        assert_eq!(integers("x", &Some("".into())).unwrap(), None);
-        assert!(integers("x", &Some("[a]".into())).is_err());
-        assert_eq!(both(Some(1), Some(vec![1, 2])), Some(vec![1]));
-        assert_eq!(both(Some(3), Some(vec![1, 2])), Some(vec![]));
-        assert!(includes_job(&Some("[\"job\"]".into())));
-        assert!(includes_job(&Some("trigger,job".into())));
-        assert!(!includes_job(&Some("".into())));
-        assert!(count("limit", &Some("-1".into())).is_err());
-        assert_eq!(count("limit", &Some(" 7 ".into())).unwrap(), Some(7));
     }
 }

@@ -115,6 +115,8 @@ impl RunIndex for MemoryRegistry {
                     }
                     && query.job_ids.as_ref().is_none_or(|ids| ids.contains(job))
                     && query.statuses.as_ref().is_none_or(|s| s.contains(&run.status))
+                    && query.queued_at.is_none_or(|range| range.contains(run.queued_at))
+                    && query.end_date.is_none_or(|range| range.contains(run.end_date))
             })
             .map(|(id, (_, environment, _, run))| (*id, *environment, run))
             .collect();

@@ -24,15 +24,20 @@ fn status(code: i16) -> RunStatus {
 
 /// The conditions of a page, for each way of naming its environments. Both forms keep the
 /// statement texts fixed.
+/// `$5`..`$8` bound `queued_at` and `end_date` (inclusive), each NULL when absent.
 fn filter(environments: &Environments) -> &'static str {
     match environments {
         Environments::Only(_) => {
             "WHERE account_id = $1 AND environment_id = ANY($2) \
-             AND ($3::int8[] IS NULL OR job_id = ANY($3)) AND ($4::int2[] IS NULL OR status = ANY($4))"
+             AND ($3::int8[] IS NULL OR job_id = ANY($3)) AND ($4::int2[] IS NULL OR status = ANY($4)) \
+             AND ($5::timestamptz IS NULL OR queued_at >= $5) AND ($6::timestamptz IS NULL OR queued_at <= $6) \
+             AND ($7::timestamptz IS NULL OR end_date >= $7) AND ($8::timestamptz IS NULL OR end_date <= $8)"
         }
         Environments::AllBut(_) => {
             "WHERE account_id = $1 AND environment_id <> ALL($2) \
-             AND ($3::int8[] IS NULL OR job_id = ANY($3)) AND ($4::int2[] IS NULL OR status = ANY($4))"
+             AND ($3::int8[] IS NULL OR job_id = ANY($3)) AND ($4::int2[] IS NULL OR status = ANY($4)) \
+             AND ($5::timestamptz IS NULL OR queued_at >= $5) AND ($6::timestamptz IS NULL OR queued_at <= $6) \
+             AND ($7::timestamptz IS NULL OR end_date >= $7) AND ($8::timestamptz IS NULL OR end_date <= $8)"
         }
     }
 }
@@ -196,11 +201,14 @@ impl RunIndex for JadeDatabase {
         let (Environments::Only(environments) | Environments::AllBut(environments)) = &query.environments;
         let environments = environments.iter().map(|e| int4(*e)).collect::<Result<Vec<_>, _>>()?;
         let page_sql = format!(
-            "SELECT job_run_id, environment_id, dag_run_id FROM run_index {} {} LIMIT $5 OFFSET $6",
+            "SELECT job_run_id, environment_id, dag_run_id FROM run_index {} {} LIMIT $9 OFFSET $10",
             filter(&query.environments),
             order_by(query.order.field, query.order.descending)
         );
-        let filtered = query.job_ids.is_some() || statuses.is_some();
+        let filtered =
+            query.job_ids.is_some() || statuses.is_some() || query.queued_at.is_some() || query.end_date.is_some();
+        let (queued_from, queued_to) = (query.queued_at.map(|r| r.from), query.queued_at.map(|r| r.to));
+        let (ended_from, ended_to) = (query.end_date.map(|r| r.from), query.end_date.map(|r| r.to));
         let count_sql = if filtered {
             format!("SELECT count(*) FROM run_index {}", filter(&query.environments))
         } else {
@@ -209,9 +217,19 @@ impl RunIndex for JadeDatabase {
         let client = self.client().await?;
         let (page, count) =
             futures::try_join!(client.prepare_cached(&page_sql), client.prepare_cached(&count_sql)).map_err(db)?;
-        let page_params: [&(dyn ToSql + Sync); 6] =
-            [&account_id, &environments, &query.job_ids, &statuses, &limit, &offset];
-        let count_params = if filtered { &page_params[..4] } else { &page_params[..2] };
+        let page_params: [&(dyn ToSql + Sync); 10] = [
+            &account_id,
+            &environments,
+            &query.job_ids,
+            &statuses,
+            &queued_from,
+            &queued_to,
+            &ended_from,
+            &ended_to,
+            &limit,
+            &offset,
+        ];
+        let count_params = if filtered { &page_params[..8] } else { &page_params[..2] };
         let (rows, count) =
             futures::try_join!(client.query(&page, &page_params), client.query_one(&count, count_params))
                 .map_err(db)?;
