@@ -2,8 +2,9 @@
 # Runs every test of Jade: unit tests, and black-box tests over real HTTP against real
 # PostgreSQL, an S3 server (moto_server) and Azure's Blob emulator (Azurite).
 #
-# Sets up what the tests need: installs moto_server, Azurite and an OpenAPI validator
-# under .tools/ (first run only), checks that PostgreSQL answers on 127.0.0.1:5432 (and
+# Sets up what the tests need: installs moto_server, Azurite, an OpenAPI validator and the
+# pinned dbt Cloud clients with schemathesis (scripts/install-client-tools.sh) under .tools/
+# (first run only), checks that PostgreSQL answers on 127.0.0.1:5432 (and
 # starts the local cluster if it is installed but down), and drops databases that earlier,
 # interrupted runs left behind. Any missing service fails the run with a line naming it.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test api_v2`).
@@ -44,6 +45,9 @@ if ! .tools/venv/bin/python -c "import openapi_spec_validator" 2>/dev/null; then
     .tools/venv/bin/python -m pip install --quiet --disable-pip-version-check \
         "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION" || fail "cannot install openapi-spec-validator from PyPI"
 fi
+
+# --- dbt Cloud clients and schemathesis (tests/clients.rs) -----------------------------------
+scripts/install-client-tools.sh || fail "cannot install the pinned dbt Cloud clients into .tools/venv (scripts/install-client-tools.sh)"
 
 # --- Tests ----------------------------------------------------------------------------------
 rm -f target/tmp/openapi.json
