@@ -2,24 +2,20 @@
 
 use std::collections::BTreeMap;
 
-use poem::Body;
+use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Binary;
-use poem_openapi::{ApiResponse, OpenApi};
 use serde_json::{Value, json};
 
 use super::ApiTags;
-use super::body;
 use super::document::Document;
 use super::dto::{
-    AccountDto, Data, Envelope, EnvironmentDto, Extra, JobDto, JobRunDto, ListEnvelope, Pagination, ProjectDto, Status,
+    AccountDto, Envelope, EnvironmentDto, Extra, JobDto, JobRunDto, ListEnvelope, Pagination, ProjectDto, Status,
 };
 use super::error::ApiError;
 use super::extract::Caller;
 use crate::app::{Jade, JobFilter, RunFilter};
 use crate::domain::Error;
 use crate::domain::access::RequestScope;
-use crate::domain::job_run::ApiCompat;
 use crate::domain::paging::{JobOrder, Listing, Page, RunOrder};
 
 pub struct V2Api {
@@ -28,14 +24,6 @@ pub struct V2Api {
 
 type Answer<T> = Result<Document<Envelope<T>>, ApiError>;
 type List<T> = Result<Document<ListEnvelope<T>>, ApiError>;
-
-#[derive(ApiResponse)]
-pub enum ArtifactResponse {
-    /// `{"data": "<the manifest as a string>"}`; with `API_COMPAT=dbt-cloud`, the manifest
-    /// itself.
-    #[oai(status = 200, actual_type = "Document<Data<String>>")]
-    Ok(Binary<Body>),
-}
 
 /// Query values as sent: empty ones count as absent, and parse errors answer 400 with the
 /// parameter named (never poem's own message).
@@ -351,24 +339,6 @@ impl V2Api {
         let account_id = account(&caller, &account_id)?;
         let run = self.jade.run(account_id, id(&run_id)?, includes_job(&include_related)).await?;
         Ok(Document(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
-    }
-
-    /// A run's artifact: `manifest.json`, the manifest uploaded for the run.
-    #[oai(path = "/accounts/:account_id/runs/:run_id/artifacts/:artifact", method = "get")]
-    async fn get_artifact(
-        &self,
-        caller: Caller,
-        account_id: Path<String>,
-        run_id: Path<String>,
-        /// `manifest.json`
-        artifact: Path<String>,
-    ) -> Result<ArtifactResponse, ApiError> {
-        let account_id = account(&caller, &account_id)?;
-        let blob = self.jade.artifact(account_id, id(&run_id)?, &artifact).await?;
-        Ok(ArtifactResponse::Ok(Binary(match self.jade.settings().compat {
-            ApiCompat::Jade => body::data_string(blob.body),
-            ApiCompat::DbtCloud => body::raw(blob.body),
-        })))
     }
 }
 
