@@ -166,6 +166,39 @@ async fn behaviour_suite(storage: &dyn BlobStorage) {
         delete(storage, key).await;
         assert_not_found(storage, key).await;
     }
+
+    listing(storage).await;
+}
+
+/// `list(prefix)`: every key below the prefix, relative to it, sorted; nested keys included,
+/// a sibling whose name merely starts like the prefix left out; an empty prefix is empty.
+async fn listing(storage: &dyn BlobStorage) {
+    let name = storage.backend();
+    let run = "accounts/1/environments/dev/dags/d/dag_runs/r-1/";
+    let keys = ["run_results.json", "manifest.json", "compiled/a/b.sql", "compiled/a/c d.sql", "catalog.json"];
+    for key in keys {
+        put(storage, &format!("{run}{key}"), BlobSource::Bytes(Bytes::from(key.as_bytes().to_vec()))).await;
+    }
+    let sibling = "accounts/1/environments/dev/dags/d/dag_runs/r-10/other.json";
+    put(storage, sibling, BlobSource::Bytes(Bytes::from_static(b"x"))).await;
+    let listed = storage.list(run).await.unwrap_or_else(|e| panic!("{name}: list: {e}"));
+    let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "{name}: list {run}");
+    // A re-put lists once.
+    put(storage, &format!("{run}catalog.json"), BlobSource::Bytes(Bytes::from_static(b"again"))).await;
+    assert_eq!(storage.list(run).await.unwrap(), expected, "{name}: list after a re-put");
+    let empty = storage.list("accounts/1/environments/dev/dags/d/dag_runs/none/").await;
+    assert_eq!(empty.unwrap_or_else(|e| panic!("{name}: list of nothing: {e}")), Vec::<String>::new());
+    // A key with a leading `/` lists under a prefix with one.
+    put(storage, "/environments/dev/files/t/a.json", BlobSource::Bytes(Bytes::from_static(b"a"))).await;
+    assert_eq!(storage.list("/environments/dev/files/t/").await.unwrap(), ["a.json"], "{name}: leading /");
+    delete(storage, "/environments/dev/files/t/a.json").await;
+    for key in keys {
+        delete(storage, &format!("{run}{key}")).await;
+    }
+    delete(storage, sibling).await;
+    assert_eq!(storage.list(run).await.unwrap(), Vec::<String>::new(), "{name}: list after deleting");
 }
 
 /// What the remote adapters must do beyond the suite: refuse an empty key, keep secrets out
@@ -197,6 +230,7 @@ async fn server_stopped(storage: &dyn BlobStorage, server: &mut Server, secret: 
         ("put file", Box::pin(storage.put(key, file))),
         ("get", Box::pin(async { storage.get(key).await.map(|_| ()) })),
         ("delete", Box::pin(storage.delete(key))),
+        ("list", Box::pin(async { storage.list("/environments/dev/files/t/").await.map(|_| ()) })),
     ];
     for (op, call) in calls {
         let started = Instant::now();

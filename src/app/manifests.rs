@@ -128,14 +128,6 @@ impl Jade {
         self.manifest(&ManifestQuery::Project { project_id: project.id }, trimmed).await
     }
 
-    /// A run's artifact; `manifest.json` is the only one Jade keeps.
-    pub async fn artifact(&self, account_id: i64, job_run_id: i64, artifact: &str) -> Result<Blob, Error> {
-        if artifact != "manifest.json" {
-            return Err(Error::not_found());
-        }
-        self.manifest(&ManifestQuery::JobRun { account_id, job_run_id }, false).await
-    }
-
     async fn full_body(&self, manifest: &Manifest) -> Result<Blob, Error> {
         match self.ports.storage.get(&manifest.key()).await {
             Ok(blob) => Ok(blob),

@@ -1,5 +1,6 @@
 //! The use cases: one service over the ports, and the typed configuration.
 
+mod artifacts;
 mod catalog;
 pub mod config;
 mod files;
@@ -26,6 +27,7 @@ use crate::ports::registry::IdRegistry;
 use crate::ports::run_index::RunIndex;
 use crate::ports::storage::BlobStorage;
 
+pub use artifacts::ArtifactUpload;
 pub use files::{FileBody, FileUpload};
 pub use jobs::JobFilter;
 pub use manifests::ManifestUpload;

@@ -69,11 +69,16 @@ pub fn keys(account_id: i64, environment_slug: &str, id: i64, run: Option<&Manif
 
 fn directory(account_id: i64, environment: &str, id: i64, run: Option<(&str, &str)>) -> String {
     match run {
-        Some((dag_id, run_id)) => {
-            format!("accounts/{account_id}/environments/{environment}/dags/{dag_id}/dag_runs/{}", safe_run_id(run_id))
-        }
+        Some((dag_id, run_id)) => run_directory(account_id, environment, dag_id, run_id),
         None => format!("accounts/{account_id}/environments/{environment}/manifests/{id}"),
     }
+}
+
+/// Where a DAG run's manifest and other artifacts are stored (no trailing `/`):
+/// `accounts/{a}/environments/{env}/dags/{dag}/dag_runs/{run}`, each `_ : . +` of the run id
+/// replaced by `-`.
+pub fn run_directory(account_id: i64, environment: &str, dag_id: &str, run_id: &str) -> String {
+    format!("accounts/{account_id}/environments/{environment}/dags/{dag_id}/dag_runs/{}", safe_run_id(run_id))
 }
 
 fn safe_run_id(run_id: &str) -> String {

@@ -2,6 +2,7 @@
 //! adapter crate.
 
 pub mod access;
+pub mod artifact;
 pub mod catalog;
 pub mod error;
 pub mod file;

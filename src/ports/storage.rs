@@ -76,6 +76,12 @@ pub trait BlobStorage: Send + Sync + 'static {
     /// (the object may then still exist).
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
 
+    /// The keys stored under `prefix` (a key prefix ending in `/`, mapped to the backend as
+    /// keys are), each relative to it, sorted: after `put("a/b/c.json")`,
+    /// `list("a/")` answers `["b/c.json"]`. Empty when nothing is stored there; `Backend`
+    /// when the backend fails. Objects still being written are not listed.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
     /// Short name for logs and health output: `minio`, `s3`, `blob`, `fs`, `memory`.
     fn backend(&self) -> &'static str;
 }

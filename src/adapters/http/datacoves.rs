@@ -299,7 +299,7 @@ impl DatacovesApi {
         upload: Upload,
     ) -> Result<FilesCreated, ApiError> {
         environment(&caller, Some(&environment_slug))?;
-        let Upload { mut fields, file, indexed } = upload;
+        let Upload { mut fields, file, indexed, .. } = upload;
         let single = file.is_some() || indexed.is_empty();
         let uploads = if single {
             vec![FileUpload { tag: fields.remove("tag"), file }]

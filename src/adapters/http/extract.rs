@@ -82,6 +82,9 @@ pub struct Upload {
     pub file: Option<Spooled>,
     /// `files[N][..]` parts by N.
     pub indexed: BTreeMap<usize, Indexed>,
+    /// Every other file part, with its field name, in the order they came: parts of other
+    /// names, and `file` parts followed by another `file` part (run artifacts take them all).
+    pub extra_files: Vec<(String, Spooled)>,
 }
 
 #[derive(Debug, Default)]
@@ -116,14 +119,16 @@ impl<'a> ApiExtractor<'a> for Upload {
         registry.create_schema::<Self, _>(UPLOAD_SCHEMA.to_owned(), |_| MetaSchema {
             description: Some(
                 "A single `file` (with `tag`, and for manifests `environment_slug`, `dag_id`, `run_id`), \
-                 or any number of `files[N][file]` / `files[N][tag]` pairs (N = 0, 1, …; parts in any order).",
+                 or any number of `files[N][file]` / `files[N][tag]` pairs (N = 0, 1, …; parts in any order). \
+                 Run artifacts: `environment_slug`, `dag_id`, `run_id` and one `file` part per artifact, \
+                 its filename the artifact's path under dbt's `target/`.",
             ),
             properties: vec![
                 ("file", property("string", Some("binary"), "The file.")),
                 ("tag", property("string", None, "The file's tag.")),
-                ("environment_slug", property("string", None, "Manifests: the environment.")),
-                ("dag_id", property("string", None, "Manifests: the DAG of the run (with run_id).")),
-                ("run_id", property("string", None, "Manifests: the DAG run's run_id (with dag_id).")),
+                ("environment_slug", property("string", None, "Manifests and artifacts: the environment.")),
+                ("dag_id", property("string", None, "Manifests and artifacts: the DAG of the run (with run_id).")),
+                ("run_id", property("string", None, "Manifests and artifacts: the DAG run's run_id (with dag_id).")),
                 ("slug", property("string", None, "Updates: the file's slug (instead of the query).")),
                 ("files[0][file]", property("string", Some("binary"), "File N of a multi-upload.")),
                 ("files[0][tag]", property("string", None, "Tag of file N.")),
@@ -191,9 +196,12 @@ impl<'a> ApiExtractor<'a> for Upload {
                 let spooled = Spooled { path, len, filename: Some(filename) };
                 match indexed_name(&name) {
                     Some((index, _)) => upload.indexed.entry(index).or_default().file = Some(spooled),
-                    None if name == "file" => upload.file = Some(spooled),
-                    // Other file parts are not part of any route; they are dropped (and deleted).
-                    None => {}
+                    None if name == "file" => {
+                        if let Some(previous) = upload.file.replace(spooled) {
+                            upload.extra_files.push((name, previous));
+                        }
+                    }
+                    None => upload.extra_files.push((name, spooled)),
                 }
             } else {
                 let mut text = Vec::new();

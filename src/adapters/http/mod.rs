@@ -1,6 +1,7 @@
 //! The HTTP adapter: poem + poem-openapi. Routes, DTOs, the auth guard, the error envelope,
 //! the OpenAPI document and Swagger UI.
 
+mod artifacts;
 mod body;
 mod catalog;
 mod datacoves;
@@ -39,9 +40,16 @@ const LEGACY_PREFIX: &str = "/api/internal";
 /// Largest JSON or form body accepted (`DELETE` selectors); uploads have their own limit.
 const SMALL_BODY_LIMIT: u64 = 1 << 20;
 
-fn service(jade: &Jade) -> OpenApiService<(v2::V2Api, datacoves::DatacovesApi, datacoves::HealthApi), ()> {
+type Apis = (v2::V2Api, artifacts::ArtifactsApi, datacoves::DatacovesApi, datacoves::HealthApi);
+
+fn service(jade: &Jade) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (v2::V2Api { jade: jade.clone() }, datacoves::DatacovesApi { jade: jade.clone() }, datacoves::HealthApi),
+        (
+            v2::V2Api { jade: jade.clone() },
+            artifacts::ArtifactsApi { jade: jade.clone() },
+            datacoves::DatacovesApi { jade: jade.clone() },
+            datacoves::HealthApi,
+        ),
         "Jade",
         env!("CARGO_PKG_VERSION"),
     )
@@ -121,6 +129,7 @@ pub fn openapi_json(jade: &Jade) -> String {
             .collect();
         paths.extend(aliases);
     }
+    artifacts::document_compat(&mut spec, jade.settings().compat);
     serde_json::to_string_pretty(&spec).expect("a JSON value serializes")
 }
 
@@ -156,6 +165,7 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
         .at("/api/v2/swaggerui", make_sync(move |_| Html(ui.clone())))
         .data(jade)
         .with(error::BodyLimit(SMALL_BODY_LIMIT.min(max_upload)))
+        .before(artifacts::nested_paths)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .before(legacy_paths)
         .with(error::ErrorEnvelope(compat))

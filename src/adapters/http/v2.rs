@@ -1,33 +1,20 @@
 //! The dbt Cloud Administrative API v2 clone (contract §3), read only.
 
-use poem::Body;
+use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Binary;
-use poem_openapi::{ApiResponse, OpenApi};
 use serde_json::{Value, json};
 
 use super::ApiTags;
-use super::body;
 use super::catalog::{self, Answer, EnvironmentQuery, List, ProjectQuery, account, id, listing};
 use super::document::Document;
-use super::dto::{AccountDto, Data, Envelope, EnvironmentDto, JobDto, JobRunDto, ProjectDto};
-use super::error::ApiError;
+use super::dto::{AccountDto, Envelope, EnvironmentDto, JobDto, JobRunDto, ProjectDto};
 use super::extract::Caller;
 use super::params::{Count, Int, Ints, Names, OrderBy, PathId, Range, Related, Text, both, filters, page};
 use crate::app::{Jade, JobFilter, RunFilter};
-use crate::domain::job_run::ApiCompat;
 use crate::domain::paging::{JobSort, RunSort};
 
 pub struct V2Api {
     pub jade: Jade,
-}
-
-#[derive(ApiResponse)]
-pub enum ArtifactResponse {
-    /// `{"data": "<the manifest as a string>"}`; with `API_COMPAT=dbt-cloud`, the manifest
-    /// itself.
-    #[oai(status = 200, actual_type = "Document<Data<String>>")]
-    Ok(Binary<Body>),
 }
 
 fn range(range: &Range) -> Option<Value> {
@@ -315,23 +302,5 @@ impl V2Api {
         let account_id = account(&caller, &account_id)?;
         let run = self.jade.run(account_id, id(&run_id)?, include_related.job()).await?;
         Ok(Document(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
-    }
-
-    /// A run's artifact: `manifest.json`, the manifest uploaded for the run.
-    #[oai(path = "/accounts/:account_id/runs/:run_id/artifacts/:artifact", method = "get")]
-    async fn get_artifact(
-        &self,
-        caller: Caller,
-        account_id: Path<String>,
-        run_id: Path<String>,
-        /// `manifest.json`
-        artifact: Path<String>,
-    ) -> Result<ArtifactResponse, ApiError> {
-        let account_id = account(&caller, &account_id)?;
-        let blob = self.jade.artifact(account_id, id(&run_id)?, &artifact).await?;
-        Ok(ArtifactResponse::Ok(Binary(match self.jade.settings().compat {
-            ApiCompat::Jade => body::data_string(blob.body),
-            ApiCompat::DbtCloud => body::raw(blob.body),
-        })))
     }
 }

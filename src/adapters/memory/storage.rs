@@ -69,6 +69,15 @@ impl BlobStorage for MemoryStorage {
         Ok(())
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.check()?;
+        let objects = self.objects.lock().unwrap();
+        let mut keys: Vec<String> =
+            objects.keys().filter_map(|key| key.strip_prefix(prefix)).map(str::to_owned).collect();
+        keys.sort();
+        Ok(keys)
+    }
+
     fn backend(&self) -> &'static str {
         "memory"
     }

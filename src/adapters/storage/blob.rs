@@ -291,6 +291,22 @@ impl BlobStorage for AzureBlobStorage {
         }
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        // Blob names carry no leading `/` (see the module docs).
+        let prefix = prefix.strip_prefix('/').unwrap_or(prefix);
+        if prefix.is_empty() {
+            return Err(StorageError::InvalidKey("empty prefix".into()));
+        }
+        let mut pages = self.container.list_blobs().prefix(prefix.to_owned()).into_stream();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| backend("list", &e))?;
+            keys.extend(page.blobs.blobs().filter_map(|blob| blob.name.strip_prefix(prefix)).map(str::to_owned));
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     fn backend(&self) -> &'static str {
         "blob"
     }

@@ -44,6 +44,35 @@ impl FsStorage {
     }
 }
 
+/// Name prefix of the temporary files a put writes before renaming them into place; `list`
+/// leaves them out.
+const PARTIAL: &str = ".jade-partial-";
+
+/// Every file below `directory`, as `/`-joined paths relative to `base`. Names that are not
+/// UTF-8 cannot be keys and are skipped, as are partial writes.
+fn walk(directory: &Path, base: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if name.starts_with(PARTIAL) {
+            continue;
+        }
+        let relative = if base.is_empty() { name } else { format!("{base}/{name}") };
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk(&entry.path(), &relative, out)?;
+        } else if kind.is_file() {
+            out.push(relative);
+        }
+    }
+    Ok(())
+}
+
 fn backend(error: std::io::Error) -> StorageError {
     StorageError::Backend(error.to_string())
 }
@@ -55,7 +84,7 @@ impl BlobStorage for FsStorage {
         let directory = target.parent().expect("a key path has a parent").to_path_buf();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::create_dir_all(&directory)?;
-            let mut temp = tempfile::NamedTempFile::new_in(&directory)?;
+            let mut temp = tempfile::Builder::new().prefix(PARTIAL).tempfile_in(&directory)?;
             match source {
                 BlobSource::Bytes(bytes) => std::io::Write::write_all(&mut temp, &bytes)?,
                 BlobSource::File { path, .. } => {
@@ -91,6 +120,20 @@ impl BlobStorage for FsStorage {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(backend(e)),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let directory =
+            self.path(prefix.strip_suffix('/').ok_or_else(|| StorageError::InvalidKey(prefix.to_owned()))?)?;
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            walk(&directory, "", &mut keys)?;
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+        .map_err(|e| StorageError::Backend(e.to_string()))?
+        .map_err(backend)
     }
 
     fn backend(&self) -> &'static str {

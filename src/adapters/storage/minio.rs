@@ -15,7 +15,7 @@ use minio::s3::creds::StaticProvider;
 use minio::s3::error::{Error as MinioError, S3ServerError};
 use minio::s3::http::BaseUrl;
 use minio::s3::minio_error_response::MinioErrorCode;
-use minio::s3::types::{BucketName, ObjectKey, S3Api};
+use minio::s3::types::{BucketName, ObjectKey, S3Api, ToStream};
 use minio::s3::{MinioClient, MinioClientBuilder};
 use tokio_util::io::ReaderStream;
 
@@ -31,6 +31,8 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Bound on requests without a large body (GET until the headers, DELETE, bucket calls).
 /// The `minio` crate offers no connect or read timeout, so every call is wrapped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a whole listing, all its pages together.
+const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 /// A GET body that delivers nothing for this long fails instead of hanging.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// An upload may take this long plus one second per MiB (i.e. it fails below ~1 MiB/s).
@@ -193,6 +195,36 @@ impl BlobStorage for MinioStorage {
             Err(Failure::Minio(e)) if matches!(s3_code(&e), Some(MinioErrorCode::NoSuchKey)) => Ok(()),
             Err(e) => Err(e.into_storage("delete")),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        // Objects were stored without a leading `/` (see the module docs).
+        let prefix = prefix.strip_prefix('/').unwrap_or(prefix);
+        let listed = async {
+            let mut pages = self
+                .client
+                .list_objects(&self.bucket)
+                .map_err(MinioError::from)?
+                .prefix(Some(prefix.to_owned()))
+                .recursive(true)
+                .build()
+                .to_stream()
+                .await;
+            let mut keys = Vec::new();
+            while let Some(page) = pages.next().await {
+                keys.extend(
+                    page?
+                        .contents
+                        .into_iter()
+                        .filter(|entry| !entry.is_prefix)
+                        .filter_map(|entry| entry.name.strip_prefix(prefix).map(str::to_owned)),
+                );
+            }
+            Ok(keys)
+        };
+        let mut keys = timed(LIST_TIMEOUT, "list", listed).await.map_err(|e| e.into_storage("list"))?;
+        keys.sort();
+        Ok(keys)
     }
 
     fn backend(&self) -> &'static str {

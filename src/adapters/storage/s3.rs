@@ -235,6 +235,24 @@ impl BlobStorage for S3Storage {
         }
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        check_key(prefix)?;
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| backend("list", &e))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key()?.strip_prefix(prefix))
+                    .filter(|key| !key.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     fn backend(&self) -> &'static str {
         "s3"
     }

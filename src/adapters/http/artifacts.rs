@@ -1,0 +1,274 @@
+//! Run artifacts (contract §3, "Artifacts" and "dbt Cloud clients"): listed and served on
+//! the dbt Cloud routes `…/runs/:job_run_id/artifacts[/*path]`, uploaded on the Datacoves
+//! route `POST /datacoves/artifacts` (also under the legacy prefix `/api/internal`).
+
+use poem::http::StatusCode;
+use poem::{Body, IntoResponse, Request, Response};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Binary, Payload, PlainText};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::{ApiResponse, OpenApi};
+use serde_json::Value;
+
+use super::ApiTags;
+use super::body;
+use super::document::Document;
+use super::dto::{Data, Envelope};
+use super::error::{ApiError, ErrorDoc};
+use super::extract::{Caller, Upload};
+use crate::app::{ArtifactUpload, Jade};
+use crate::domain::Error;
+use crate::domain::access::RequestScope;
+use crate::domain::job_run::ApiCompat;
+
+pub struct ArtifactsApi {
+    pub jade: Jade,
+}
+
+const JSON: &str = "application/json; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// The path of the artifact route in the OpenAPI document.
+const ARTIFACT_ROUTE: &str = "/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{path}";
+
+/// How an artifact is sent as itself (`API_COMPAT=dbt-cloud`), by its extension.
+fn content_type(path: &str) -> &'static str {
+    let extension = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "json" => JSON,
+        "sql" | "txt" | "log" | "md" | "csv" | "yml" | "yaml" | "py" => TEXT,
+        "html" | "htm" => HTML,
+        _ => OCTET_STREAM,
+    }
+}
+
+/// One artifact: `{"data": "<the file as a string>"}` (`API_COMPAT=jade`), or the file
+/// itself with a content type by its extension (`API_COMPAT=dbt-cloud`).
+pub struct ArtifactBody {
+    body: Body,
+    content_type: &'static str,
+}
+
+impl IntoResponse for ArtifactBody {
+    fn into_response(self) -> Response {
+        Response::builder().content_type(self.content_type).body(self.body)
+    }
+}
+
+impl ApiResponse for ArtifactBody {
+    fn meta() -> MetaResponses {
+        let media = |content_type, schema| MetaMediaType { content_type, schema };
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "With `API_COMPAT=jade`: `{\"data\": \"<the file as a string>\"}`. With \
+                              `API_COMPAT=dbt-cloud`: the file itself, JSON artifacts as `application/json`, \
+                              others as text or bytes by their extension.",
+                status: Some(200),
+                status_range: None,
+                content: vec![
+                    media(JSON, <Document<Data<String>> as Payload>::schema_ref()),
+                    media(TEXT, <PlainText<String> as Payload>::schema_ref()),
+                    media(HTML, <PlainText<String> as Payload>::schema_ref()),
+                    media(OCTET_STREAM, <Binary<Body> as Payload>::schema_ref()),
+                ],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <Document<Data<String>> as Payload>::register(registry);
+    }
+}
+
+/// In `API_COMPAT=dbt-cloud` a JSON artifact is sent as itself: the document then declares
+/// any JSON value for the artifact route instead of `{"data": "<string>"}`.
+pub fn document_compat(spec: &mut Value, compat: ApiCompat) {
+    if compat != ApiCompat::DbtCloud {
+        return;
+    }
+    if let Some(schema) = spec
+        .pointer_mut(&format!("/paths/{}/get/responses/200/content", ARTIFACT_ROUTE.replace('/', "~1")))
+        .and_then(|content| content.get_mut(JSON))
+        .and_then(|media| media.get_mut("schema"))
+    {
+        *schema = serde_json::json!({ "description": "The JSON artifact itself." });
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum ArtifactsCreated {
+    /// Stored: the paths of this upload, sorted.
+    #[oai(status = 201)]
+    Created(Document<Data<Vec<String>>>),
+}
+
+/// The upload's answers, with the 415 its multipart extractor gives to other bodies.
+pub struct UploadAnswer(ArtifactsCreated);
+
+impl IntoResponse for UploadAnswer {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl ApiResponse for UploadAnswer {
+    fn meta() -> MetaResponses {
+        let mut meta = ArtifactsCreated::meta();
+        meta.responses.push(MetaResponse {
+            description: "Unsupported Media Type: the body is not multipart/form-data",
+            status: Some(415),
+            status_range: None,
+            content: vec![MetaMediaType { content_type: JSON, schema: <Document<ErrorDoc> as Payload>::schema_ref() }],
+            headers: vec![],
+        });
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        ArtifactsCreated::register(registry);
+        <Document<ErrorDoc> as Payload>::register(registry);
+    }
+}
+
+/// The account id in the path, once the caller may read it.
+fn account(caller: &Caller, account_id: &str) -> Result<i64, ApiError> {
+    caller.authorize(RequestScope { account_id: Some(account_id), ..Default::default() })?;
+    account_id.parse().map_err(|_| ApiError::from(Error::not_found()))
+}
+
+/// A path id that is not an integer names nothing.
+fn id(value: &str) -> Result<i64, ApiError> {
+    value.parse().map_err(|_| ApiError::from(Error::not_found()))
+}
+
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+#[OpenApi]
+impl ArtifactsApi {
+    /// The paths of the artifacts stored for a run (`manifest.json`, `run_results.json`,
+    /// `compiled/…`), sorted; empty when none. Also answers with a trailing slash.
+    #[oai(path = "/accounts/:account_id/runs/:run_id/artifacts", method = "get", tag = "ApiTags::DbtApi")]
+    async fn list_artifacts(
+        &self,
+        caller: Caller,
+        account_id: Path<String>,
+        run_id: Path<String>,
+        /// Accepted and ignored (dbt Cloud's run step).
+        #[oai(name = "step")]
+        _step: Query<Option<String>>,
+    ) -> Result<Document<Envelope<Vec<String>>>, ApiError> {
+        let account_id = account(&caller, &account_id)?;
+        let paths = self.jade.artifacts(account_id, id(&run_id)?).await?;
+        Ok(Document(Envelope::ok(paths)))
+    }
+
+    /// A run's artifact by its path under dbt's `target/` (nested paths such as
+    /// `compiled/a/b.sql` included, sent as they are or with `/` as `%2F`). `manifest.json`
+    /// is the manifest uploaded for the run.
+    #[oai(path = "/accounts/:account_id/runs/:run_id/artifacts/:path", method = "get", tag = "ApiTags::DbtApi")]
+    async fn get_artifact(
+        &self,
+        caller: Caller,
+        account_id: Path<String>,
+        run_id: Path<String>,
+        /// The artifact's path, e.g. `manifest.json` or `compiled/a/b.sql`.
+        path: Path<String>,
+        /// Accepted and ignored (dbt Cloud's run step).
+        #[oai(name = "step")]
+        _step: Query<Option<String>>,
+    ) -> Result<ArtifactBody, ApiError> {
+        let account_id = account(&caller, &account_id)?;
+        let blob = self.jade.artifact(account_id, id(&run_id)?, &path).await?;
+        Ok(match self.jade.settings().compat {
+            ApiCompat::Jade => ArtifactBody { body: body::data_string(blob.body), content_type: JSON },
+            ApiCompat::DbtCloud => ArtifactBody { body: body::raw(blob.body), content_type: content_type(&path) },
+        })
+    }
+
+    /// Upload a run's artifacts (multipart: `environment_slug`, `dag_id`, `run_id`, each also
+    /// accepted in the query string, a form field winning; and one file part per artifact,
+    /// its filename the artifact's path under dbt's `target/`). The DAG run must exist in the
+    /// environment's Airflow database. `manifest.json` is stored as the run's manifest, as
+    /// `POST /manifests` stores it. A path uploaded again is replaced. All or nothing.
+    #[oai(path = "/datacoves/artifacts", method = "post", tag = "ApiTags::Datacoves")]
+    async fn upload_artifacts(
+        &self,
+        caller: Caller,
+        /// The environment (also accepted as a form field, which wins).
+        environment_slug: Query<Option<String>>,
+        /// The DAG of the run (also accepted as a form field, which wins).
+        dag_id: Query<Option<String>>,
+        /// The DAG run's `run_id` (also accepted as a form field, which wins).
+        run_id: Query<Option<String>>,
+        upload: Upload,
+    ) -> Result<UploadAnswer, ApiError> {
+        let Upload { mut fields, file, indexed, mut extra_files } = upload;
+        let mut field = |name: &str, query: Option<String>| given(fields.remove(name)).or_else(|| given(query));
+        let slug = field("environment_slug", environment_slug.0);
+        let (dag_id, run_id) = (field("dag_id", dag_id.0), field("run_id", run_id.0));
+        caller.authorize(RequestScope { environment_slug: slug.as_deref(), ..Default::default() })?;
+        extra_files.extend(file.map(|file| ("file".to_owned(), file)));
+        for (index, entry) in indexed {
+            extra_files.extend(entry.file.map(|file| (format!("files[{index}][file]"), file)));
+        }
+        let upload = ArtifactUpload { environment_slug: slug.unwrap_or_default(), dag_id, run_id, files: extra_files };
+        let paths = self.jade.upload_artifacts(upload).await?;
+        Ok(UploadAnswer(ArtifactsCreated::Created(Document(Data { data: paths }))))
+    }
+}
+
+/// `…/runs/:id/artifacts/a/b.sql` reaches the artifact route with its path as one segment
+/// (`a%2Fb.sql`, decoded again by the router). Runs after the path was normalized.
+pub async fn nested_paths(mut request: Request) -> poem::Result<Request> {
+    let path = request.uri().path();
+    let Some(rest) = path.strip_prefix("/api/v2/accounts/") else { return Ok(request) };
+    let parts: Vec<&str> = rest.splitn(5, '/').collect();
+    let [account_id, "runs", run_id, "artifacts", artifact] = parts.as_slice() else { return Ok(request) };
+    if !artifact.contains('/') {
+        return Ok(request);
+    }
+    let target = format!("/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{}", artifact.replace('/', "%2F"));
+    let uri = match request.uri().query() {
+        Some(query) => format!("{target}?{query}"),
+        None => target,
+    };
+    *request.uri_mut() = uri.parse().map_err(|_| poem::Error::from_status(StatusCode::BAD_REQUEST))?;
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifacts_go_out_by_their_extension() {
+        assert_eq!(content_type("run_results.json"), JSON);
+        assert_eq!(content_type("compiled/a/B.SQL"), TEXT);
+        assert_eq!(content_type("index.html"), HTML);
+        assert_eq!(content_type("graph.gpickle"), OCTET_STREAM);
+        assert_eq!(content_type("noextension"), OCTET_STREAM);
+    }
+
+    #[tokio::test]
+    async fn nested_artifact_paths_become_one_segment() {
+        let rewrite = |uri: &str| {
+            let request = Request::builder().uri(uri.parse().unwrap()).finish();
+            async move { nested_paths(request).await.unwrap().uri().to_string() }
+        };
+        assert_eq!(
+            rewrite("/api/v2/accounts/1/runs/7/artifacts/compiled/a/b.sql?step=1").await,
+            "/api/v2/accounts/1/runs/7/artifacts/compiled%2Fa%2Fb.sql?step=1"
+        );
+        assert_eq!(
+            rewrite("/api/v2/accounts/1/runs/7/artifacts/run_results.json").await,
+            "/api/v2/accounts/1/runs/7/artifacts/run_results.json"
+        );
+        assert_eq!(rewrite("/api/v2/accounts/1/runs/7").await, "/api/v2/accounts/1/runs/7");
+        assert_eq!(rewrite("/api/v2/accounts/1/jobs/7/artifacts/a/b").await, "/api/v2/accounts/1/jobs/7/artifacts/a/b");
+    }
+}

@@ -1,0 +1,167 @@
+//! Run artifacts (contract §3, "dbt Cloud clients"): the files of dbt's `target/` uploaded
+//! for a DAG run, listed and served through the dbt Cloud artifact routes. Object storage
+//! is their record; `manifest.json` is also the run's manifest (row, trimmed form and all).
+
+use std::collections::BTreeSet;
+
+use super::{Jade, STORAGE_WRITE_FAILED, Spooled, backend, lookup_failed, unregistered};
+use crate::app::ManifestUpload;
+use crate::app::manifests::storage_read_failed;
+use crate::domain::Error;
+use crate::domain::artifact::{self, ArtifactPath, ArtifactRun};
+use crate::domain::catalog::Environment;
+use crate::domain::job_run::DagRun;
+use crate::ports::manifests::ManifestQuery;
+use crate::ports::registry::RunKey;
+use crate::ports::storage::{Blob, BlobSource, StorageError};
+
+/// A `POST /artifacts` as it arrived.
+#[derive(Debug)]
+pub struct ArtifactUpload {
+    pub environment_slug: String,
+    pub dag_id: Option<String>,
+    pub run_id: Option<String>,
+    /// Every file part: the form field it came in and the spooled body, whose filename is
+    /// the artifact's path under `target/`.
+    pub files: Vec<(String, Spooled)>,
+}
+
+impl Jade {
+    /// Stores a run's artifacts, all or none: every path is checked and the run looked up
+    /// before anything is written; the other artifacts are written first and the manifest
+    /// (through the manifest upload) last, and when anything fails what this request wrote
+    /// is removed again. Answers the stored paths, sorted.
+    pub async fn upload_artifacts(&self, upload: ArtifactUpload) -> Result<Vec<String>, Error> {
+        let ArtifactUpload { environment_slug, dag_id, run_id, files } = upload;
+        if files.is_empty() {
+            return Err(Error::invalid("file", "can't be blank"));
+        }
+        let mut seen = BTreeSet::new();
+        let mut parts = Vec::with_capacity(files.len());
+        for (field, file) in files {
+            let path = ArtifactPath::parse(&field, file.filename.as_deref().unwrap_or_default())?;
+            if !seen.insert(path.clone()) {
+                return Err(Error::invalid(&field, &format!("{:?} is given twice", path.as_str())));
+            }
+            parts.push((path, file));
+        }
+        let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+        let dag_id = given(dag_id).ok_or_else(|| Error::invalid("dag_id", "can't be blank"))?;
+        let run_id = given(run_id).ok_or_else(|| Error::invalid("run_id", "can't be blank"))?;
+
+        let environment = self.environment_by_slug(&environment_slug).await?;
+        let airflow = self.airflow_for(&environment)?;
+        let dag_run = airflow
+            .dag_run_by_run_id(&environment, &dag_id, &run_id)
+            .await
+            .map_err(|e| lookup_failed(&environment, e))?
+            .ok_or_else(Error::not_found)?;
+        let key = RunKey { environment_id: environment.id, dag_run_id: dag_run.id };
+        let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
+        ids.get(&key).ok_or_else(|| unregistered("job run", key))?;
+
+        let run = ArtifactRun {
+            account_id: environment.account_id,
+            environment_slug: &environment.slug,
+            dag_id: &dag_id,
+            run_id: &run_id,
+        };
+        let mut manifest = None;
+        let mut written = Vec::new();
+        for (path, file) in parts {
+            if path.is_manifest() {
+                manifest = Some(file);
+                continue;
+            }
+            let key = run.key(&path);
+            let source = BlobSource::File { path: file.path.to_path_buf(), len: file.len };
+            if let Err(error) = self.ports.storage.put(&key, source).await {
+                // A failed put left `key` as it was: only the earlier ones are removed.
+                tracing::error!(%error, key, "storing an artifact failed");
+                self.discard_artifacts(&written).await;
+                return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
+            }
+            written.push(key);
+        }
+        let mut stored: Vec<String> = seen.into_iter().map(ArtifactPath::into_string).collect();
+        if let Some(file) = manifest {
+            let upload = ManifestUpload {
+                environment_slug: environment.slug.clone(),
+                dag_id: Some(dag_id.clone()),
+                run_id: Some(run_id.clone()),
+                tag: None,
+                file: Some(file),
+            };
+            if let Err(error) = self.upload_manifest(upload).await {
+                self.discard_artifacts(&written).await;
+                return Err(error);
+            }
+        }
+        stored.sort();
+        Ok(stored)
+    }
+
+    async fn discard_artifacts(&self, keys: &[String]) {
+        for key in keys {
+            if let Err(error) = self.ports.storage.delete(key).await {
+                tracing::error!(%error, key, "removing an artifact of a failed upload failed");
+            }
+        }
+    }
+
+    /// The paths stored for a run of the account, sorted (404 for an unknown run or one of
+    /// another account).
+    pub async fn artifacts(&self, account_id: i64, job_run_id: i64) -> Result<Vec<String>, Error> {
+        let (environment, dag_run) = self.artifact_run(account_id, job_run_id).await?;
+        let stored = match &dag_run.run_id {
+            Some(run_id) => {
+                let run = ArtifactRun {
+                    account_id: environment.account_id,
+                    environment_slug: &environment.slug,
+                    dag_id: &dag_run.dag_id,
+                    run_id,
+                };
+                self.ports.storage.list(&run.prefix()).await.map_err(|e| storage_read_failed(&e))?
+            }
+            None => Vec::new(),
+        };
+        let query = ManifestQuery::JobRun { account_id, job_run_id };
+        let has_manifest = self.ports.manifests.find(&query).await.map_err(backend)?.is_some();
+        Ok(artifact::listed(stored, has_manifest))
+    }
+
+    /// One artifact of a run of the account. `manifest.json` is the run's uploaded manifest
+    /// (found by its row, as the first Jade served it); any other path is read from storage.
+    pub async fn artifact(&self, account_id: i64, job_run_id: i64, path: &str) -> Result<Blob, Error> {
+        let path = ArtifactPath::parse("path", path).map_err(|_| Error::not_found())?;
+        if path.is_manifest() {
+            return self.manifest(&ManifestQuery::JobRun { account_id, job_run_id }, false).await;
+        }
+        let (environment, dag_run) = self.artifact_run(account_id, job_run_id).await?;
+        let run_id = dag_run.run_id.as_deref().ok_or_else(Error::not_found)?;
+        let run = ArtifactRun {
+            account_id: environment.account_id,
+            environment_slug: &environment.slug,
+            dag_id: &dag_run.dag_id,
+            run_id,
+        };
+        match self.ports.storage.get(&run.key(&path)).await {
+            Ok(blob) => Ok(blob),
+            Err(StorageError::NotFound) => Err(Error::not_found()),
+            Err(error) => Err(storage_read_failed(&error)),
+        }
+    }
+
+    /// The environment and DAG run a job-run id of the account stands for.
+    async fn artifact_run(&self, account_id: i64, job_run_id: i64) -> Result<(Environment, DagRun), Error> {
+        let key = self.ports.registry.run_key(job_run_id).await.map_err(backend)?.ok_or_else(Error::not_found)?;
+        let environment = self.environment(account_id, key.environment_id).await?;
+        let airflow = self.airflow_for(&environment)?;
+        let dag_run = airflow
+            .dag_run(&environment, key.dag_run_id)
+            .await
+            .map_err(|e| lookup_failed(&environment, e))?
+            .ok_or_else(Error::not_found)?;
+        Ok((environment, dag_run))
+    }
+}
