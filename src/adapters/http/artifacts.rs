@@ -12,12 +12,13 @@ use serde_json::Value;
 
 use super::ApiTags;
 use super::body;
+use super::catalog::{account, id};
 use super::document::Document;
 use super::dto::{Data, Envelope};
 use super::error::{ApiError, ErrorDoc};
 use super::extract::{Caller, Upload};
+use super::params::PathId;
 use crate::app::{ArtifactUpload, Jade};
-use crate::domain::Error;
 use crate::domain::access::RequestScope;
 use crate::domain::job_run::ApiCompat;
 
@@ -133,17 +134,6 @@ impl ApiResponse for UploadAnswer {
     }
 }
 
-/// The account id in the path, once the caller may read it.
-fn account(caller: &Caller, account_id: &str) -> Result<i64, ApiError> {
-    caller.authorize(RequestScope { account_id: Some(account_id), ..Default::default() })?;
-    account_id.parse().map_err(|_| ApiError::from(Error::not_found()))
-}
-
-/// A path id that is not an integer names nothing.
-fn id(value: &str) -> Result<i64, ApiError> {
-    value.parse().map_err(|_| ApiError::from(Error::not_found()))
-}
-
 fn given(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
@@ -156,8 +146,8 @@ impl ArtifactsApi {
     async fn list_artifacts(
         &self,
         caller: Caller,
-        account_id: Path<String>,
-        run_id: Path<String>,
+        account_id: Path<PathId>,
+        run_id: Path<PathId>,
         /// Accepted and ignored (dbt Cloud's run step).
         #[oai(name = "step")]
         _step: Query<Option<String>>,
@@ -174,8 +164,8 @@ impl ArtifactsApi {
     async fn get_artifact(
         &self,
         caller: Caller,
-        account_id: Path<String>,
-        run_id: Path<String>,
+        account_id: Path<PathId>,
+        run_id: Path<PathId>,
         /// The artifact's path, e.g. `manifest.json` or `compiled/a/b.sql`.
         path: Path<String>,
         /// Accepted and ignored (dbt Cloud's run step).

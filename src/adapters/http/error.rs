@@ -130,7 +130,6 @@ impl ApiResponse for ApiError {
                 response(401, "Unauthorized: missing or invalid token, or no access to the path's scope"),
                 response(404, "Not Found"),
                 response(413, "Payload Too Large"),
-                response(415, "Unsupported Media Type: the body is not of a type the route reads"),
                 response(422, "Unprocessable Entity: invalid fields, or object storage failed"),
                 response(503, "Service Unavailable: token verification or a database is down; retry"),
             ],

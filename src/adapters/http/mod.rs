@@ -92,6 +92,23 @@ fn complete(spec: &mut Value, jade: &Jade) {
         }
     }
     let codes = status_codes(jade.settings().compat);
+    // A route that reads a multipart body answers any other body 415 (its extractor's).
+    let unsupported = serde_json::json!({
+        "description": "Unsupported Media Type: the body is not multipart/form-data",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    });
+    for operation in spec["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+        .flat_map(|item| item.as_object_mut().into_iter().flat_map(|methods| methods.values_mut()))
+    {
+        if operation["requestBody"]["content"].get("multipart/form-data").is_some()
+            && let Some(responses) = operation["responses"].as_object_mut()
+        {
+            responses.entry("415").or_insert_with(|| unsupported.clone());
+        }
+    }
     if let Some(paths) = spec["paths"].as_object_mut() {
         for (_, item) in paths.iter_mut().filter(|(path, _)| path.ends_with("/runs")) {
             for parameter in item["get"]["parameters"].as_array_mut().into_iter().flatten() {
