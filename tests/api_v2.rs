@@ -537,8 +537,29 @@ async fn a_large_environment_is_indexed_in_bulk_and_paged_deep() {
     assert_eq!(totals, HashSet::from([2506]));
     assert_eq!(runs.len(), 2506);
     assert_in_order("-id", &runs);
+    // Deep pages start from remembered positions: each order, walked whole, is exact.
+    for order in ["id", "created_at", "-created_at", "finished_at", "-finished_at"] {
+        let (runs, totals) = walk(&jade, order, 100).await;
+        assert_eq!((runs.len(), totals), (2506, HashSet::from([2506])), "{order}");
+        assert_in_order(order, &runs);
+        let unique: HashSet<i64> = runs.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        assert_eq!(unique.len(), 2506, "{order}");
+    }
+    // A deep page after the index changed reads the new order, not remembered positions.
+    let before = jade.json(ACME, "/api/v2/accounts/1/runs?order_by=-id&offset=1000&limit=1", 200).await;
+    support::seed::add_run(&airflow, 102, 3).await;
+    let after = jade.json(ACME, "/api/v2/accounts/1/runs?order_by=-id&offset=1001&limit=1", 200).await;
+    assert_eq!(after["data"][0]["id"], before["data"][0]["id"], "one newer run shifts the page by one");
+    assert_eq!(after["extra"]["pagination"]["total_count"], 2507);
+    let filtered =
+        jade.json(ACME, "/api/v2/accounts/1/runs?status=1&order_by=-created_at&offset=1500&limit=100", 200).await;
+    assert_eq!(filtered["data"].as_array().unwrap().len(), 100);
+    assert!(filtered["data"].as_array().unwrap().iter().all(|r| r["status"] == 1));
     let successes = jade.json(ACME, "/api/v2/accounts/1/runs?status=1&environment_id=102&limit=1", 200).await;
     assert_eq!(successes["extra"]["pagination"]["total_count"], 2501, "the bulk runs and one seeded success");
+    let beyond = jade.json(ACME, "/api/v2/accounts/1/runs?offset=5000&limit=100", 200).await;
+    assert_eq!(beyond["data"], serde_json::json!([]));
+    assert_eq!(beyond["extra"]["pagination"]["total_count"], 2507);
     jade.stop().await;
 }
 

@@ -24,6 +24,8 @@ pub struct JadeDatabase {
     /// spare the hot run-list path its lookups.
     run_ids: moka::sync::Cache<crate::ports::registry::RunKey, i64>,
     job_ids: moka::sync::Cache<crate::ports::registry::JobKey, i64>,
+    /// Deep-page positions of run lists (see `run_index::Anchors`).
+    anchors: moka::sync::Cache<run_index::ListShape, std::sync::Arc<run_index::Anchors>>,
 }
 
 /// Key of the session lock that keeps replicas from migrating at the same time.
@@ -36,6 +38,7 @@ impl JadeDatabase {
             pool: pool(config, pool_size, tls)?,
             run_ids: moka::sync::Cache::new(1_000_000),
             job_ids: moka::sync::Cache::new(100_000),
+            anchors: moka::sync::Cache::new(1_000),
         })
     }
 

@@ -42,17 +42,78 @@ fn filter(environments: &Environments) -> &'static str {
     }
 }
 
-/// An unfiltered page is counted from the per-environment totals.
+/// An unfiltered page is counted from the per-environment totals. Both counts also answer
+/// the account's index version (see [`Anchors`]).
 fn count_totals(environments: &Environments) -> &'static str {
     match environments {
         Environments::Only(_) => {
-            "SELECT coalesce(sum(runs), 0)::int8 FROM run_index_environments \
-             WHERE account_id = $1 AND environment_id = ANY($2)"
+            "SELECT coalesce(sum(runs) FILTER (WHERE environment_id = ANY($2)), 0)::int8, \
+                    coalesce(sum(version), 0)::int8 \
+             FROM run_index_environments WHERE account_id = $1"
         }
         Environments::AllBut(_) => {
-            "SELECT coalesce(sum(runs), 0)::int8 FROM run_index_environments \
-             WHERE account_id = $1 AND environment_id <> ALL($2)"
+            "SELECT coalesce(sum(runs) FILTER (WHERE environment_id <> ALL($2)), 0)::int8, \
+                    coalesce(sum(version), 0)::int8 \
+             FROM run_index_environments WHERE account_id = $1"
         }
+    }
+}
+
+const VERSION: &str = "(SELECT coalesce(sum(version), 0)::int8 FROM run_index_environments WHERE account_id = $1)";
+
+/// Deep pages start from a remembered position: the sort key of every `ANCHOR_EVERY`-th run
+/// of a list, found by one scan and kept while the account's index version stays the same.
+/// A page at any offset then reads at most `ANCHOR_EVERY` runs before its own.
+const ANCHOR_EVERY: u64 = 500;
+
+/// A position in a list: the sort key of the run there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    Id(i64),
+    Time(DateTime<Utc>, i64),
+}
+
+/// The anchors of one list at one version of the account's index.
+#[derive(Debug)]
+pub(super) struct Anchors {
+    version: i64,
+    keys: Vec<Anchor>,
+}
+
+/// What a list's anchors are remembered by: everything that selects and orders it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct ListShape {
+    account_id: i32,
+    only: bool,
+    environments: Vec<i32>,
+    job_ids: Option<Vec<i64>>,
+    statuses: Option<Vec<i16>>,
+    ranges: [Option<DateTime<Utc>>; 4],
+    order: (u8, bool),
+}
+
+/// The sort key of a time order, a NULL time read as the far future (ascending) or far past
+/// (descending) so unfinished runs sort last either way; `None` for the id order. Each
+/// matches an index of `run_index`.
+fn sort_key(field: RunSort, descending: bool) -> Option<&'static str> {
+    match (field, descending) {
+        (RunSort::Id, _) => None,
+        (RunSort::CreatedAt, false) => Some("coalesce(queued_at, '9999-12-31T00:00:00Z'::timestamptz)"),
+        (RunSort::CreatedAt, true) => Some("coalesce(queued_at, '0001-01-01T00:00:00Z'::timestamptz)"),
+        (RunSort::FinishedAt, false) => Some("coalesce(end_date, '9999-12-31T00:00:00Z'::timestamptz)"),
+        (RunSort::FinishedAt, true) => Some("coalesce(end_date, '0001-01-01T00:00:00Z'::timestamptz)"),
+    }
+}
+
+/// Where a list starts: before every key.
+fn start(field: RunSort, descending: bool) -> Anchor {
+    let far =
+        |year| chrono::NaiveDate::from_ymd_opt(year, 12, 31).unwrap_or_default().and_time(Default::default()).and_utc();
+    match (field, descending) {
+        (RunSort::Id, false) => Anchor::Id(i64::MIN),
+        (RunSort::Id, true) => Anchor::Id(i64::MAX),
+        (_, false) => Anchor::Time(far(1), i64::MIN),
+        (_, true) => Anchor::Time(far(9999), i64::MAX),
     }
 }
 
@@ -62,16 +123,21 @@ fn count_totals(environments: &Environments) -> &'static str {
 /// all-visible, and it would reset the insert count that brings autovacuum, which does.)
 const BULK: usize = 1000;
 
-/// The `ORDER BY` of each order, matching one of the table's indexes (and
-/// [`crate::domain::job_run::compare`]).
-fn order_by(field: RunSort, descending: bool) -> &'static str {
-    match (field, descending) {
-        (RunSort::Id, false) => "ORDER BY job_run_id",
-        (RunSort::Id, true) => "ORDER BY job_run_id DESC",
-        (RunSort::CreatedAt, false) => "ORDER BY queued_at ASC NULLS LAST, job_run_id ASC",
-        (RunSort::CreatedAt, true) => "ORDER BY queued_at DESC NULLS LAST, job_run_id DESC",
-        (RunSort::FinishedAt, false) => "ORDER BY end_date ASC NULLS LAST, job_run_id ASC",
-        (RunSort::FinishedAt, true) => "ORDER BY end_date DESC NULLS LAST, job_run_id DESC",
+/// The `ORDER BY` of each order (as [`crate::domain::job_run::compare`] orders runs).
+fn order_by(field: RunSort, descending: bool) -> String {
+    let direction = if descending { "DESC" } else { "ASC" };
+    match sort_key(field, descending) {
+        None => format!("ORDER BY job_run_id {direction}"),
+        Some(key) => format!("ORDER BY {key} {direction}, job_run_id {direction}"),
+    }
+}
+
+/// Runs from an anchor on (`$11`, and `$12` for the time orders), in the order's direction.
+fn from_anchor(field: RunSort, descending: bool) -> String {
+    let at_or_after = if descending { "<=" } else { ">=" };
+    match sort_key(field, descending) {
+        None => format!("AND job_run_id {at_or_after} $11"),
+        Some(key) => format!("AND ({key}, job_run_id) {at_or_after} ($11, $12)"),
     }
 }
 
@@ -181,7 +247,8 @@ impl RunIndex for JadeDatabase {
                 "INSERT INTO run_index_environments (environment_id, account_id, runs, newest) \
                  SELECT $1, $2, count(*), max(dag_run_id) FROM run_index WHERE environment_id = $1 \
                  ON CONFLICT (environment_id) DO UPDATE \
-                 SET account_id = excluded.account_id, runs = excluded.runs, newest = excluded.newest",
+                 SET account_id = excluded.account_id, runs = excluded.runs, newest = excluded.newest, \
+                     version = run_index_environments.version + 1",
                 &[&environment_id, &account_id],
             )
             .await
@@ -197,43 +264,55 @@ impl RunIndex for JadeDatabase {
         let account_id = int4(query.account_id)?;
         let statuses: Option<Vec<i16>> = query.statuses.as_ref().map(|s| s.iter().map(|s| status_code(*s)).collect());
         let limit = query.page.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-        let offset = i64::try_from(query.page.offset).unwrap_or(i64::MAX);
         let (Environments::Only(environments) | Environments::AllBut(environments)) = &query.environments;
         let environments = environments.iter().map(|e| int4(*e)).collect::<Result<Vec<_>, _>>()?;
-        let page_sql = format!(
-            "SELECT job_run_id, environment_id, dag_run_id FROM run_index {} {} LIMIT $9 OFFSET $10",
-            filter(&query.environments),
-            order_by(query.order.field, query.order.descending)
-        );
+        let (field, descending) = (query.order.field, query.order.descending);
         let filtered =
             query.job_ids.is_some() || statuses.is_some() || query.queued_at.is_some() || query.end_date.is_some();
         let (queued_from, queued_to) = (query.queued_at.map(|r| r.from), query.queued_at.map(|r| r.to));
         let (ended_from, ended_to) = (query.end_date.map(|r| r.from), query.end_date.map(|r| r.to));
+        let filter = filter(&query.environments);
         let count_sql = if filtered {
-            format!("SELECT count(*) FROM run_index {}", filter(&query.environments))
+            format!("SELECT (SELECT count(*) FROM run_index {filter}), {VERSION}")
         } else {
             count_totals(&query.environments).to_owned()
         };
+        let filters: [&(dyn ToSql + Sync); 8] =
+            [&account_id, &environments, &query.job_ids, &statuses, &queued_from, &queued_to, &ended_from, &ended_to];
+        let count_params: &[&(dyn ToSql + Sync)] = if filtered { &filters } else { &filters[..2] };
         let client = self.client().await?;
-        let (page, count) =
-            futures::try_join!(client.prepare_cached(&page_sql), client.prepare_cached(&count_sql)).map_err(db)?;
-        let page_params: [&(dyn ToSql + Sync); 10] = [
-            &account_id,
-            &environments,
-            &query.job_ids,
-            &statuses,
-            &queued_from,
-            &queued_to,
-            &ended_from,
-            &ended_to,
-            &limit,
-            &offset,
-        ];
-        let count_params = if filtered { &page_params[..8] } else { &page_params[..2] };
-        let (rows, count) =
-            futures::try_join!(client.query(&page, &page_params), client.query_one(&count, count_params))
-                .map_err(db)?;
-        Ok(Listing {
+        let count_statement = client.prepare_cached(&count_sql).await.map_err(db)?;
+        let counted =
+            |row: tokio_postgres::Row| (u64::try_from(row.get::<_, i64>(0)).unwrap_or(0), row.get::<_, i64>(1));
+
+        // A page from an anchor on: at most ANCHOR_EVERY - 1 runs skipped, whatever the offset.
+        let page_sql = format!(
+            "SELECT job_run_id, environment_id, dag_run_id FROM run_index {filter} {} {} LIMIT $9 OFFSET $10",
+            from_anchor(field, descending),
+            order_by(field, descending)
+        );
+        let page_statement = client.prepare_cached(&page_sql).await.map_err(db)?;
+        let read_page = |anchor: Anchor, skip: u64| {
+            let skip = i64::try_from(skip).unwrap_or(i64::MAX);
+            let client = &client;
+            let page_statement = &page_statement;
+            let filters = &filters;
+            let limit = &limit;
+            async move {
+                let (id, at) = match anchor {
+                    Anchor::Id(id) => (id, None),
+                    Anchor::Time(at, id) => (id, Some(at)),
+                };
+                let mut params: Vec<&(dyn ToSql + Sync)> = filters.to_vec();
+                params.extend([limit as &(dyn ToSql + Sync), &skip]);
+                match &at {
+                    Some(at) => params.extend([at as &(dyn ToSql + Sync), &id]),
+                    None => params.push(&id),
+                }
+                client.query(page_statement, &params).await.map_err(db)
+            }
+        };
+        let listing = |rows: Vec<tokio_postgres::Row>, total_count: u64| Listing {
             items: rows
                 .iter()
                 .map(|row| IndexEntry {
@@ -242,7 +321,62 @@ impl RunIndex for JadeDatabase {
                     dag_run_id: i64::from(row.get::<_, i32>(2)),
                 })
                 .collect(),
-            total_count: u64::try_from(count.get::<_, i64>(0)).unwrap_or(0),
-        })
+            total_count,
+        };
+
+        let offset = query.page.offset;
+        if offset < ANCHOR_EVERY {
+            let (rows, count) = futures::try_join!(read_page(start(field, descending), offset), async {
+                client.query_one(&count_statement, count_params).await.map_err(db)
+            })?;
+            return Ok(listing(rows, counted(count).0));
+        }
+        let (index, skip) = (usize::try_from(offset / ANCHOR_EVERY).unwrap_or(usize::MAX), offset % ANCHOR_EVERY);
+        let shape = ListShape {
+            account_id,
+            only: matches!(query.environments, Environments::Only(_)),
+            environments: environments.clone(),
+            job_ids: query.job_ids.clone(),
+            statuses: statuses.clone(),
+            ranges: [queued_from, queued_to, ended_from, ended_to],
+            order: (field as u8, descending),
+        };
+        // Anchors remembered at the index's current version serve at once.
+        if let Some(anchors) = self.anchors.get(&shape)
+            && let Some(anchor) = anchors.keys.get(index)
+        {
+            let (rows, count) = futures::try_join!(read_page(*anchor, skip), async {
+                client.query_one(&count_statement, count_params).await.map_err(db)
+            })?;
+            let (total_count, version) = counted(count);
+            if version == anchors.version {
+                return Ok(listing(rows, total_count));
+            }
+        }
+        let (total_count, version) = counted(client.query_one(&count_statement, count_params).await.map_err(db)?);
+        let anchors_sql = format!(
+            "SELECT k, job_run_id FROM (SELECT {} AS k, job_run_id, row_number() OVER ({}) AS n FROM run_index {filter}) s \
+             WHERE n % {ANCHOR_EVERY} = 1 ORDER BY n",
+            sort_key(field, descending).unwrap_or("job_run_id"),
+            order_by(field, descending)
+        );
+        let anchors_statement = client.prepare_cached(&anchors_sql).await.map_err(db)?;
+        let keys: Vec<Anchor> = client
+            .query(&anchors_statement, &filters)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|row| match field {
+                RunSort::Id => Anchor::Id(row.get(1)),
+                _ => Anchor::Time(row.get(0), row.get(1)),
+            })
+            .collect();
+        let anchor = keys.get(index).copied();
+        self.anchors.insert(shape, std::sync::Arc::new(Anchors { version, keys }));
+        let rows = match anchor {
+            Some(anchor) => read_page(anchor, skip).await?,
+            None => Vec::new(),
+        };
+        Ok(listing(rows, total_count))
     }
 }
