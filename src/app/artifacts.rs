@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Jade, STORAGE_WRITE_FAILED, Spooled, backend, lookup_failed, unregistered};
+use super::{Jade, STORAGE_WRITE_FAILED, Spooled, backend, lookup_failed};
 use crate::app::ManifestUpload;
 use crate::app::manifests::storage_read_failed;
 use crate::domain::Error;
@@ -12,7 +12,6 @@ use crate::domain::artifact::{self, ArtifactPath, ArtifactRun};
 use crate::domain::catalog::Environment;
 use crate::domain::job_run::DagRun;
 use crate::ports::manifests::ManifestQuery;
-use crate::ports::registry::RunKey;
 use crate::ports::storage::{Blob, BlobSource, StorageError};
 
 /// A `POST /artifacts` as it arrived.
@@ -50,15 +49,7 @@ impl Jade {
         let run_id = given(run_id).ok_or_else(|| Error::invalid("run_id", "can't be blank"))?;
 
         let environment = self.environment_by_slug(&environment_slug).await?;
-        let airflow = self.airflow_for(&environment)?;
-        let dag_run = airflow
-            .dag_run_by_run_id(&environment, &dag_id, &run_id)
-            .await
-            .map_err(|e| lookup_failed(&environment, e))?
-            .ok_or_else(Error::not_found)?;
-        let key = RunKey { environment_id: environment.id, dag_run_id: dag_run.id };
-        let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
-        ids.get(&key).ok_or_else(|| unregistered("job run", key))?;
+        self.registered_dag_run(&environment, &dag_id, &run_id).await?;
 
         let run = ArtifactRun {
             account_id: environment.account_id,

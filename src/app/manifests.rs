@@ -4,12 +4,11 @@ use std::io::BufWriter;
 
 use bytes::Bytes;
 
-use super::{Jade, STORAGE_READ_FAILED, STORAGE_WRITE_FAILED, Spooled, backend, blocking, lookup_failed, unregistered};
+use super::{Jade, STORAGE_READ_FAILED, STORAGE_WRITE_FAILED, Spooled, backend, blocking};
 use crate::domain::Error;
 use crate::domain::file::MAX_LENGTH;
 use crate::domain::manifest::{self, Manifest, ManifestError, ManifestRun};
 use crate::ports::manifests::{InsertManifestError, ManifestQuery, NewManifest};
-use crate::ports::registry::RunKey;
 use crate::ports::storage::{Blob, BlobSource, StorageError};
 
 /// A `POST /manifests` as it arrived.
@@ -41,16 +40,8 @@ impl Jade {
         let given = |value: Option<String>| value.filter(|v| !v.is_empty());
         let run = match (given(upload.dag_id), given(upload.run_id)) {
             (Some(dag_id), Some(run_id)) => {
-                let airflow = self.airflow_for(&environment)?;
-                let dag_run = airflow
-                    .dag_run_by_run_id(&environment, &dag_id, &run_id)
-                    .await
-                    .map_err(|e| lookup_failed(&environment, e))?
-                    .ok_or_else(Error::not_found)?;
-                let key = RunKey { environment_id: environment.id, dag_run_id: dag_run.id };
-                let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
-                let job_run_id = *ids.get(&key).ok_or_else(|| unregistered("job run", key))?;
-                Some(ManifestRun { dag_id, dag_run_id: dag_run.id, run_id, job_run_id })
+                let (dag_run_id, job_run_id) = self.registered_dag_run(&environment, &dag_id, &run_id).await?;
+                Some(ManifestRun { dag_id, dag_run_id, run_id, job_run_id })
             }
             // Only one of them: stored without a run, as the first Jade did.
             _ => None,

@@ -127,6 +127,25 @@ impl Jade {
         self.ports.airflow.as_ref()
     }
 
+    /// The DAG run `run_id` of `dag_id` in the environment (404 when Airflow has none) and
+    /// its job-run id, registered if new: `(dag_run.id, job-run id)`.
+    async fn registered_dag_run(
+        &self,
+        environment: &Environment,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<(i64, i64), Error> {
+        let dag_run = self
+            .airflow_for(environment)?
+            .dag_run_by_run_id(environment, dag_id, run_id)
+            .await
+            .map_err(|e| lookup_failed(environment, e))?
+            .ok_or_else(Error::not_found)?;
+        let key = crate::ports::registry::RunKey { environment_id: environment.id, dag_run_id: dag_run.id };
+        let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
+        Ok((dag_run.id, *ids.get(&key).ok_or_else(|| unregistered("job run", key))?))
+    }
+
     /// The environment's Airflow database for a direct lookup: a 404 naming the environment
     /// when it has none or cannot be reached.
     fn airflow_for(&self, environment: &Environment) -> Result<&Arc<dyn AirflowRuns>, Error> {
