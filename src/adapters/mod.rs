@@ -16,4 +16,15 @@ pub mod postgres;
 pub mod storage;
 
 /// An error with its causes, for one log line or `Backend` message (each cause once).
+#[cfg_attr(
+    not(any(
+        feature = "http",
+        feature = "postgres",
+        feature = "airflow",
+        feature = "storage-minio",
+        feature = "storage-s3",
+        feature = "storage-blob"
+    )),
+    allow(unused_imports)
+)]
 pub(crate) use crate::domain::error::error_chain;
