@@ -4,6 +4,7 @@
 //! backend (local disk, MinIO and S3 adapters against moto_server, Azure Blob against
 //! Azurite).
 
+#[macro_use]
 mod support;
 
 use reqwest::multipart::{Form, Part};
@@ -16,23 +17,6 @@ const RUN_RESULTS: &[u8] =
     br#"{"metadata": {"dbt_version": "1.7.4"}, "results": [{"unique_id": "model.a", "status": "success"}]}"#;
 const CATALOG: &[u8] = br#"{"metadata": {}, "nodes": {"model.a": {"columns": {}}}, "sources": {}}"#;
 const COMPILED: &[u8] = b"select \"id\",\n\t'\xc3\xa9t\xc3\xa9' as summer\nfrom raw.orders -- \\ done\n";
-
-/// Runs each named scenario once per storage backend.
-macro_rules! on_every_backend {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::Backend;
-            #[tokio::test]
-            async fn fs() { super::$scenario(Backend::Fs).await }
-            #[tokio::test]
-            async fn minio() { super::$scenario(Backend::Minio).await }
-            #[tokio::test]
-            async fn s3() { super::$scenario(Backend::S3).await }
-            #[tokio::test]
-            async fn blob() { super::$scenario(Backend::Blob).await }
-        }
-    )*};
-}
 
 on_every_backend!(a_target_directory_is_uploaded_listed_served_and_replaced);
 

@@ -2,6 +2,7 @@
 //! storage backend (local disk, MinIO and S3 adapters against moto_server, Azure Blob against
 //! Azurite), exactly as the Datacoves Airflow provider sends its requests.
 
+#[macro_use]
 mod support;
 
 use std::path::Path;
@@ -12,23 +13,6 @@ use support::seed::{ACME, GLOBEX};
 use support::{Backend, Scenario, TestJade, message};
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/manifest.json");
-
-/// Runs each named scenario once per storage backend.
-macro_rules! on_every_backend {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::Backend;
-            #[tokio::test]
-            async fn fs() { super::$scenario(Backend::Fs).await }
-            #[tokio::test]
-            async fn minio() { super::$scenario(Backend::Minio).await }
-            #[tokio::test]
-            async fn s3() { super::$scenario(Backend::S3).await }
-            #[tokio::test]
-            async fn blob() { super::$scenario(Backend::Blob).await }
-        }
-    )*};
-}
 
 on_every_backend!(
     manifests_for_runs_are_served_whole_trimmed_and_as_artifacts,

@@ -5,6 +5,24 @@
 
 #![allow(dead_code)]
 
+/// Runs each named scenario once per storage backend (`Backend` must be in scope).
+#[allow(unused_macros)]
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::Backend;
+            #[tokio::test]
+            async fn fs() { super::$scenario(Backend::Fs).await }
+            #[tokio::test]
+            async fn minio() { super::$scenario(Backend::Minio).await }
+            #[tokio::test]
+            async fn s3() { super::$scenario(Backend::S3).await }
+            #[tokio::test]
+            async fn blob() { super::$scenario(Backend::Blob).await }
+        }
+    )*};
+}
+
 pub mod seed;
 pub mod servers;
 pub mod storage;
