@@ -206,7 +206,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
     let _connected = datacoves_pool.get().await.map_err(|e| {
         StartupError(format!(
             "Datacoves database: {} (set by DATACOVES_DB_URL, or DATACOVES_DB_HOST/_PORT/_USER/_PASS/_NAME)",
-            pg::describe(&e)
+            crate::adapters::error_chain(&e)
         ))
     })?;
     let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose());

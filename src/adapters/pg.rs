@@ -92,9 +92,3 @@ pub fn read_only(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
     config.options(options);
     config
 }
-
-/// An error with its causes, for one log or start-up line (PostgreSQL errors carry no
-/// passwords).
-pub fn describe(error: &dyn std::error::Error) -> String {
-    crate::adapters::error_chain(error)
-}

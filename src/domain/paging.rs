@@ -20,11 +20,6 @@ impl Page {
         Page { offset: offset.unwrap_or(0), limit: Some(limit.unwrap_or(MAX_PAGE).min(MAX_PAGE)) }
     }
 
-    /// How many leading items of an ordered list this page needs (`offset + limit`).
-    pub fn end(&self) -> Option<u64> {
-        self.limit.map(|limit| self.offset.saturating_add(limit))
-    }
-
     /// Cuts this page out of the full, ordered list.
     pub fn slice<T>(&self, items: Vec<T>) -> Vec<T> {
         let skipped = items.into_iter().skip(usize::try_from(self.offset).unwrap_or(usize::MAX));
@@ -190,7 +185,6 @@ mod tests {
     fn pages_default_to_and_cap_at_one_hundred() {
         assert_eq!(Page::new(None, None), Page { offset: 0, limit: Some(100) });
         assert_eq!(Page::new(Some(5), Some(500)), Page { offset: 5, limit: Some(100) });
-        assert_eq!(Page::new(Some(5), Some(7)).end(), Some(12));
     }
 
     #[test]

@@ -23,7 +23,7 @@ impl DatabaseVerifier {
 
 /// Errors from PostgreSQL name no parameter, so the token never reaches the log line.
 fn unavailable(error: impl std::error::Error) -> VerifyError {
-    VerifyError::Unavailable(format!("Datacoves database: {}", crate::adapters::pg::describe(&error)))
+    VerifyError::Unavailable(format!("Datacoves database: {}", crate::adapters::error_chain(&error)))
 }
 
 /// How many characters of a knox token are stored in clear as `token_key`
