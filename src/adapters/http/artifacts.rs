@@ -15,7 +15,7 @@ use super::body;
 use super::catalog::{account, id};
 use super::document::Document;
 use super::dto::{Data, Envelope};
-use super::error::{ApiError, ErrorDoc};
+use super::error::ApiError;
 use super::extract::{Caller, Upload};
 use super::params::PathId;
 use crate::app::{ArtifactUpload, Jade};
@@ -99,39 +99,12 @@ pub fn document_compat(spec: &mut Value, compat: ApiCompat) {
     }
 }
 
+/// (Its 415 is declared with every multipart route's, in `http::complete`.)
 #[derive(ApiResponse)]
 pub enum ArtifactsCreated {
     /// Stored: the paths of this upload, sorted.
     #[oai(status = 201)]
     Created(Document<Data<Vec<String>>>),
-}
-
-/// The upload's answers, with the 415 its multipart extractor gives to other bodies.
-pub struct UploadAnswer(ArtifactsCreated);
-
-impl IntoResponse for UploadAnswer {
-    fn into_response(self) -> Response {
-        self.0.into_response()
-    }
-}
-
-impl ApiResponse for UploadAnswer {
-    fn meta() -> MetaResponses {
-        let mut meta = ArtifactsCreated::meta();
-        meta.responses.push(MetaResponse {
-            description: "Unsupported Media Type: the body is not multipart/form-data",
-            status: Some(415),
-            status_range: None,
-            content: vec![MetaMediaType { content_type: JSON, schema: <Document<ErrorDoc> as Payload>::schema_ref() }],
-            headers: vec![],
-        });
-        meta
-    }
-
-    fn register(registry: &mut Registry) {
-        ArtifactsCreated::register(registry);
-        <Document<ErrorDoc> as Payload>::register(registry);
-    }
 }
 
 fn given(value: Option<String>) -> Option<String> {
@@ -196,7 +169,7 @@ impl ArtifactsApi {
         /// The DAG run's `run_id` (also accepted as a form field, which wins).
         run_id: Query<Option<String>>,
         upload: Upload,
-    ) -> Result<UploadAnswer, ApiError> {
+    ) -> Result<ArtifactsCreated, ApiError> {
         let Upload { mut fields, file, indexed, mut extra_files } = upload;
         let mut field = |name: &str, query: Option<String>| given(fields.remove(name)).or_else(|| given(query));
         let slug = field("environment_slug", environment_slug.0);
@@ -208,7 +181,7 @@ impl ArtifactsApi {
         }
         let upload = ArtifactUpload { environment_slug: slug.unwrap_or_default(), dag_id, run_id, files: extra_files };
         let paths = self.jade.upload_artifacts(upload).await?;
-        Ok(UploadAnswer(ArtifactsCreated::Created(Document(Data { data: paths }))))
+        Ok(ArtifactsCreated::Created(Document(Data { data: paths })))
     }
 }
 
