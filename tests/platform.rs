@@ -280,3 +280,143 @@ fn jade_serve_names_what_is_missing_in_one_line() {
         "{unreachable}"
     );
 }
+
+/// A value of a path or query parameter that names something real, so a request reaches
+/// the code that reads the parameter under test.
+fn plausible(name: &str) -> &'static str {
+    match name {
+        "account_id" => "1",
+        "project_id" => "10",
+        "environment_id" => "100",
+        "environment_slug" => "dev123",
+        "project_slug" => "analytics",
+        "job_id" | "job_definition_id" | "run_id" => "1",
+        "path" => "manifest.json",
+        _ => "x",
+    }
+}
+
+/// NUL, other C0 controls, DEL and a C1 control, inside otherwise plausible text.
+const CONTROL_VALUES: [&str; 5] = ["a\u{0}b", "\u{0}", "x\u{1}y", "tag\u{1b}[0m", "d\u{7f}\u{85}"];
+
+#[tokio::test]
+async fn control_characters_in_any_text_parameter_answer_4xx_never_5xx() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let spec = jade.client.get(jade.url("/api/v2/openapi")).send().await.unwrap().json::<Value>().await.unwrap();
+    let encode = |value: &str| -> String { form_urlencoded::byte_serialize(value.as_bytes()).collect() };
+    let mut tried = 0;
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+            // Each text parameter in turn (path and query), then each text field of the body.
+            let mut cases: Vec<(String, String)> = Vec::new();
+            for target in &parameters {
+                let (name, place) = (target["name"].as_str().unwrap(), target["in"].as_str().unwrap());
+                if !matches!(place, "path" | "query") {
+                    continue;
+                }
+                for bad in CONTROL_VALUES {
+                    let mut path = template.clone();
+                    let mut query = Vec::new();
+                    for parameter in &parameters {
+                        let own = parameter["name"].as_str().unwrap();
+                        let value = if own == name { bad } else { plausible(own) };
+                        match parameter["in"].as_str().unwrap() {
+                            "path" => path = path.replace(&format!("{{{own}}}"), &encode(value).replace('+', "%20")),
+                            "query" if own == name || parameter["required"] == true => {
+                                query.push(format!("{own}={}", encode(value)))
+                            }
+                            _ => {}
+                        }
+                    }
+                    cases.push((format!("{path}?{}", query.join("&")), name.to_owned()));
+                }
+            }
+            let base_path = parameters.iter().fold(template.clone(), |path, parameter| {
+                let own = parameter["name"].as_str().unwrap();
+                path.replace(&format!("{{{own}}}"), plausible(own))
+            });
+            let required_query: Vec<String> = parameters
+                .iter()
+                .filter(|p| p["in"] == "query" && p["required"] == true)
+                .map(|p| format!("{}={}", p["name"].as_str().unwrap(), plausible(p["name"].as_str().unwrap())))
+                .collect();
+            let base = format!("{base_path}?{}", required_query.join("&"));
+            for (url, name) in cases {
+                let response = jade
+                    .client
+                    .request(method.to_uppercase().parse().unwrap(), jade.url(&url))
+                    .bearer_auth(ACME)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                assert!(
+                    (400..500).contains(&status),
+                    "{method} {url} ({name}): {status} {}",
+                    response.text().await.unwrap()
+                );
+                tried += 1;
+            }
+            // Text fields of JSON, form and multipart bodies.
+            let content = &operation["requestBody"]["content"];
+            for (media, body) in content.as_object().into_iter().flatten() {
+                let schema = match &body["schema"]["$ref"] {
+                    Value::String(reference) => &spec["components"]["schemas"][reference.rsplit('/').next().unwrap()],
+                    _ => &body["schema"],
+                };
+                let properties = schema["properties"].as_object().cloned().unwrap_or_default();
+                let text_fields: Vec<&String> = properties
+                    .iter()
+                    .filter(|(_, p)| p["type"] == "string" && p["format"] != "binary")
+                    .map(|(name, _)| name)
+                    .collect();
+                for field in text_fields {
+                    for bad in CONTROL_VALUES {
+                        let text = |name: &str| if name == field { bad.to_owned() } else { plausible(name).to_owned() };
+                        let request = jade
+                            .client
+                            .request(method.to_uppercase().parse().unwrap(), jade.url(&base))
+                            .bearer_auth(ACME);
+                        let request = match media.as_str() {
+                            "multipart/form-data" => {
+                                let mut form = reqwest::multipart::Form::new();
+                                for (name, property) in &properties {
+                                    form = if property["format"] == "binary" || property["items"]["format"] == "binary"
+                                    {
+                                        form.part(
+                                            name.clone(),
+                                            reqwest::multipart::Part::bytes(b"{}".to_vec()).file_name("manifest.json"),
+                                        )
+                                    } else {
+                                        form.text(name.clone(), text(name))
+                                    };
+                                }
+                                request.multipart(form)
+                            }
+                            "application/json" => request.json(
+                                &properties
+                                    .keys()
+                                    .map(|name| (name.clone(), Value::from(text(name))))
+                                    .collect::<serde_json::Map<_, _>>(),
+                            ),
+                            "application/x-www-form-urlencoded" => request
+                                .form(&properties.keys().map(|name| (name.clone(), text(name))).collect::<Vec<_>>()),
+                            _ => continue,
+                        };
+                        let response = request.send().await.unwrap();
+                        let status = response.status().as_u16();
+                        assert!(
+                            (400..500).contains(&status),
+                            "{method} {base} ({media} field {field} = {bad:?}): {status} {}",
+                            response.text().await.unwrap()
+                        );
+                        tried += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(tried > 300, "only {tried} requests were tried: the document lost its parameters?");
+    jade.stop().await;
+}

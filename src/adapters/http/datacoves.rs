@@ -390,6 +390,9 @@ impl DatacovesApi {
             ) => selector,
             None => FileSelector { slug: None, tag: None },
         };
+        for (field, value) in [("slug", &selector.slug), ("tag", &selector.tag)] {
+            super::params::plain_text(field, value.as_deref().unwrap_or_default())?;
+        }
         let lookup = FileLookup::slug_or_tag(slug.as_deref(), tag.as_deref())
             .or_else(|| FileLookup::slug_or_tag(selector.slug.as_deref(), selector.tag.as_deref()));
         self.jade.delete_file(&environment_slug, lookup).await?;

@@ -213,6 +213,7 @@ impl<'a> ApiExtractor<'a> for Upload {
                 }
                 let text = String::from_utf8(text)
                     .map_err(|_| ApiError::bad_request(format!("field `{name}` is not UTF-8")))?;
+                super::params::plain_text(&name, &text)?;
                 match indexed_name(&name) {
                     Some((index, key)) => {
                         upload.indexed.entry(index).or_default().fields.insert(key.to_owned(), text);

@@ -184,6 +184,7 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
         .with(error::BodyLimit(SMALL_BODY_LIMIT.min(max_upload)))
         .before(artifacts::nested_paths)
         .with(NormalizePath::new(TrailingSlash::Trim))
+        .before(params::refuse_control_characters)
         .before(legacy_paths)
         .with(error::ErrorEnvelope(compat))
         .around(access_log)

@@ -367,6 +367,27 @@ pub fn both(single: Option<i64>, list: Option<Vec<i64>>) -> Option<Vec<i64>> {
     }
 }
 
+/// Refuses a request whose path or query holds a control character once decoded (NUL
+/// included, which PostgreSQL cannot even compare): 422 naming the parameter, before any
+/// route reads it. No tag, filename, slug or id Jade stores can hold one.
+pub async fn refuse_control_characters(request: poem::Request) -> poem::Result<poem::Request> {
+    let path = percent_encoding::percent_decode_str(request.uri().path()).decode_utf8_lossy();
+    plain_text("path", &path)?;
+    for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes()) {
+        plain_text("query", &name)?;
+        plain_text(&name, &value)?;
+    }
+    Ok(request)
+}
+
+/// A text parameter or body field must hold no control character: 422 naming it.
+pub fn plain_text(field: &str, value: &str) -> Result<(), super::error::ApiError> {
+    match value.chars().any(char::is_control) {
+        true => Err(crate::domain::Error::invalid(field, "must not contain control characters").into()),
+        false => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
