@@ -81,7 +81,8 @@ async fn demo(address: SocketAddr) -> Result<(), String> {
     println!(
         "  curl -H \"Authorization: Token {token}\" \"{url}/api/v2/datacoves/environments/acme-dev/files?tag=settings\""
     );
-    println!("Swagger UI: {url}/api/v2/swaggerui (Authorize with a token above)");
+    println!("Swagger UI: {url}/api/v2/swaggerui");
+    println!("  Authorize: paste a token above alone (no `Bearer` or `Token` before it: Swagger UI adds `Bearer`).");
     println!("Stop with Ctrl-C.");
     running.wait().await.map_err(|e| e.to_string())
 }

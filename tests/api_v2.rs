@@ -733,6 +733,12 @@ async fn every_authentication_case_answers_the_contract_message() {
         .await
         .unwrap();
     assert_eq!(padded.status(), 200);
+    // Swagger UI sends `Bearer ` before whatever was pasted, prefix included.
+    for doubled in ["Bearer Token token-acme", "Bearer Bearer token-acme"] {
+        let response =
+            client.get(jade.url("/api/v2/accounts/1")).header("Authorization", doubled).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{doubled}");
+    }
     assert_eq!(
         message(&jade.json("not-a-token", "/api/v2/accounts/1", 401).await),
         "Invalid API Key. Please use a valid Bearer Token."

@@ -58,14 +58,15 @@ impl AccessDenied {
 }
 
 /// Extracts the token from an `Authorization` header value: `Bearer <t>` or `Token <t>`,
-/// trimmed. Anything else (or an empty token) is a missing key.
+/// trimmed. A second prefix is dropped too (`Bearer Token <t>`, `Bearer Bearer <t>`): Swagger
+/// UI adds `Bearer ` to whatever is pasted, and no token holds a space. Anything else (or an
+/// empty token) is a missing key.
 pub fn token_from_header(header: Option<&str>) -> Result<&str, AccessDenied> {
-    let header = header.ok_or(AccessDenied::MissingToken)?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("Token "))
-        .ok_or(AccessDenied::MissingToken)?
-        .trim();
+    fn strip(value: &str) -> Option<&str> {
+        value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("Token ")).map(str::trim_start)
+    }
+    let token = strip(header.ok_or(AccessDenied::MissingToken)?).ok_or(AccessDenied::MissingToken)?;
+    let token = strip(token).unwrap_or(token).trim();
     if token.is_empty() {
         return Err(AccessDenied::MissingToken);
     }
@@ -227,6 +228,15 @@ mod tests {
         assert_eq!(token_from_header(Some("Basic abc")), Err(AccessDenied::MissingToken));
         assert_eq!(token_from_header(Some("Bearer   ")), Err(AccessDenied::MissingToken));
         assert_eq!(token_from_header(Some("bearer abc")), Err(AccessDenied::MissingToken));
+    }
+
+    #[test]
+    fn a_token_pasted_with_its_prefix_into_swagger_ui_still_counts() {
+        assert_eq!(token_from_header(Some("Bearer Token abc")), Ok("abc"));
+        assert_eq!(token_from_header(Some("Bearer Bearer abc")), Ok("abc"));
+        assert_eq!(token_from_header(Some("Token Bearer  abc ")), Ok("abc"));
+        assert_eq!(token_from_header(Some("Bearer Token ")), Err(AccessDenied::MissingToken));
+        assert_eq!(token_from_header(Some("Bearer Tokenabc")), Ok("Tokenabc"));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct ArtifactsApi {
     pub jade: Jade,
 }
 
-const JSON: &str = "application/json; charset=utf-8";
+const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -113,8 +113,10 @@ fn given(value: Option<String>) -> Option<String> {
 
 #[OpenApi]
 impl ArtifactsApi {
-    /// The paths of the artifacts stored for a run (`manifest.json`, `run_results.json`,
-    /// `compiled/…`), sorted; empty when none. Also answers with a trailing slash.
+    /// The paths of a run's stored artifacts.
+    ///
+    /// `manifest.json`, `run_results.json`, `compiled/…`, sorted; empty when none. Also answers
+    /// with a trailing slash.
     #[oai(path = "/accounts/:account_id/runs/:run_id/artifacts", method = "get", tag = "ApiTags::DbtApi")]
     async fn list_artifacts(
         &self,
@@ -130,9 +132,10 @@ impl ArtifactsApi {
         Ok(Document(Envelope::ok(paths)))
     }
 
-    /// A run's artifact by its path under dbt's `target/` (nested paths such as
-    /// `compiled/a/b.sql` included, sent as they are or with `/` as `%2F`). `manifest.json`
-    /// is the manifest uploaded for the run.
+    /// One of a run's artifacts.
+    ///
+    /// By its path under dbt's `target/`: nested paths such as `compiled/a/b.sql` are sent as
+    /// they are or with `/` as `%2F`. `manifest.json` is the manifest uploaded for the run.
     #[oai(path = "/accounts/:account_id/runs/:run_id/artifacts/:path", method = "get", tag = "ApiTags::DbtApi")]
     async fn get_artifact(
         &self,
@@ -153,11 +156,13 @@ impl ArtifactsApi {
         })
     }
 
-    /// Upload a run's artifacts (multipart: `environment_slug`, `dag_id`, `run_id`, each also
-    /// accepted in the query string, a form field winning; and one file part per artifact,
-    /// its filename the artifact's path under dbt's `target/`). The DAG run must exist in the
-    /// environment's Airflow database. `manifest.json` is stored as the run's manifest, as
-    /// `POST /manifests` stores it. A path uploaded again is replaced. All or nothing.
+    /// Upload a run's artifacts.
+    ///
+    /// Multipart: `environment_slug`, `dag_id`, `run_id`, each also accepted in the query
+    /// string, a form field winning; and one file part per artifact, its filename the artifact's
+    /// path under dbt's `target/`. The DAG run must exist in the environment's Airflow database.
+    /// `manifest.json` is stored as the run's manifest, as `POST /manifests` stores it. A path
+    /// uploaded again is replaced. All or nothing.
     #[oai(path = "/datacoves/artifacts", method = "post", tag = "ApiTags::Datacoves")]
     async fn upload_artifacts(
         &self,

@@ -222,11 +222,13 @@ async fn file_response(file: FileBody) -> Result<FileResponse, ApiError> {
 
 #[OpenApi(prefix_path = "/datacoves", tag = "ApiTags::Datacoves")]
 impl DatacovesApi {
-    /// Upload a manifest (multipart: `file`, `environment_slug`, optional `dag_id` with
-    /// `run_id`, optional `tag`; all but `file` may come in the query string instead, a form
-    /// field winning over the same query parameter). With both `dag_id` and `run_id`, the DAG
-    /// run must exist in the environment's Airflow database; with only one of them the
-    /// manifest is stored without a run. A tag is unique per environment.
+    /// Upload a manifest.
+    ///
+    /// Multipart: `file`, `environment_slug`, optional `dag_id` with `run_id`, optional `tag`;
+    /// all but `file` may come in the query string instead, a form field winning over the same
+    /// query parameter. With both `dag_id` and `run_id`, the DAG run must exist in the
+    /// environment's Airflow database; with only one of them the manifest is stored without a
+    /// run. A tag is unique per environment.
     #[oai(path = "/manifests", method = "post")]
     async fn create_manifest(
         &self,
@@ -251,14 +253,21 @@ impl DatacovesApi {
         Ok(ManifestCreated::Created(Json("ok".into())))
     }
 
-    /// A manifest of the environment: the newest of the DAG (`dag_id`), the tagged one
-    /// (`tag`), or the environment's newest.
+    /// A manifest of the environment.
+    ///
+    /// The newest of the DAG (`dag_id`), the tagged one (`tag`), or the environment's newest.
+    /// `environment_slug` is required: without it the answer is 401 `Invalid Path. You requested
+    /// a non-existent path.`, as the first Jade answered (its clients depend on it).
     #[oai(path = "/manifests", method = "get")]
     async fn get_manifest(
         &self,
         caller: Caller,
+        /// The environment's slug (required; without it: 401 `Invalid Path. You requested a
+        /// non-existent path.`).
         environment_slug: Query<Option<String>>,
+        /// The newest manifest uploaded for a run of this DAG.
         dag_id: Query<Option<String>>,
+        /// The manifest uploaded with this tag (when no `dag_id` is given).
         tag: Query<Option<String>>,
         /// `false` for the whole manifest (default: trimmed to `metadata` and `nodes`).
         trimmed: Query<Option<String>>,
@@ -280,6 +289,7 @@ impl DatacovesApi {
     async fn project_manifest(
         &self,
         caller: Caller,
+        /// The project's slug.
         project_slug: Path<String>,
         /// `false` for the whole manifest (default: trimmed).
         trimmed: Query<Option<String>>,
@@ -289,12 +299,15 @@ impl DatacovesApi {
         Ok(ManifestResponse::Ok(Binary(body::raw(blob.body))))
     }
 
-    /// Upload one file (`file` + `tag`) or several (`files[0][tag]`, `files[0][file]`, …):
-    /// all of them are stored or none is.
+    /// Upload one file or several.
+    ///
+    /// One file: `file` + `tag`. Several: `files[0][tag]`, `files[0][file]`, `files[1][tag]`, …
+    /// All of them are stored or none is.
     #[oai(path = "/environments/:environment_slug/files", method = "post")]
     async fn create_files(
         &self,
         caller: Caller,
+        /// The environment's slug.
         environment_slug: Path<String>,
         upload: Upload,
     ) -> Result<FilesCreated, ApiError> {
@@ -320,7 +333,9 @@ impl DatacovesApi {
         })
     }
 
-    /// The newest file with this `slug`, else `tag`, else `filename`, with its contents; with
+    /// A file with its contents.
+    ///
+    /// The newest file with this `slug`, else `tag`, else `filename`. With
     /// `Accept: application/octet-stream`, its stored bytes exactly (for binary files such as
     /// dbt's `partial_parse.msgpack`).
     #[oai(path = "/environments/:environment_slug/files", method = "get")]
@@ -328,9 +343,13 @@ impl DatacovesApi {
         &self,
         caller: Caller,
         request: &poem::Request,
+        /// The environment's slug.
         environment_slug: Path<String>,
+        /// The file's slug (a UUID); wins over `tag` and `filename`.
         slug: Query<Option<String>>,
+        /// The file's tag; wins over `filename`.
         tag: Query<Option<String>>,
+        /// The file's name.
         filename: Query<Option<String>>,
     ) -> Result<FileDownload, ApiError> {
         environment(&caller, Some(&environment_slug))?;
@@ -346,16 +365,21 @@ impl DatacovesApi {
         Ok(FileDownload::Bytes { body: body::raw(blob.body), len, filename: file.filename })
     }
 
-    /// Replace a file's contents and filename (multipart `file`), rename its tag (form field
-    /// `tag`, moving the body to the new path), or both. The file is named by `slug` or `tag`
-    /// in the query, else by `slug` in the form, else by `tag` in the form (which then names
-    /// the file instead of renaming it). `PUT` and `PATCH` do the same.
+    /// Replace a file, rename its tag, or both.
+    ///
+    /// Multipart `file` replaces the contents and filename; form field `tag` renames the tag,
+    /// moving the body to the new path. The file is named by `slug` or `tag` in the query, else
+    /// by `slug` in the form, else by `tag` in the form (which then names the file instead of
+    /// renaming it). `PUT` and `PATCH` do the same.
     #[oai(path = "/environments/:environment_slug/files", method = "put", method = "patch")]
     async fn replace_file(
         &self,
         caller: Caller,
+        /// The environment's slug.
         environment_slug: Path<String>,
+        /// The file's slug (a UUID); wins over `tag`.
         slug: Query<Option<String>>,
+        /// The tag of the file to replace.
         tag: Query<Option<String>>,
         upload: Upload,
     ) -> Result<FileResponse, ApiError> {
@@ -372,14 +396,19 @@ impl DatacovesApi {
         file_response(self.jade.update_file(&environment_slug, lookup, file, new_tag).await?).await
     }
 
-    /// Delete a file named by `slug` or `tag` (query, form, or JSON body `{"tag": ".."}`):
-    /// its body, then its row.
+    /// Delete a file.
+    ///
+    /// Named by `slug` or `tag`: in the query, a form, or a JSON body `{"tag": ".."}`. Its
+    /// body is removed, then its row.
     #[oai(path = "/environments/:environment_slug/files", method = "delete")]
     async fn delete_file(
         &self,
         caller: Caller,
+        /// The environment's slug.
         environment_slug: Path<String>,
+        /// The file's slug (a UUID); wins over `tag`.
         slug: Query<Option<String>>,
+        /// The tag of the file to delete.
         tag: Query<Option<String>>,
         body: OptionalBody<FileSelectorBody>,
     ) -> Result<Deleted, ApiError> {
@@ -403,12 +432,21 @@ impl DatacovesApi {
 /// Liveness: answers `ok` without authentication.
 pub struct HealthApi;
 
+#[derive(ApiResponse)]
+pub enum Alive {
+    /// `ok`: Jade is serving.
+    #[oai(status = 200)]
+    Ok(PlainText<&'static str>),
+}
+
 #[OpenApi(tag = "ApiTags::Datacoves")]
 impl HealthApi {
-    /// `ok` while Jade serves.
+    /// Liveness: ok while Jade serves.
+    ///
+    /// Touches no database or storage; needs no token.
     #[oai(path = "/healthcheck", method = "get")]
-    async fn healthcheck(&self) -> PlainText<&'static str> {
-        PlainText("ok")
+    async fn healthcheck(&self) -> Alive {
+        Alive::Ok(PlainText("ok"))
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 pub struct Document<T>(pub T);
 
-const CONTENT_TYPE: &str = "application/json; charset=utf-8";
+const CONTENT_TYPE: &str = "application/json";
 
 impl<T: Type> Payload for Document<T> {
     const CONTENT_TYPE: &'static str = CONTENT_TYPE;
@@ -45,7 +45,7 @@ impl<T: Type + Serialize> ApiResponse for Document<T> {
     fn meta() -> MetaResponses {
         MetaResponses {
             responses: vec![MetaResponse {
-                description: "",
+                description: "Success: the JSON document below.",
                 status: Some(200),
                 status_range: None,
                 content: vec![MetaMediaType { content_type: CONTENT_TYPE, schema: Self::schema_ref() }],

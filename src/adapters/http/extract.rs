@@ -42,7 +42,9 @@ impl<'a> ApiExtractor<'a> for Caller {
             MetaSecurityScheme {
                 ty: "http",
                 description: Some(
-                    "A Datacoves API token: `Authorization: Bearer <token>` (`Token <token>` works too).",
+                    "A Datacoves API token. In Swagger UI's Authorize dialog, paste the token alone: Swagger UI \
+                     sends `Authorization: Bearer <token>` itself. Other clients send `Authorization: Bearer \
+                     <token>` or `Authorization: Token <token>`.",
                 ),
                 name: None,
                 key_in: None,

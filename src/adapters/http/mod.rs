@@ -37,6 +37,8 @@ enum ApiTags {
 
 const SPEC_PATH: &str = "/api/v2/openapi";
 const LEGACY_PREFIX: &str = "/api/internal";
+/// Swagger UI lists the legacy aliases last, under a tag of their own.
+const LEGACY_TAG: &str = "legacy";
 /// Largest JSON or form body accepted (`DELETE` selectors); uploads have their own limit.
 const SMALL_BODY_LIMIT: u64 = 1 << 20;
 
@@ -77,6 +79,15 @@ fn status_codes(compat: ApiCompat) -> Vec<Value> {
     .collect()
 }
 
+/// The ids in dbt Cloud's paths, the same on every route.
+const PATH_IDS: [(&str, &str); 5] = [
+    ("account_id", "The account's id (`GET /api/v2/accounts` lists those the token may read)."),
+    ("project_id", "The project's id."),
+    ("environment_id", "The environment's id."),
+    ("job_id", "The job's id (one job per Airflow DAG of an environment)."),
+    ("run_id", "The run's id (one run per Airflow DAG run)."),
+];
+
 /// Adds what the typed handlers cannot say: the v3 routes (served by their own service),
 /// and the `status` filter's codes, which depend on `API_COMPAT`.
 fn complete(spec: &mut Value, jade: &Jade) {
@@ -109,6 +120,21 @@ fn complete(spec: &mut Value, jade: &Jade) {
             responses.entry("415").or_insert_with(|| unsupported.clone());
         }
     }
+    for (path, item) in spec["paths"].as_object_mut().into_iter().flatten() {
+        for (method, operation) in item.as_object_mut().into_iter().flatten() {
+            for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+                if parameter.get("description").is_none()
+                    && let Some(description) = PATH_IDS.iter().find(|(name, _)| parameter["name"] == *name)
+                {
+                    parameter["description"] = description.1.into();
+                }
+                // Required, though its absence answers the first Jade's 401 (see the route).
+                if path == "/api/v2/datacoves/manifests" && method == "get" && parameter["name"] == "environment_slug" {
+                    parameter["required"] = true.into();
+                }
+            }
+        }
+    }
     if let Some(paths) = spec["paths"].as_object_mut() {
         for (_, item) in paths.iter_mut().filter(|(path, _)| path.ends_with("/runs")) {
             for parameter in item["get"]["parameters"].as_array_mut().into_iter().flatten() {
@@ -137,6 +163,7 @@ pub fn openapi_json(jade: &Jade) -> String {
                 let mut item = item.clone();
                 for operation in item.as_object_mut()?.values_mut().filter_map(Value::as_object_mut) {
                     operation.insert("deprecated".into(), Value::Bool(true));
+                    operation.insert("tags".into(), serde_json::json!([LEGACY_TAG]));
                     if let Some(Value::String(id)) = operation.get_mut("operationId") {
                         id.push_str("_legacy");
                     }
@@ -146,14 +173,27 @@ pub fn openapi_json(jade: &Jade) -> String {
             .collect();
         paths.extend(aliases);
     }
+    if let Some(tags) = spec["tags"].as_array_mut() {
+        tags.push(serde_json::json!({
+            "name": LEGACY_TAG,
+            "description": "The Datacoves routes under their old prefix `/api/internal`, for clients of the first Jade.",
+        }));
+        // Swagger UI shows the tags in this order: the dbt Cloud API first, the legacy aliases last.
+        let rank = |tag: &Value| ["dbt-api", "datacoves", LEGACY_TAG].iter().position(|name| tag["name"] == *name);
+        tags.sort_by_key(rank);
+    }
     artifacts::document_compat(&mut spec, jade.settings().compat);
     serde_json::to_string_pretty(&spec).expect("a JSON value serializes")
 }
+
+/// Jade's icon, for browser tabs (Swagger UI's included).
+const FAVICON: &str = include_str!("favicon.svg");
 
 /// Swagger UI with its assets compiled in (no CDN), loading the spec from its URL.
 fn swagger_ui() -> String {
     let html = OpenApiService::new((), "Jade", "").swagger_ui_html();
     let html = html.replacen("spec: spec,", &format!("url: {SPEC_PATH:?}, validatorUrl: null,"), 1);
+    let html = html.replacen("<head>", r#"<head><link rel="icon" type="image/svg+xml" href="/favicon.ico">"#, 1);
     debug_assert!(html.contains(SPEC_PATH), "poem-openapi's Swagger UI template changed");
     html
 }
@@ -180,6 +220,7 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
             make_sync(move |_| spec.clone().with_content_type("application/json; charset=utf-8").into_response()),
         )
         .at("/api/v2/swaggerui", make_sync(move |_| Html(ui.clone())))
+        .at("/favicon.ico", make_sync(|_| FAVICON.with_content_type("image/svg+xml").into_response()))
         .data(jade)
         .with(error::BodyLimit(SMALL_BODY_LIMIT.min(max_upload)))
         .before(artifacts::nested_paths)

@@ -219,8 +219,9 @@ impl V2Api {
         Ok(Document(Envelope::ok(JobDto::new(&job, self.jade.settings().compat, self.jade.now()))))
     }
 
-    /// The account's runs, across its environments. Paging with `offset` yields every run
-    /// exactly once, in order.
+    /// The account's runs, across its environments.
+    ///
+    /// Paging with `offset` yields every run exactly once, in order.
     #[oai(path = "/accounts/:account_id/runs", method = "get")]
     #[allow(clippy::too_many_arguments)]
     async fn list_runs(
