@@ -5,6 +5,7 @@
 #   * dbt-cloud-cli                      (the `dbt-cloud` command)
 #   * dbtc                               (dbtCloudClient)
 #   * schemathesis                       (fuzzes the served OpenAPI document)
+#   * selenium                           (drives Debian's chromium through Swagger UI: tests/swagger_ui.rs)
 # Idempotent: packages already at the pinned version are left alone. Only adds packages;
 # fails loudly when pip cannot install them or the installed versions are not the pins.
 set -euo pipefail
@@ -14,6 +15,7 @@ AIRFLOW_DBT_CLOUD_VERSION="4.11.1"
 DBT_CLOUD_CLI_VERSION="0.9.1"
 DBTC_VERSION="0.11.7"
 SCHEMATHESIS_VERSION="4.32.5"
+SELENIUM_VERSION="4.51.0"
 # dbtc pins pandas<2.2, whose wheels need NumPy 1.x; pyarrow 22+ refuses to import with it.
 PYARROW_VERSION="21.0.0"
 
@@ -32,6 +34,7 @@ PINS=(
     "dbt-cloud-cli==$DBT_CLOUD_CLI_VERSION"
     "dbtc==$DBTC_VERSION"
     "schemathesis==$SCHEMATHESIS_VERSION"
+    "selenium==$SELENIUM_VERSION"
     "pyarrow==$PYARROW_VERSION"
 )
 
@@ -68,7 +71,7 @@ if [ -n "$todo" ]; then
     echo "install-client-tools.sh: still not at the pinned version after pip install: $todo" >&2
     exit 1
 fi
-"$VENV/bin/python" -c "import airflow.providers.dbt.cloud.hooks.dbt, dbt_cloud.cli, dbtc, schemathesis.cli" || {
+"$VENV/bin/python" -c "import airflow.providers.dbt.cloud.hooks.dbt, dbt_cloud.cli, dbtc, schemathesis.cli, selenium.webdriver" || {
     echo "install-client-tools.sh: the clients are installed but do not import (see above)" >&2
     exit 1
 }

@@ -3,8 +3,9 @@
 # PostgreSQL, an S3 server (moto_server) and Azure's Blob emulator (Azurite).
 #
 # Sets up what the tests need: installs moto_server, Azurite, an OpenAPI validator and the
-# pinned dbt Cloud clients with schemathesis (scripts/install-client-tools.sh) under .tools/
-# (first run only), checks that PostgreSQL answers on 127.0.0.1:5432 (and
+# pinned dbt Cloud clients with schemathesis and selenium (scripts/install-client-tools.sh)
+# under .tools/ (first run only) and Debian's chromium and chromium-driver (apt-get, when
+# missing), checks that PostgreSQL answers on 127.0.0.1:5432 (and
 # starts the local cluster if it is installed but down), and drops databases that earlier,
 # interrupted runs left behind. Any missing service fails the run with a line naming it.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test api_v2`).
@@ -48,6 +49,15 @@ fi
 
 # --- dbt Cloud clients and schemathesis (tests/clients.rs) -----------------------------------
 scripts/install-client-tools.sh || fail "cannot install the pinned dbt Cloud clients into .tools/venv (scripts/install-client-tools.sh)"
+
+# --- Headless Chromium for the Swagger UI walk (tests/swagger_ui.rs) --------------------------
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    command -v apt-get >/dev/null || fail "Debian's chromium and chromium-driver are missing and apt-get is not available"
+    echo "installing Debian's chromium and chromium-driver" >&2
+    sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+    { sudo_if_needed apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq \
+        --no-install-recommends chromium chromium-driver >/dev/null; } || fail "cannot install chromium and chromium-driver with apt-get"
+fi
 
 # --- Tests ----------------------------------------------------------------------------------
 rm -f target/tmp/openapi.json
