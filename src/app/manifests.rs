@@ -166,9 +166,9 @@ impl Jade {
         let (out, path) = self.spool_file()?.into_parts();
         let full = full.to_path_buf();
         blocking(move || {
-            // The manifest's bytes are the only copy of it held: the trimmed form borrows.
-            let manifest = std::fs::read(full)?;
-            let len = manifest::trim(&manifest, BufWriter::new(out))?;
+            // Read in chunks: the manifest is never held in memory.
+            let manifest = std::fs::File::open(full)?;
+            let len = manifest::trim(manifest, BufWriter::new(out))?;
             Ok(Spooled { path, len, filename: None })
         })
         .await

@@ -1,10 +1,7 @@
 //! dbt manifests: their rows, storage keys and trimmed form.
 
-use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::domain::catalog::Timestamp;
@@ -96,92 +93,12 @@ pub enum ManifestError {
     Io(#[from] std::io::Error),
 }
 
-/// Validates that `manifest` is one JSON object and writes its trimmed form
-/// `{"metadata": .., "nodes": ..}` to `out` (a member the manifest lacks is `null`); answers
-/// how many bytes were written. The two members are borrowed from `manifest` as raw text and
-/// written as they are: no tree of the manifest is built and nothing of it is copied, so
-/// trimming needs no memory beyond the manifest's own bytes.
-pub fn trim(manifest: &[u8], mut out: impl Write) -> Result<u64, ManifestError> {
-    fn raw(value: Option<&RawValue>) -> &[u8] {
-        value.map_or(b"null", |v| v.get().as_bytes())
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(manifest);
-    let trimmed = deserializer.deserialize_map(TrimVisitor).map_err(|e| classify(&e))?;
-    deserializer.end().map_err(|e| classify(&e))?;
-    let parts: [&[u8]; 5] = [b"{\"metadata\":", raw(trimmed.metadata), b",\"nodes\":", raw(trimmed.nodes), b"}"];
-    let mut written = 0u64;
-    for part in parts {
-        out.write_all(part)?;
-        written += part.len() as u64;
-    }
-    out.flush()?;
-    Ok(written)
-}
-
-fn classify(error: &serde_json::Error) -> ManifestError {
-    use serde_json::error::Category;
-    match error.classify() {
-        Category::Io => ManifestError::Io(std::io::Error::other(error.to_string())),
-        // Only the top level can mismatch: every member kept is raw, every other ignored.
-        Category::Data => ManifestError::NotAnObject,
-        Category::Syntax | Category::Eof => ManifestError::NotJson(error.to_string()),
-    }
-}
-
-#[derive(Default)]
-struct Trimmed<'a> {
-    metadata: Option<&'a RawValue>,
-    nodes: Option<&'a RawValue>,
-}
-
-struct TrimVisitor;
-
-impl<'de> Visitor<'de> for TrimVisitor {
-    type Value = Trimmed<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Trimmed<'de>, A::Error> {
-        let mut trimmed = Trimmed::default();
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::Metadata => trimmed.metadata = Some(map.next_value()?),
-                Key::Nodes => trimmed.nodes = Some(map.next_value()?),
-                Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(trimmed)
-    }
-}
-
-enum Key {
-    Metadata,
-    Nodes,
-    Other,
-}
-
-impl<'de> de::Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<Key, E> {
-                Ok(match name {
-                    "metadata" => Key::Metadata,
-                    "nodes" => Key::Nodes,
-                    _ => Key::Other,
-                })
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
+/// Validates that the manifest `read` yields is one JSON object and writes its trimmed form
+/// to `out`: its top-level `metadata` and `nodes` members, byte for byte, in the manifest's
+/// order (a member the manifest lacks is `null`, at the end); answers how many bytes were
+/// written. One pass in constant memory: see [`super::manifest_trim`].
+pub fn trim(read: impl Read, out: impl Write) -> Result<u64, ManifestError> {
+    super::manifest_trim::trim_reader(read, out)
 }
 
 #[cfg(test)]
@@ -239,7 +156,7 @@ mod tests {
     #[test]
     fn missing_members_trim_to_null() {
         let trimmed = trimmed(&br#"{"nodes": {}}"#[..]).unwrap();
-        assert_eq!(trimmed, br#"{"metadata":null,"nodes":{}}"#);
+        assert_eq!(trimmed, br#"{"nodes":{},"metadata":null}"#);
     }
 
     #[test]

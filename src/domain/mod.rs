@@ -10,6 +10,7 @@ pub mod humanize;
 pub mod job;
 pub mod job_run;
 pub mod manifest;
+pub mod manifest_trim;
 pub mod paging;
 
 pub use error::{Error, Fault, FieldErrors};
