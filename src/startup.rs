@@ -20,15 +20,57 @@ impl From<crate::app::config::ConfigError> for StartupError {
     }
 }
 
-/// Logs to stderr as text or JSON lines, filtered by `RUST_LOG` (default `info`).
+/// Driver crates whose own debug or trace output can carry secrets (tokio-postgres logs
+/// statement parameters, such as the token the database verifier looks up; the HTTP and
+/// cloud SDK stacks log request lines and headers). Whatever `RUST_LOG` says, they log at
+/// `info` at most.
+const CAPPED_TARGETS: [&str; 19] = [
+    "tokio_postgres",
+    "postgres_protocol",
+    "deadpool_postgres",
+    "refinery_core",
+    "azure_core",
+    "azure_storage",
+    "azure_storage_blobs",
+    "aws_config",
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_sdk_s3",
+    "minio",
+    "reqwest",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+];
+
+/// The log filter: `RUST_LOG` (default `info`), with [`CAPPED_TARGETS`] held at `info`.
+pub fn log_filter(
+    rust_log: Option<&str>,
+) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + use<> {
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    let wanted = rust_log
+        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let capped = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CAPPED_TARGETS.map(|target| (target, LevelFilter::INFO)));
+    wanted.and(capped)
+}
+
+/// Logs to stderr as text or JSON lines, filtered by [`log_filter`].
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let layer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
     };
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
 }
 
 /// A server running in the background (tests and the demo start it this way).
@@ -130,7 +172,7 @@ pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupEr
             let settings = MinioSettings {
                 url: url.clone(),
                 access_key: access_key.expose().to_owned(),
-                secret_key: secret_key.expose().to_owned(),
+                secret_key: secret_key.secret(),
                 bucket: bucket.clone(),
             };
             Ok(Arc::new(MinioStorage::new(settings).await.map_err(|e| failed("minio", e))?))
@@ -143,7 +185,7 @@ pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupEr
             let settings = S3Settings {
                 bucket: bucket.clone(),
                 access_key: access_key.expose().to_owned(),
-                secret_key: secret_key.expose().to_owned(),
+                secret_key: secret_key.secret(),
                 region: region.clone(),
                 endpoint_url: endpoint_url.clone(),
             };
@@ -156,9 +198,9 @@ pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupEr
             use crate::adapters::storage::blob::{AzureBlobStorage, BlobConnection, BlobSettings};
             use crate::app::config::BlobConnection as Configured;
             let connection = match connection {
-                Configured::ConnectionString(value) => BlobConnection::ConnectionString(value.expose().to_owned()),
+                Configured::ConnectionString(value) => BlobConnection::ConnectionString(value.secret()),
                 Configured::AccountKey { account, key } => {
-                    BlobConnection::AccountKey { account: account.clone(), key: key.expose().to_owned() }
+                    BlobConnection::AccountKey { account: account.clone(), key: key.secret() }
                 }
             };
             let settings = BlobSettings { container: container.clone(), connection };

@@ -5,21 +5,37 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::domain::job_run::ApiCompat;
 
-/// A value that must never be printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A value that must never be printed: a `secrecy` string (zeroed when dropped, redacted
+/// when debug-printed), comparable so configurations can be.
+#[derive(Clone)]
+pub struct Secret(SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(SecretString::from(value.into()))
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
+    }
+
+    /// The secret itself, for an adapter's settings.
+    pub fn secret(&self) -> SecretString {
+        self.0.clone()
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,9 +163,9 @@ impl Config {
                             "is required to read the environments' Airflow settings (or set CONNECT_TO_AIRFLOW=false)",
                         ));
                     }
-                    (_, key) => key.map(Secret),
+                    (_, key) => key.map(Secret::new),
                 },
-                url_template: env.get("AIRFLOW_DB_URL_TEMPLATE").map(Secret),
+                url_template: env.get("AIRFLOW_DB_URL_TEMPLATE").map(Secret::new),
                 pool_size: match env.parse("AIRFLOW_POOL_SIZE", 4)? {
                     0 => return Err(ConfigError::new("AIRFLOW_POOL_SIZE", "must be at least 1")),
                     size => size,
@@ -227,12 +243,12 @@ impl Env {
     fn database(&self, prefix: &str, default_name: &str) -> Result<Database, ConfigError> {
         let var = |suffix: &str| format!("{prefix}_{suffix}");
         let connection = match self.get(&var("URL")) {
-            Some(url) => Connection::Url(Secret(url)),
+            Some(url) => Connection::Url(Secret::new(url)),
             None => Connection::Parts {
                 host: self.get(&var("HOST")).unwrap_or_else(|| "localhost".into()),
                 port: self.parse(&var("PORT"), 5432)?,
                 user: self.get(&var("USER")).unwrap_or_else(|| "postgres".into()),
-                password: Secret(self.get(&var("PASS")).unwrap_or_else(|| "password".into())),
+                password: Secret::new(self.get(&var("PASS")).unwrap_or_else(|| "password".into())),
                 database: self.get(&var("NAME")).unwrap_or_else(|| default_name.into()),
             },
         };
@@ -253,24 +269,24 @@ impl Env {
         Ok(match adapter.as_str() {
             "minio" => Storage::Minio {
                 url: self.get("MINIO_URL").unwrap_or_else(|| "http://localhost:9000".into()),
-                access_key: Secret(self.get("MINIO_ACCESS_KEY").unwrap_or_else(|| "minioadmin".into())),
-                secret_key: Secret(self.get("MINIO_SECRET_KEY").unwrap_or_else(|| "minioadmin".into())),
+                access_key: Secret::new(self.get("MINIO_ACCESS_KEY").unwrap_or_else(|| "minioadmin".into())),
+                secret_key: Secret::new(self.get("MINIO_SECRET_KEY").unwrap_or_else(|| "minioadmin".into())),
                 bucket: self.get("MINIO_BUCKET_NAME").unwrap_or_else(|| "jade-dev".into()),
             },
             "s3" => Storage::S3 {
                 bucket: self.get("S3_BUCKET_NAME").unwrap_or_else(|| "jade-dev".into()),
-                access_key: Secret(self.required("S3_ACCESS_KEY")?),
-                secret_key: Secret(self.required("S3_SECRET_ACCESS_KEY")?),
+                access_key: Secret::new(self.required("S3_ACCESS_KEY")?),
+                secret_key: Secret::new(self.required("S3_SECRET_ACCESS_KEY")?),
                 region: self.required("S3_REGION")?,
                 endpoint_url: self.get("S3_ENDPOINT_URL"),
             },
             "blob" => Storage::Blob {
                 container: self.required("BLOB_CONTAINER")?,
                 connection: match self.get("BLOB_STORAGE_ACCOUNT_CONNECTION_STRING") {
-                    Some(connection_string) => BlobConnection::ConnectionString(Secret(connection_string)),
+                    Some(connection_string) => BlobConnection::ConnectionString(Secret::new(connection_string)),
                     None => BlobConnection::AccountKey {
                         account: self.required("BLOB_STORAGE_ACCOUNT_NAME")?,
-                        key: Secret(self.required("BLOB_STORAGE_ACCOUNT_KEY")?),
+                        key: Secret::new(self.required("BLOB_STORAGE_ACCOUNT_KEY")?),
                     },
                 },
             },

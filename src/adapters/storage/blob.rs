@@ -6,6 +6,7 @@
 //! blocks of that size, sent with `Put Block` and committed with one `Put Block List`, so
 //! a failed upload leaves the previous blob untouched.
 
+use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,25 +39,14 @@ const ATTEMPT_BASE_TIMEOUT: Duration = Duration::from_secs(20);
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to reach and sign in to the storage account.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum BlobConnection {
     /// `DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...[;BlobEndpoint=...]`
     /// (a `BlobEndpoint`, as Azurite's, is used as the service URL; `SharedAccessSignature`
     /// works instead of `AccountKey`).
-    ConnectionString(String),
+    ConnectionString(SecretString),
     /// An account in the public Azure cloud and one of its access keys.
-    AccountKey { account: String, key: String },
-}
-
-impl fmt::Debug for BlobConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BlobConnection::ConnectionString(_) => f.write_str("ConnectionString(***)"),
-            BlobConnection::AccountKey { account, .. } => {
-                f.debug_struct("AccountKey").field("account", account).field("key", &"***").finish()
-            }
-        }
-    }
+    AccountKey { account: String, key: SecretString },
 }
 
 #[derive(Clone, Debug)]
@@ -84,10 +74,12 @@ impl AzureBlobStorage {
             return Err(StorageError::Backend("blob container name is empty".into()));
         }
         let (location, credentials) = match &settings.connection {
-            BlobConnection::ConnectionString(connection_string) => parse_connection_string(connection_string)?,
+            BlobConnection::ConnectionString(connection_string) => {
+                parse_connection_string(connection_string.expose_secret())?
+            }
             BlobConnection::AccountKey { account, key } => (
                 CloudLocation::Public { account: account.clone() },
-                StorageCredentials::access_key(account.clone(), key.clone()),
+                StorageCredentials::access_key(account.clone(), key.expose_secret().to_owned()),
             ),
         };
         tracing::debug!(

@@ -5,6 +5,7 @@
 //! by the server: `/environments/dev/files/t/a.json` is stored as
 //! `environments/dev/files/t/a.json` (and is the same object as the key without the slash).
 
+use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::time::Duration;
 
@@ -39,24 +40,13 @@ const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where the MinIO server is and how to sign in.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MinioSettings {
     /// Base URL, e.g. `http://minio:9000` (`https://` for TLS).
     pub url: String,
     pub access_key: String,
-    pub secret_key: String,
+    pub secret_key: SecretString,
     pub bucket: String,
-}
-
-impl fmt::Debug for MinioSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MinioSettings")
-            .field("url", &self.url)
-            .field("access_key", &"***")
-            .field("secret_key", &"***")
-            .field("bucket", &self.bucket)
-            .finish()
-    }
 }
 
 /// Objects in one MinIO bucket.
@@ -79,7 +69,7 @@ impl MinioStorage {
             settings.url.parse().map_err(|e| StorageError::Backend(format!("invalid MinIO url: {e}")))?;
         let bucket = BucketName::new(&settings.bucket)
             .map_err(|e| StorageError::Backend(format!("invalid MinIO bucket name: {e}")))?;
-        let provider = StaticProvider::new(&settings.access_key, &settings.secret_key, None);
+        let provider = StaticProvider::new(&settings.access_key, settings.secret_key.expose_secret(), None);
         let client = MinioClientBuilder::new(base_url)
             .provider(Some(provider))
             // MinIO has no regions; skipping the lookup saves a request per bucket.
