@@ -466,8 +466,9 @@ async fn files_update_and_delete_keep_rows_and_bodies_together() {
     assert!(updated.is_json);
     let updated = updated.file;
     assert_eq!(updated.path, "/environments/env100/files/cfg/b.json");
-    // The old body went with the old filename.
-    assert_eq!(f.storage.keys(), vec![updated.path.clone()]);
+    // The old body went with the old filename; the new one is under a fresh key.
+    assert_eq!(f.storage.keys(), vec![updated.key.clone()]);
+    assert!(updated.key.starts_with("/environments/env100/file-versions/cfg/b.json/"), "{}", updated.key);
 
     f.storage.set_failing(true);
     assert_eq!(
@@ -501,14 +502,14 @@ async fn a_new_tag_moves_the_body_or_changes_nothing() {
     f.storage.fail_puts_containing(Some("/new/"));
     for upload in [None, Some(spooled(b"2", "b.json"))] {
         assert!(f.jade.update_file("env100", by_slug.clone(), upload, Some("new".into())).await.is_err());
-        assert_eq!(f.storage.keys(), vec![created.path.clone()]);
+        assert_eq!(f.storage.keys(), vec![created.key.clone()]);
         assert_eq!(f.jade.file("env100", by_slug.clone()).await.unwrap().file.tag, "old");
     }
     f.storage.fail_puts_containing(None);
     let moved = f.jade.update_file("env100", by_slug.clone(), None, Some("new".into())).await.unwrap();
     assert_eq!((moved.file.tag.as_str(), moved.file.path.as_str()), ("new", "/environments/env100/files/new/a.json"));
     assert_eq!(std::fs::read(&moved.contents.path).unwrap(), b"1");
-    assert_eq!(f.storage.keys(), vec![moved.file.path.clone()]);
+    assert_eq!(f.storage.keys(), vec![moved.file.key.clone()]);
     // The same tag again is no rename; without a file there is nothing to do.
     assert_eq!(
         f.jade.update_file("env100", by_slug, None, Some("new".into())).await.unwrap_err(),
@@ -525,7 +526,7 @@ async fn a_row_without_its_body_answers_the_contract_message() {
         .await
         .unwrap()
         .remove(0);
-    f.storage.delete(&file.path).await.unwrap();
+    f.storage.delete(&file.key).await.unwrap();
     assert_eq!(
         f.jade.file("env100", Some(FileLookup::Tag("t".into()))).await.unwrap_err(),
         Error::not_found_with("File found but could not download contents from storage bucket.")
@@ -607,4 +608,67 @@ async fn lists_filter_as_dbt_cloud_names_it() {
     assert_eq!(jobs(JobFilter { state: Some(1), ..Default::default() }).await.total_count, 6);
     assert_eq!(jobs(JobFilter { state: Some(2), ..Default::default() }).await.total_count, 0);
     assert_eq!(jobs(JobFilter { project_ids: Some(vec![]), ..Default::default() }).await.total_count, 0);
+}
+
+#[tokio::test]
+async fn a_failed_multi_upload_leaves_every_stored_file_as_it_was() {
+    let f = fixture(0);
+    let upload =
+        |tag: &str, body: &[u8], name: &str| FileUpload { tag: Some(tag.into()), file: Some(spooled(body, name)) };
+    let kept = f.jade.create_files("env100", vec![upload("cfg", b"\"old\"", "a.json")]).await.unwrap().remove(0);
+    f.storage.fail_puts_containing(Some("/second/"));
+    let failed = f
+        .jade
+        .create_files("env100", vec![upload("cfg", b"\"new\"", "a.json"), upload("second", b"2", "b.json")])
+        .await;
+    assert_eq!(
+        failed.unwrap_err(),
+        Error::Unprocessable("File upload failed. Please check the error in the logs.".into())
+    );
+    assert_eq!(f.storage.keys(), vec![kept.key.clone()], "only the stored file's body remains");
+    let read = f.jade.file("env100", Some(FileLookup::Tag("cfg".into()))).await.unwrap();
+    assert_eq!((read.file.id, std::fs::read(&read.contents.path).unwrap()), (kept.id, b"\"old\"".to_vec()));
+
+    // Succeeding, the new version's body replaces the old one for every row of the path.
+    f.storage.fail_puts_containing(None);
+    let new = f.jade.create_files("env100", vec![upload("cfg", b"\"new\"", "a.json")]).await.unwrap().remove(0);
+    assert_eq!(f.storage.keys(), vec![new.key.clone()]);
+    let old_version = f.jade.file("env100", Some(FileLookup::Slug(kept.slug.to_string()))).await.unwrap();
+    assert_eq!(
+        (old_version.file.key, std::fs::read(&old_version.contents.path).unwrap()),
+        (new.key, b"\"new\"".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn readiness_names_the_part_that_fails_and_turns_off_at_shutdown() {
+    let f = fixture(0);
+    let ready = f.jade.readiness().await;
+    assert!(ready.is_ready(), "{ready:?}");
+    f.storage.set_failing(true);
+    let failing = f.jade.readiness().await;
+    assert_eq!((failing.jade_db, failing.datacoves_db, failing.storage), (Part::Ok, Part::Ok, Part::Unavailable));
+    assert!(!failing.is_ready());
+    f.storage.set_failing(false);
+    f.jade.begin_shutdown();
+    let stopping = f.jade.readiness().await;
+    assert!(stopping.shutting_down && !stopping.is_ready(), "{stopping:?}");
+    assert!(f.jade.finish_undo(std::time::Duration::from_secs(1)).await, "no undo pending");
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_bound_wait_and_all_succeed() {
+    let mut f = fixture(0);
+    f.jade = Jade::new(f.jade.ports.clone(), Settings { max_concurrent_uploads: 2, ..Settings::default() });
+    let uploads = (0..10).map(|n| {
+        let jade = f.jade.clone();
+        async move {
+            let upload = FileUpload { tag: Some(format!("t{n}")), file: Some(spooled(b"1", "a.json")) };
+            jade.create_files("env100", vec![upload]).await
+        }
+    });
+    let results = futures::future::join_all(uploads).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(f.storage.keys().len(), 10);
+    assert_eq!(f.jade.uploads.available_permits(), 2);
 }
