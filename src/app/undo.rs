@@ -8,6 +8,8 @@
 //! Bodies are written before rows and removed after them: no reader finds a row without its
 //! body while an upload comes or goes.
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 
 use super::Jade;
@@ -67,13 +69,73 @@ impl<U: Undo> Drop for Guard<U> {
     }
 }
 
-/// Deletes each body, logging failures.
-pub(super) async fn delete_bodies(jade: &Jade, keys: &[String], what: &str) {
+/// How long bodies the storage would not delete (it was down) are retried in the background.
+const RETRY_FOR: Duration = Duration::from_secs(600);
+
+/// What must still hold for a body to be deleted on a retry.
+#[derive(Debug, Clone)]
+pub(super) enum Recheck {
+    /// Nothing: the key belongs to the upload alone.
+    Nothing,
+    /// No file row reads the key.
+    FileKey,
+    /// The run (environment, dag_id, run_id) has no manifest (its manifests share bodies).
+    Run(String, String, String),
+}
+
+impl Recheck {
+    async fn allows(&self, jade: &Jade, key: &str) -> bool {
+        let answer = match self {
+            Recheck::Nothing => Ok(true),
+            Recheck::FileKey => jade.ports.files.key_in_use(key).await.map(|used| !used),
+            Recheck::Run(environment, dag_id, run_id) => {
+                jade.ports.manifests.count_for_run(environment, dag_id, run_id).await.map(|n| n == 0)
+            }
+        };
+        answer.unwrap_or_else(|error| {
+            tracing::warn!(%error, key, "cannot tell whether a body is still unused; kept for now");
+            false
+        })
+    }
+}
+
+/// Deletes each body. Those the storage refuses now (it is down) are retried in a tracked
+/// background task, with backoff, while `recheck` allows, for up to ten minutes: the body of
+/// an upload cut off by a storage outage goes once storage is back.
+pub(super) async fn delete_bodies(jade: &Jade, keys: Vec<String>, what: &'static str, recheck: Recheck) {
+    let mut failed = Vec::new();
     for key in keys {
-        if let Err(error) = jade.ports.storage.delete(key).await {
-            tracing::error!(%error, key, what, "removing a body failed; it remains");
+        if let Err(error) = jade.ports.storage.delete(&key).await {
+            tracing::warn!(%error, key, what, "removing a body failed; retrying in the background");
+            failed.push(key);
         }
     }
+    if failed.is_empty() {
+        return;
+    }
+    let retrying = jade.clone();
+    jade.tasks.spawn(async move {
+        let started = tokio::time::Instant::now();
+        let mut wait = Duration::from_millis(250);
+        while !failed.is_empty() {
+            if started.elapsed() > RETRY_FOR {
+                tracing::error!(keys = ?failed, what, "bodies of interrupted uploads could not be removed; they remain");
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+            let mut still = Vec::new();
+            for key in failed {
+                if !recheck.allows(&retrying, &key).await {
+                    continue;
+                }
+                if retrying.ports.storage.delete(&key).await.is_err() {
+                    still.push(key);
+                }
+            }
+            failed = still;
+        }
+    });
 }
 
 /// Bodies an artifact upload wrote (recorded before each write starts).
@@ -86,7 +148,7 @@ impl Undo for ArtifactWrites {
     fn run(self, jade: Jade, outcome: Outcome) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             if outcome != Outcome::Done {
-                delete_bodies(&jade, &self.keys, "artifact").await;
+                delete_bodies(&jade, self.keys, "artifact", Recheck::Nothing).await;
             }
         })
     }
@@ -115,6 +177,7 @@ impl Undo for ManifestWrites {
                 tracing::error!(%error, id, "removing the row of an interrupted manifest upload failed; bodies kept");
                 return;
             }
+            let mut recheck = Recheck::Nothing;
             if let Some((environment, dag_id, run_id)) = &self.run {
                 match jade.ports.manifests.count_for_run(environment, dag_id, run_id).await {
                     Ok(0) => {}
@@ -124,8 +187,9 @@ impl Undo for ManifestWrites {
                         return;
                     }
                 }
+                recheck = Recheck::Run(environment.clone(), dag_id.clone(), run_id.clone());
             }
-            delete_bodies(&jade, &self.keys, "manifest").await;
+            delete_bodies(&jade, self.keys, "manifest", recheck).await;
         })
     }
 }
@@ -163,7 +227,7 @@ impl Undo for FileWrites {
             let candidates = if committed { self.replaced } else { self.fresh };
             for key in candidates {
                 match jade.ports.files.key_in_use(&key).await {
-                    Ok(false) => delete_bodies(&jade, std::slice::from_ref(&key), "file").await,
+                    Ok(false) => delete_bodies(&jade, vec![key], "file", Recheck::FileKey).await,
                     Ok(true) => {}
                     Err(error) => tracing::error!(%error, key, "cannot tell whether a file body is in use; kept"),
                 }
