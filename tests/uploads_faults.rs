@@ -258,8 +258,9 @@ fn raw_upload(host: &str, files: &[(&str, &str, Vec<u8>)]) -> (Vec<u8>, Vec<u8>)
 }
 
 /// A client that goes away mid-upload: while sending its body (nothing stored), and while
-/// Jade stores its bodies (storage slowed down): nothing new remains, stored files keep
-/// their bytes.
+/// Jade stores its bodies (storage slowed down, the first body stored, the second on its
+/// way): the upload is cut off and undone, nothing new remains (not even the body that was
+/// on its way and landed after the cut), stored files keep their bytes.
 #[tokio::test]
 async fn a_client_that_disconnects_mid_upload_leaves_nothing() {
     bounded(async {
@@ -294,6 +295,8 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing() {
             proxy.upstream_bytes() > before + (1 << 20) + (256 << 10)
         })
         .await;
+        // Gone as a killed client goes: the connection is reset.
+        client.set_linger(Some(Duration::ZERO)).unwrap();
         drop(client);
         tokio::time::sleep(Duration::from_millis(300)).await;
         proxy.restore();
@@ -303,7 +306,10 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing() {
             if rows.len() == 1 && rows == bodies {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "not undone within 20 s: rows {rows:?}, bodies {bodies:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "not undone within 20 s: rows {rows:?}, bodies {bodies:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // And it stays so (no upload was still running).

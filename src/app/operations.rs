@@ -103,9 +103,9 @@ impl Jade {
         self.tasks.close();
         let finished = tokio::time::timeout(bound, self.tasks.wait()).await.is_ok();
         if !finished {
-            tracing::error!(
+            tracing::warn!(
                 pending = self.tasks.len(),
-                "undo of interrupted uploads did not finish in time: bodies or rows may remain"
+                "undo of interrupted uploads (or its late re-deletes) still running at exit: bodies may remain"
             );
         }
         finished

@@ -99,43 +99,64 @@ impl Recheck {
     }
 }
 
+/// When bodies are deleted again, after the first try, for a write cut off mid-way whose
+/// bytes were already on their way (it may still land after the first delete).
+const LATE_ROUNDS: [u64; 5] = [1, 3, 10, 30, 60];
+
 /// Deletes each body. Those the storage refuses now (it is down) are retried in a tracked
 /// background task, with backoff, while `recheck` allows, for up to ten minutes: the body of
-/// an upload cut off by a storage outage goes once storage is back.
-pub(super) async fn delete_bodies(jade: &Jade, keys: Vec<String>, what: &'static str, recheck: Recheck) {
-    let mut failed = Vec::new();
+/// an upload cut off by a storage outage goes once storage is back. With `late`, every key is
+/// also deleted again over the next two minutes (while `recheck` allows), for a write that
+/// was cut off mid-way but lands anyway.
+pub(super) async fn delete_bodies(jade: &Jade, keys: Vec<String>, what: &'static str, recheck: Recheck, late: bool) {
+    let mut pending = Vec::new();
     for key in keys {
-        if let Err(error) = jade.ports.storage.delete(&key).await {
-            tracing::warn!(%error, key, what, "removing a body failed; retrying in the background");
-            failed.push(key);
+        match jade.ports.storage.delete(&key).await {
+            Ok(()) if !late => {}
+            Ok(()) => pending.push((key, true)),
+            Err(error) => {
+                tracing::warn!(%error, key, what, "removing a body failed; retrying in the background");
+                pending.push((key, false));
+            }
         }
     }
-    if failed.is_empty() {
+    if pending.is_empty() {
         return;
     }
     let retrying = jade.clone();
-    jade.tasks.spawn(async move {
+    let refused = pending.iter().any(|(_, deleted)| !deleted);
+    let task = async move {
         let started = tokio::time::Instant::now();
-        let mut wait = Duration::from_millis(250);
-        while !failed.is_empty() {
-            if started.elapsed() > RETRY_FOR {
-                tracing::error!(keys = ?failed, what, "bodies of interrupted uploads could not be removed; they remain");
+        for round in 0.. {
+            // Keys deleted once only come back in the late rounds; refused ones until storage
+            // takes them.
+            pending.retain(|(_, deleted)| !*deleted || round < LATE_ROUNDS.len());
+            if pending.is_empty() {
                 return;
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(10));
+            if started.elapsed() > RETRY_FOR {
+                let keys: Vec<&String> = pending.iter().filter(|(_, deleted)| !deleted).map(|(k, _)| k).collect();
+                tracing::error!(?keys, what, "bodies of interrupted uploads could not be removed; they remain");
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(LATE_ROUNDS.get(round).copied().unwrap_or(60))).await;
             let mut still = Vec::new();
-            for key in failed {
+            for (key, deleted) in pending {
                 if !recheck.allows(&retrying, &key).await {
                     continue;
                 }
-                if retrying.ports.storage.delete(&key).await.is_err() {
-                    still.push(key);
-                }
+                let done = retrying.ports.storage.delete(&key).await.is_ok();
+                still.push((key, deleted || done));
             }
-            failed = still;
+            pending = still;
         }
-    });
+    };
+    // Shutdown waits (a bounded while) for bodies storage refused, not for late re-deletes.
+    if refused {
+        jade.tasks.spawn(task);
+    } else {
+        tokio::spawn(task);
+    }
 }
 
 /// Bodies an artifact upload wrote (recorded before each write starts).
@@ -148,7 +169,7 @@ impl Undo for ArtifactWrites {
     fn run(self, jade: Jade, outcome: Outcome) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             if outcome != Outcome::Done {
-                delete_bodies(&jade, self.keys, "artifact", Recheck::Nothing).await;
+                delete_bodies(&jade, self.keys, "artifact", Recheck::Nothing, true).await;
             }
         })
     }
@@ -189,7 +210,7 @@ impl Undo for ManifestWrites {
                 }
                 recheck = Recheck::Run(environment.clone(), dag_id.clone(), run_id.clone());
             }
-            delete_bodies(&jade, self.keys, "manifest", recheck).await;
+            delete_bodies(&jade, self.keys, "manifest", recheck, true).await;
         })
     }
 }
@@ -227,7 +248,7 @@ impl Undo for FileWrites {
             let candidates = if committed { self.replaced } else { self.fresh };
             for key in candidates {
                 match jade.ports.files.key_in_use(&key).await {
-                    Ok(false) => delete_bodies(&jade, vec![key], "file", Recheck::FileKey).await,
+                    Ok(false) => delete_bodies(&jade, vec![key], "file", Recheck::FileKey, !committed).await,
                     Ok(true) => {}
                     Err(error) => tracing::error!(%error, key, "cannot tell whether a file body is in use; kept"),
                 }
