@@ -296,7 +296,7 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing() {
         })
         .await;
         // Gone as a killed client goes: the connection is reset.
-        client.set_linger(Some(Duration::ZERO)).unwrap();
+        client.set_zero_linger().unwrap();
         drop(client);
         tokio::time::sleep(Duration::from_millis(300)).await;
         proxy.restore();
