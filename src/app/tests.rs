@@ -672,3 +672,96 @@ async fn uploads_beyond_the_bound_wait_and_all_succeed() {
     assert_eq!(f.storage.keys().len(), 10);
     assert_eq!(f.jade.uploads.available_permits(), 2);
 }
+
+/// Storage whose puts of keys containing `stall` never finish (and say they started).
+struct Stalling {
+    inner: Arc<MemoryStorage>,
+    stall: std::sync::Mutex<&'static str>,
+    started: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::storage::BlobStorage for Stalling {
+    async fn put(
+        &self,
+        key: &str,
+        source: crate::ports::storage::BlobSource,
+    ) -> Result<(), crate::ports::storage::StorageError> {
+        let stall = *self.stall.lock().unwrap();
+        if key.contains(stall) {
+            self.started.notify_one();
+            std::future::pending::<()>().await;
+        }
+        self.inner.put(key, source).await
+    }
+    async fn get(&self, key: &str) -> Result<Blob, crate::ports::storage::StorageError> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), crate::ports::storage::StorageError> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, crate::ports::storage::StorageError> {
+        self.inner.list(prefix).await
+    }
+    async fn ping(&self) -> Result<(), crate::ports::storage::StorageError> {
+        self.inner.ping().await
+    }
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_mid_way_is_undone_by_a_task_of_its_own() {
+    let f = fixture(0);
+    let stalling = Arc::new(Stalling {
+        inner: f.storage.clone(),
+        stall: std::sync::Mutex::new("/stall/"),
+        started: Default::default(),
+    });
+    let ports = Ports { storage: stalling.clone(), ..f.jade.ports.clone() };
+    let jade = Jade::new(ports.clone(), Settings::default());
+    let upload =
+        |tag: &str, body: &[u8], name: &str| FileUpload { tag: Some(tag.into()), file: Some(spooled(body, name)) };
+    let kept = jade.create_files("env100", vec![upload("cfg", b"\"old\"", "a.json")]).await.unwrap().remove(0);
+
+    // The first body (replacing `cfg`) is stored, the second never finishes: the request is
+    // dropped (its client went away).
+    let cut = tokio::spawn({
+        let jade = jade.clone();
+        let uploads = vec![upload("cfg", b"\"new\"", "a.json"), upload("stall", b"2", "b.json")];
+        async move { jade.create_files("env100", uploads).await }
+    });
+    stalling.started.notified().await;
+    assert_eq!(f.storage.keys().len(), 2, "the first new body is stored");
+    cut.abort();
+    assert!(cut.await.unwrap_err().is_cancelled());
+    assert!(jade.finish_undo(std::time::Duration::from_secs(5)).await, "the undo ran");
+    assert_eq!(f.storage.keys(), vec![kept.key.clone()], "the new body is gone, the stored one kept");
+    let read_back = jade.file("env100", Some(FileLookup::Tag("cfg".into()))).await.unwrap();
+    assert_eq!(std::fs::read(&read_back.contents.path).unwrap(), b"\"old\"");
+    assert_eq!(jade.file("env100", Some(FileLookup::Tag("stall".into()))).await.unwrap_err(), Error::not_found());
+
+    // A manifest: its full body stored, its trimmed one never.
+    *stalling.stall.lock().unwrap() = "trimmed";
+    let jade = Jade::new(ports, Settings::default());
+    let cut = tokio::spawn({
+        let jade = jade.clone();
+        let upload = ManifestUpload {
+            environment_slug: "env100".into(),
+            dag_id: None,
+            run_id: None,
+            tag: Some("cut".into()),
+            file: Some(spooled(br#"{"metadata": {}, "nodes": {}}"#, "manifest.json")),
+        };
+        async move { jade.upload_manifest(upload).await }
+    });
+    stalling.started.notified().await;
+    assert_eq!(f.storage.keys().len(), 2, "the full body is stored");
+    cut.abort();
+    let _ = cut.await;
+    assert!(jade.finish_undo(std::time::Duration::from_secs(5)).await);
+    assert_eq!(f.storage.keys(), vec![kept.key.clone()]);
+    let query = ManifestQuery::Tag { environment_slug: "env100".into(), tag: "cut".into() };
+    assert_eq!(jade.manifest(&query, false).await.unwrap_err(), Error::not_found());
+}
