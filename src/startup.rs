@@ -85,7 +85,8 @@ impl Running {
         format!("http://{}", self.address)
     }
 
-    /// Stops accepting, lets requests in flight finish, and waits.
+    /// Begins shutdown (readiness answers 503), stops accepting, lets requests in flight
+    /// finish within the grace, waits for the undo of uploads cut off, and returns.
     pub async fn stop(mut self) -> std::io::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -106,14 +107,26 @@ pub async fn spawn(jade: Jade, address: SocketAddr) -> std::io::Result<Running> 
     let listener = tokio::net::TcpListener::bind(address).await?;
     let address = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = crate::adapters::http::app(jade);
-    let task = tokio::spawn(crate::adapters::http::serve(listener, app, async move {
-        let _ = stopped.await;
-    }));
+    let (requests, undo) = jade.shutdown_phases();
+    let app = crate::adapters::http::app(jade.clone());
+    let task = tokio::spawn(async move {
+        let stopping = jade.clone();
+        let signal = async move {
+            let _ = stopped.await;
+            // Readiness turns 503 before the listener closes.
+            stopping.begin_shutdown();
+        };
+        let served = crate::adapters::http::serve(listener, app, signal, requests).await;
+        // Requests cut off by the grace left undo tasks behind: they run before Jade exits.
+        jade.finish_undo(undo).await;
+        served
+    });
     Ok(Running { address, shutdown: Some(shutdown), task })
 }
 
-/// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
+/// Serves until Ctrl-C or SIGTERM, then shuts down within `SHUTDOWN_GRACE_SECONDS`:
+/// readiness answers 503 at once, no new connection is accepted, requests in flight get the
+/// grace (less a reserve), and the undo of uploads cut off runs before the process exits.
 #[cfg(feature = "http")]
 pub async fn serve_until_signal(jade: Jade, address: SocketAddr) -> std::io::Result<()> {
     let mut running = spawn(jade, address).await?;
@@ -338,6 +351,8 @@ pub fn settings(config: &Config) -> Settings {
         spool_dir: None,
         run_index_refresh: config.run_index_refresh,
         airflow_ui_url_template: config.airflow_ui_url_template.clone(),
+        max_concurrent_uploads: config.max_concurrent_uploads,
+        shutdown_grace: config.shutdown_grace,
     }
 }
 

@@ -73,6 +73,10 @@ pub struct Config {
     /// `AIRFLOW_UI_URL_TEMPLATE`: a run's page in the Airflow UI, with `{slug}`, `{dag_id}`
     /// and `{run_id}` replaced (dbt Cloud's `href`).
     pub airflow_ui_url_template: Option<String>,
+    /// `MAX_CONCURRENT_UPLOADS` (default 8): uploads storing bodies at once; more wait.
+    pub max_concurrent_uploads: usize,
+    /// `SHUTDOWN_GRACE_SECONDS` (default 30): how long shutdown may take in all.
+    pub shutdown_grace: Duration,
 }
 
 /// A PostgreSQL database: a URL, or parts with the first Jade's defaults.
@@ -204,6 +208,11 @@ impl Config {
             },
             run_index_refresh: Duration::from_millis(env.parse("RUN_INDEX_REFRESH_MS", 1000)?),
             airflow_ui_url_template: env.get("AIRFLOW_UI_URL_TEMPLATE").filter(|t| !t.trim().is_empty()),
+            max_concurrent_uploads: match env.parse("MAX_CONCURRENT_UPLOADS", 8)? {
+                0 => return Err(ConfigError::new("MAX_CONCURRENT_UPLOADS", "must be at least 1")),
+                bound => bound,
+            },
+            shutdown_grace: Duration::from_secs(env.parse("SHUTDOWN_GRACE_SECONDS", 30)?),
         })
     }
 }
@@ -336,6 +345,8 @@ mod tests {
         assert_eq!(config.auth.pool_size, 2);
         assert_eq!(config.max_upload_bytes, 1 << 30);
         assert_eq!(config.compat, ApiCompat::Jade);
+        assert_eq!(config.max_concurrent_uploads, 8);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
     }
 
     #[test]
@@ -350,6 +361,8 @@ mod tests {
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("DATACOVES_POOL_SIZE", "0")]), "DATACOVES_POOL_SIZE");
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("AUTH_POOL_SIZE", "0")]), "AUTH_POOL_SIZE");
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("CONNECT_TO_AIRFLOW", "maybe")]), "CONNECT_TO_AIRFLOW");
+        assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("MAX_CONCURRENT_UPLOADS", "0")]), "MAX_CONCURRENT_UPLOADS");
+        assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("SHUTDOWN_GRACE_SECONDS", "soon")]), "SHUTDOWN_GRACE_SECONDS");
     }
 
     #[test]

@@ -299,6 +299,11 @@ impl BlobStorage for AzureBlobStorage {
         Ok(keys)
     }
 
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.container.get_properties().await.map_err(|e| backend("container properties", &e))?;
+        Ok(())
+    }
+
     fn backend(&self) -> &'static str {
         "blob"
     }

@@ -217,6 +217,16 @@ impl BlobStorage for MinioStorage {
         Ok(keys)
     }
 
+    async fn ping(&self) -> Result<(), StorageError> {
+        let exists = timed(REQUEST_TIMEOUT, "bucket exists", async {
+            self.client.bucket_exists(&self.bucket).map_err(MinioError::from)?.build().send().await
+        })
+        .await
+        .map_err(|e| e.into_storage("bucket exists"))?
+        .exists();
+        if exists { Ok(()) } else { Err(StorageError::Backend("minio: the bucket does not exist".into())) }
+    }
+
     fn backend(&self) -> &'static str {
         "minio"
     }

@@ -243,6 +243,11 @@ impl BlobStorage for S3Storage {
         Ok(keys)
     }
 
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| backend("head bucket", &e))?;
+        Ok(())
+    }
+
     fn backend(&self) -> &'static str {
         "s3"
     }
