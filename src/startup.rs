@@ -108,6 +108,10 @@ pub async fn spawn(jade: Jade, address: SocketAddr) -> std::io::Result<Running> 
     let address = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let (requests, undo) = jade.shutdown_phases();
+    let timeouts = crate::adapters::http::Timeouts {
+        header_read: jade.settings().header_read_timeout,
+        idle: jade.settings().idle_timeout,
+    };
     let app = crate::adapters::http::app(jade.clone());
     let task = tokio::spawn(async move {
         let stopping = jade.clone();
@@ -116,7 +120,7 @@ pub async fn spawn(jade: Jade, address: SocketAddr) -> std::io::Result<Running> 
             // Readiness turns 503 before the listener closes.
             stopping.begin_shutdown();
         };
-        let served = crate::adapters::http::serve(listener, app, signal, requests).await;
+        let served = crate::adapters::http::serve(listener, app, timeouts, signal, requests).await;
         // Requests cut off by the grace left undo tasks behind: they run before Jade exits.
         jade.finish_undo(undo).await;
         served
@@ -240,11 +244,14 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
     use crate::adapters::datacoves::DatacovesCatalog;
     use crate::adapters::memory::SystemClock;
     use crate::adapters::pg::{self, read_only};
+    let bound = config.db_statement_timeout;
     use crate::adapters::postgres::JadeDatabase;
     use crate::app::config::Verifier;
 
-    let jade_db = JadeDatabase::new(pg_config(&config.jade_db, "DB")?, config.jade_db.pool_size, tls(&config.jade_db))
-        .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
+    let jade_db =
+        pg::Database::new(pg_config(&config.jade_db, "DB")?, config.jade_db.pool_size, tls(&config.jade_db), bound)
+            .map(JadeDatabase::new)
+            .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
     jade_db.migrate().await.map_err(|e| {
         StartupError(format!(
             "{} (set by DB_URL, or DB_HOST/DB_PORT/DB_USER/DB_PASS/DB_NAME)",
@@ -252,13 +259,14 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         ))
     })?;
 
-    let datacoves_pool = pg::pool(
+    let datacoves_pool = pg::Database::new(
         read_only(pg_config(&config.datacoves_db, "DATACOVES_DB")?),
         config.datacoves_db.pool_size,
         tls(&config.datacoves_db),
+        bound,
     )
     .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
-    let _connected = datacoves_pool.get().await.map_err(|e| {
+    let _connected = datacoves_pool.client().await.map_err(|e| {
         StartupError(format!(
             "Datacoves database: {} (set by DATACOVES_DB_URL, or DATACOVES_DB_HOST/_PORT/_USER/_PASS/_NAME)",
             crate::adapters::error_chain(&e)
@@ -281,10 +289,11 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         }
         Verifier::Database => {
             // A pool of its own: made-up tokens cannot take the catalog's connections.
-            let auth_pool = pg::pool(
+            let auth_pool = pg::Database::new(
                 read_only(pg_config(&config.datacoves_db, "DATACOVES_DB")?),
                 config.auth.pool_size,
                 tls(&config.datacoves_db),
+                bound,
             )
             .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
             Arc::new(CachedVerifier::new(
@@ -330,6 +339,8 @@ fn airflow(config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::Airf
         url_template: config.airflow.url_template.as_ref().map(|t| t.expose().to_owned()),
         pool_size: config.airflow.pool_size,
         tls: tls(&config.datacoves_db),
+        statement_timeout: config.airflow.statement_timeout,
+        pool_idle: config.airflow.pool_idle,
         ..AirflowSettings::default()
     };
     Ok(Some(Arc::new(AirflowDatabases::new(settings))))
@@ -353,6 +364,8 @@ pub fn settings(config: &Config) -> Settings {
         airflow_ui_url_template: config.airflow_ui_url_template.clone(),
         max_concurrent_uploads: config.max_concurrent_uploads,
         shutdown_grace: config.shutdown_grace,
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
     }
 }
 

@@ -150,10 +150,11 @@ async fn odd_tokens_are_refused_never_failed() {
 #[tokio::test]
 async fn the_verifier_itself_refuses_what_postgresql_could_not_take() {
     let jade = uncached().await;
-    let pool = jade::adapters::pg::pool(
+    let pool = jade::adapters::pg::Database::new(
         support::url(&jade.seeded.datacoves_db).parse().unwrap(),
         1,
         jade::adapters::pg::Tls::None,
+        std::time::Duration::from_secs(5),
     )
     .unwrap();
     let verifier = jade::adapters::auth::DatabaseVerifier::new(pool);

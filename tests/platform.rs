@@ -12,12 +12,14 @@ use support::{Scenario, TestJade, connect, create_database, drop_database, messa
 const JADE_SCHEMA: &str = include_str!("fixtures/sql/jade-schema.sql");
 
 async fn migrate(database: &str) {
-    let jade = jade::adapters::postgres::JadeDatabase::new(
+    let pool = jade::adapters::pg::Database::new(
         support::url(database).parse().unwrap(),
         2,
         jade::adapters::pg::Tls::None,
+        std::time::Duration::from_secs(5),
     )
     .unwrap();
+    let jade = jade::adapters::postgres::JadeDatabase::new(pool);
     jade.migrate().await.unwrap();
 }
 

@@ -77,6 +77,14 @@ pub struct Config {
     pub max_concurrent_uploads: usize,
     /// `SHUTDOWN_GRACE_SECONDS` (default 30): how long shutdown may take in all.
     pub shutdown_grace: Duration,
+    /// `DB_STATEMENT_TIMEOUT_MS` (default 5000): how long a statement on the Jade or
+    /// Datacoves database may take before the request answers 503.
+    pub db_statement_timeout: Duration,
+    /// `HEADER_READ_TIMEOUT_SECONDS` (default 10) and `IDLE_TIMEOUT_SECONDS` (default 60):
+    /// a client slower to send its request headers, or idle that long on a keep-alive
+    /// connection, is disconnected.
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 /// A PostgreSQL database: a URL, or parts with the first Jade's defaults.
@@ -104,6 +112,12 @@ pub struct Airflow {
     pub url_template: Option<Secret>,
     /// `AIRFLOW_POOL_SIZE`: connections per environment's Airflow database (default 4).
     pub pool_size: usize,
+    /// `AIRFLOW_STATEMENT_TIMEOUT_MS` (default 5000): an environment slower than this is
+    /// left out of lists like an unreachable one.
+    pub statement_timeout: Duration,
+    /// `AIRFLOW_POOL_IDLE_SECONDS` (default 300): an environment's pool unused this long is
+    /// closed.
+    pub pool_idle: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +188,8 @@ impl Config {
                     0 => return Err(ConfigError::new("AIRFLOW_POOL_SIZE", "must be at least 1")),
                     size => size,
                 },
+                statement_timeout: env.millis("AIRFLOW_STATEMENT_TIMEOUT_MS", 5000)?,
+                pool_idle: env.seconds("AIRFLOW_POOL_IDLE_SECONDS", 300)?,
             },
             auth: Auth {
                 verifier: match env.get("AUTH_VERIFIER").as_deref().unwrap_or("http") {
@@ -213,6 +229,9 @@ impl Config {
                 bound => bound,
             },
             shutdown_grace: Duration::from_secs(env.parse("SHUTDOWN_GRACE_SECONDS", 30)?),
+            db_statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
+            header_read_timeout: env.seconds("HEADER_READ_TIMEOUT_SECONDS", 10)?,
+            idle_timeout: env.seconds("IDLE_TIMEOUT_SECONDS", 60)?,
         })
     }
 }
@@ -234,6 +253,22 @@ impl Env {
         match self.get(name) {
             None => Ok(default),
             Some(value) => value.trim().parse().map_err(|_| ConfigError::new(name, format!("{value:?} is not valid"))),
+        }
+    }
+
+    /// A timeout in milliseconds; 0 would turn the bound off, so it is refused.
+    fn millis(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
+        match self.parse(name, default)? {
+            0 => Err(ConfigError::new(name, "must be at least 1")),
+            millis => Ok(Duration::from_millis(millis)),
+        }
+    }
+
+    /// A timeout in seconds (fractions allowed, e.g. `0.5`); 0 is refused.
+    fn seconds(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
+        match self.parse(name, default as f64)? {
+            seconds if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => Ok(Duration::from_secs_f64(seconds)),
+            _ => Err(ConfigError::new(name, "must be a positive number of seconds")),
         }
     }
 
@@ -347,6 +382,13 @@ mod tests {
         assert_eq!(config.compat, ApiCompat::Jade);
         assert_eq!(config.max_concurrent_uploads, 8);
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(config.db_statement_timeout, Duration::from_secs(5));
+        assert_eq!(config.airflow.statement_timeout, Duration::from_secs(5));
+        assert_eq!(config.airflow.pool_idle, Duration::from_secs(300));
+        assert_eq!(
+            (config.header_read_timeout, config.idle_timeout),
+            (Duration::from_secs(10), Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -363,6 +405,9 @@ mod tests {
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("CONNECT_TO_AIRFLOW", "maybe")]), "CONNECT_TO_AIRFLOW");
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("MAX_CONCURRENT_UPLOADS", "0")]), "MAX_CONCURRENT_UPLOADS");
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("SHUTDOWN_GRACE_SECONDS", "soon")]), "SHUTDOWN_GRACE_SECONDS");
+        assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("DB_STATEMENT_TIMEOUT_MS", "0")]), "DB_STATEMENT_TIMEOUT_MS");
+        assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("AIRFLOW_POOL_IDLE_SECONDS", "-1")]), "AIRFLOW_POOL_IDLE_SECONDS");
+        assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("IDLE_TIMEOUT_SECONDS", "0")]), "IDLE_TIMEOUT_SECONDS");
     }
 
     #[test]

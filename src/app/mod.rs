@@ -69,6 +69,11 @@ pub struct Settings {
     /// How long shutdown may take in all (`SHUTDOWN_GRACE_SECONDS`): requests in flight get
     /// it less a reserve for undoing the uploads cut off.
     pub shutdown_grace: Duration,
+    /// A client slower than this to send its request headers is disconnected
+    /// (`HEADER_READ_TIMEOUT_SECONDS`).
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection idle this long is closed (`IDLE_TIMEOUT_SECONDS`).
+    pub idle_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -81,6 +86,8 @@ impl Default for Settings {
             airflow_ui_url_template: None,
             max_concurrent_uploads: 8,
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -208,8 +215,15 @@ fn unregistered(what: &str, key: impl std::fmt::Debug) -> Error {
     Error::Internal(crate::domain::Fault::new(format!("the registry gave no {what} id for {key:?}")))
 }
 
+/// A port's backend failing: 503 with the contract's message when it is unavailable (down,
+/// unreachable, timed out: it may come back by itself), else 500. Logged either way.
 fn backend(error: BackendError) -> Error {
-    Error::Internal(error)
+    if error.is_unavailable() {
+        tracing::warn!(error = %crate::domain::error::error_chain(&error), "a database is unavailable");
+        Error::Unavailable(crate::domain::error::SERVICE_UNAVAILABLE.into())
+    } else {
+        Error::Internal(error)
+    }
 }
 
 /// The contract's messages for object storage failing.

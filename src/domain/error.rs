@@ -45,15 +45,32 @@ pub struct Fault {
     context: String,
     #[source]
     cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// The service is down, unreachable or did not answer in time (it may come back by
+    /// itself), as opposed to a bug or an answer Jade cannot use.
+    unavailable: bool,
 }
+
+/// The contract's 503 message for a database Jade needs failing or timing out.
+pub const SERVICE_UNAVAILABLE: &str = "Service temporarily unavailable. Please retry.";
 
 impl Fault {
     pub fn new(context: impl Into<String>) -> Self {
-        Fault { context: context.into(), cause: None }
+        Fault { context: context.into(), cause: None, unavailable: false }
     }
 
     pub fn caused_by(context: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Fault { context: context.into(), cause: Some(Arc::new(cause)) }
+        Fault { context: context.into(), cause: Some(Arc::new(cause)), unavailable: false }
+    }
+
+    /// Marks the service as unavailable: down, unreachable, refusing, or too slow to answer
+    /// (the adapter that talked to it decides).
+    pub fn unavailable(mut self) -> Self {
+        self.unavailable = true;
+        self
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 }
 
@@ -61,6 +78,7 @@ impl Fault {
 impl PartialEq for Fault {
     fn eq(&self, other: &Self) -> bool {
         self.to_string() == other.to_string()
+            && self.unavailable == other.unavailable
             && self.cause.as_ref().map(ToString::to_string) == other.cause.as_ref().map(ToString::to_string)
     }
 }

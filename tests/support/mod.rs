@@ -23,6 +23,7 @@ macro_rules! on_every_backend {
     )*};
 }
 
+pub mod pg_proxy;
 pub mod proxy;
 pub mod seed;
 pub mod servers;

@@ -1,16 +1,14 @@
 //! Each environment's Airflow database, through one lazily opened pool per environment.
 
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::adapters::pg::{Tls, pool, read_only};
+use crate::adapters::pg::{self, PgError, Tls, read_only};
 use crate::domain::Fault;
 use crate::domain::catalog::{AirflowDatabase, Environment};
 use crate::domain::job::Dag;
@@ -27,6 +25,11 @@ pub struct AirflowSettings {
     pub connect_timeout: Duration,
     /// How long an unreachable environment is answered as such without trying again.
     pub failure_memory: Duration,
+    /// `AIRFLOW_STATEMENT_TIMEOUT_MS`: how long a statement may take; an environment that
+    /// takes longer is left out like an unreachable one.
+    pub statement_timeout: Duration,
+    /// `AIRFLOW_POOL_IDLE_SECONDS`: an environment's pool unused this long is closed.
+    pub pool_idle: Duration,
 }
 
 impl Default for AirflowSettings {
@@ -37,27 +40,52 @@ impl Default for AirflowSettings {
             tls: Tls::None,
             connect_timeout: Duration::from_secs(3),
             failure_memory: Duration::from_secs(15),
+            statement_timeout: Duration::from_secs(5),
+            pool_idle: Duration::from_secs(300),
         }
     }
 }
 
 /// The pools, opened on an environment's first use and reused; an environment created
 /// after start-up is found the first time it is asked for. A pool is rebuilt when the
-/// environment's settings change.
+/// environment's settings change, and closed (its connections end) once unused for
+/// `pool_idle`.
 pub struct AirflowDatabases {
     settings: AirflowSettings,
-    pools: Mutex<HashMap<i64, Entry>>,
+    pools: Arc<moka::sync::Cache<i64, Arc<Entry>>>,
 }
 
 struct Entry {
     target: [u8; 32],
-    pool: Pool,
-    failed_at: Option<Instant>,
+    pool: pg::Database,
+    failed_at: Mutex<Option<Instant>>,
 }
 
 impl AirflowDatabases {
+    /// Must be called within a Tokio runtime: a task closes idle pools on time.
     pub fn new(settings: AirflowSettings) -> Self {
-        AirflowDatabases { settings, pools: Mutex::new(HashMap::new()) }
+        let pools = Arc::new(
+            moka::sync::Cache::builder()
+                .time_to_idle(settings.pool_idle)
+                // Evicted when idle, or replaced by a pool to new settings: the pool closes
+                // (it may still be in use by a request, which then finishes normally).
+                .eviction_listener(|_, entry: Arc<Entry>, _| entry.pool.close())
+                .build(),
+        );
+        // moka evicts on its own operations only: without traffic an idle pool would stay
+        // open, so its pending evictions run on a clock (the task ends with the adapter).
+        let weak = Arc::downgrade(&pools);
+        let period = (settings.pool_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(pools) = weak.upgrade() else { break };
+                pools.run_pending_tasks();
+            }
+        });
+        AirflowDatabases { settings, pools }
     }
 
     /// Where an environment's database is: its own settings, the template, or the
@@ -97,40 +125,45 @@ impl AirflowDatabases {
 
     /// A connection to the environment's database, or `Unreachable` (remembered for a
     /// while, so a dead database does not cost every request a connect timeout).
-    async fn client(&self, environment: &Environment) -> Result<deadpool_postgres::Object, AirflowError> {
+    async fn client(&self, environment: &Environment) -> Result<pg::Client, AirflowError> {
         let config = self.config(environment)?;
         let target = fingerprint(&config);
         let unreachable = |cause: Fault| AirflowError::Unreachable { slug: environment.slug.clone(), cause };
-        let pool = {
-            let mut pools = self.pools.lock().unwrap();
-            let entry = pools.get(&environment.id).filter(|entry| entry.target == target);
-            if let Some(failed_at) = entry.and_then(|e| e.failed_at)
-                && failed_at.elapsed() < self.settings.failure_memory
-            {
-                return Err(unreachable(Fault::new("failed recently; not retried yet")));
-            }
-            match entry {
-                Some(entry) => entry.pool.clone(),
-                None => {
-                    let pool = pool(config, self.settings.pool_size, self.settings.tls.clone()).map_err(unreachable)?;
-                    pools.insert(environment.id, Entry { target, pool: pool.clone(), failed_at: None });
-                    pool
-                }
+        let entry = match self.pools.get(&environment.id).filter(|entry| entry.target == target) {
+            Some(entry) => entry,
+            None => {
+                let pool = pg::Database::new(
+                    config,
+                    self.settings.pool_size,
+                    self.settings.tls.clone(),
+                    self.settings.statement_timeout,
+                )
+                .map_err(unreachable)?;
+                let fresh = Arc::new(Entry { target, pool, failed_at: Mutex::new(None) });
+                // Another request may have opened the same pool meanwhile: the first stays.
+                self.pools
+                    .entry(environment.id)
+                    .and_upsert_with(|existing| match existing {
+                        Some(existing) if existing.value().target == target => existing.into_value(),
+                        _ => fresh,
+                    })
+                    .into_value()
             }
         };
-        match pool.get().await {
+        if let Some(failed_at) = *entry.failed_at.lock().unwrap()
+            && failed_at.elapsed() < self.settings.failure_memory
+        {
+            return Err(unreachable(Fault::new("failed recently; not retried yet")));
+        }
+        match entry.pool.client().await {
             Ok(client) => {
-                if let Some(entry) = self.pools.lock().unwrap().get_mut(&environment.id) {
-                    entry.failed_at = None;
-                }
+                *entry.failed_at.lock().unwrap() = None;
                 Ok(client)
             }
             Err(error) => {
-                if let Some(entry) = self.pools.lock().unwrap().get_mut(&environment.id) {
-                    entry.failed_at = Some(Instant::now());
-                }
+                *entry.failed_at.lock().unwrap() = Some(Instant::now());
                 tracing::warn!(environment = %environment.slug, %error, "cannot connect to the Airflow database");
-                Err(unreachable(Fault::caused_by("connecting", error)))
+                Err(unreachable(error.fault("connecting")))
             }
         }
     }
@@ -158,8 +191,10 @@ fn fingerprint(config: &tokio_postgres::Config) -> [u8; 32] {
     hash.finalize().into()
 }
 
-fn failed(environment: &Environment, error: tokio_postgres::Error) -> AirflowError {
-    AirflowError::Unreachable { slug: environment.slug.clone(), cause: Fault::caused_by("a query", error) }
+/// A statement failed or timed out: the environment is left out of lists like an
+/// unreachable one.
+fn failed(environment: &Environment, error: PgError) -> AirflowError {
+    AirflowError::Unreachable { slug: environment.slug.clone(), cause: error.fault("a query") }
 }
 
 const DAG: &str = "SELECT dag_id, description, is_active, is_paused, last_parsed_time, schedule_interval FROM dag";

@@ -1,5 +1,4 @@
 use async_trait::async_trait;
-use deadpool_postgres::Pool;
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
 
@@ -9,14 +8,14 @@ use crate::ports::auth::{TokenVerifier, VerifyError};
 /// Computes from the Datacoves tables what the Datacoves verify view answers (contract,
 /// appendix A), without the round trip to the Datacoves API.
 pub struct DatabaseVerifier {
-    pool: Pool,
+    pool: crate::adapters::pg::Database,
 }
 
 impl DatabaseVerifier {
     /// `pool` connects to the Datacoves database (read-only sessions suffice). Give the
     /// verifier a pool of its own (`AUTH_POOL_SIZE`), so a flood of made-up tokens cannot
     /// take the connections the catalog reads need.
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: crate::adapters::pg::Database) -> Self {
         DatabaseVerifier { pool }
     }
 }
@@ -51,7 +50,7 @@ fn digest(token: &str) -> String {
 /// digest equals the token's (compared in constant time). Answers the user's id, email and
 /// name; a deactivated user's token is invalid.
 async fn token_user(
-    client: &deadpool_postgres::Object,
+    client: &crate::adapters::pg::Client,
     token: &str,
 ) -> Result<(i64, Option<String>, Option<String>), VerifyError> {
     let key = token_key(token).ok_or(VerifyError::Invalid)?;
@@ -84,7 +83,7 @@ impl TokenVerifier for DatabaseVerifier {
     async fn verify(&self, token: &str) -> Result<Identity, VerifyError> {
         // A token knox could never have accepted costs no connection.
         token_key(token).ok_or(VerifyError::Invalid)?;
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.client().await.map_err(unavailable)?;
         let (user_id, email, name) = token_user(&client, token).await?;
         let permissions: Vec<String> = client
             .query(

@@ -2,16 +2,16 @@
 //! sessions. Environments' `airflow_config` is decrypted with `FERNET_KEY`.
 
 use async_trait::async_trait;
-use deadpool_postgres::Pool;
 use serde::Deserialize;
 use tokio_postgres::Row;
 
+use crate::adapters::pg::{self, PgError};
 use crate::domain::catalog::{Account, AirflowDatabase, Environment, Project};
 use crate::ports::BackendError;
 use crate::ports::catalog::Catalog;
 
 pub struct DatacovesCatalog {
-    pool: Pool,
+    pool: pg::Database,
     fernet: Option<fernet::Fernet>,
 }
 
@@ -19,7 +19,7 @@ impl DatacovesCatalog {
     /// `pool` should open read-only sessions (see [`crate::adapters::pg::read_only`]); `fernet_key` decrypts the
     /// environments' Airflow settings (without it, Airflow-enabled environments are
     /// `Misconfigured`).
-    pub fn new(pool: Pool, fernet_key: Option<&str>) -> Result<Self, BackendError> {
+    pub fn new(pool: pg::Database, fernet_key: Option<&str>) -> Result<Self, BackendError> {
         let fernet = fernet_key
             .map(|key| {
                 fernet::Fernet::new(key).ok_or_else(|| BackendError::new("FERNET_KEY is not a valid Fernet key"))
@@ -28,8 +28,8 @@ impl DatacovesCatalog {
         Ok(DatacovesCatalog { pool, fernet })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        self.pool.get().await.map_err(|e| BackendError::caused_by("Datacoves database", e))
+    async fn client(&self) -> Result<pg::Client, BackendError> {
+        self.pool.client().await.map_err(db)
     }
 
     fn environment(&self, row: &Row) -> Environment {
@@ -106,8 +106,9 @@ fn airflow_settings(plain: &[u8]) -> AirflowDatabase {
     }
 }
 
-fn db(error: tokio_postgres::Error) -> BackendError {
-    BackendError::caused_by("Datacoves database", error)
+/// A Datacoves database failure; unavailable (503) when the database is down or too slow.
+fn db(error: impl Into<PgError>) -> BackendError {
+    error.into().fault("Datacoves database")
 }
 
 fn account(row: &Row) -> Account {

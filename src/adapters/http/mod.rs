@@ -10,6 +10,7 @@ mod dto;
 mod error;
 mod extract;
 mod params;
+mod server;
 mod v2;
 mod v3;
 
@@ -24,6 +25,8 @@ use serde_json::Value;
 
 use crate::app::Jade;
 use crate::domain::job_run::{ApiCompat, RunStatus};
+
+pub use server::{Timeouts, serve};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -267,16 +270,4 @@ async fn legacy_paths(mut request: Request) -> poem::Result<Request> {
         *request.uri_mut() = uri.parse().map_err(|_| poem::Error::from_status(poem::http::StatusCode::BAD_REQUEST))?;
     }
     Ok(request)
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and gives the
-/// requests in flight `grace` to finish before cutting them off.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: impl Endpoint<Output = Response> + 'static,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    grace: std::time::Duration,
-) -> std::io::Result<()> {
-    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
-    poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await
 }

@@ -5,10 +5,9 @@ mod manifests;
 mod registry;
 mod run_index;
 
-use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 
-use crate::adapters::pg::{Tls, pool};
+use crate::adapters::pg::{self, PgError};
 use crate::ports::BackendError;
 
 mod embedded {
@@ -19,7 +18,7 @@ mod embedded {
 /// store and the file store.
 #[derive(Clone)]
 pub struct JadeDatabase {
-    pool: Pool,
+    pool: pg::Database,
     /// Registry ids already read. An id never changes once assigned, so these stay true and
     /// spare the hot run-list path its lookups.
     run_ids: moka::sync::Cache<crate::ports::registry::RunKey, i64>,
@@ -32,22 +31,27 @@ pub struct JadeDatabase {
 const MIGRATION_LOCK: i64 = 0x4A41_4445_0001;
 
 impl JadeDatabase {
-    /// A pool over `config`; connections open lazily.
-    pub fn new(config: tokio_postgres::Config, pool_size: usize, tls: Tls) -> Result<Self, BackendError> {
-        Ok(JadeDatabase {
-            pool: pool(config, pool_size, tls)?,
+    /// Over a pool of connections to the Jade database (they open lazily).
+    pub fn new(pool: pg::Database) -> Self {
+        JadeDatabase {
+            pool,
             run_ids: moka::sync::Cache::new(1_000_000),
             job_ids: moka::sync::Cache::new(100_000),
             anchors: moka::sync::Cache::new(1_000),
-        })
+        }
     }
 
     /// Runs the migrations: creates the schema on an empty database and adopts one the
     /// first Jade migrated, keeping every row. Safe to run from several replicas at once.
     pub async fn migrate(&self) -> Result<(), BackendError> {
         let mut client = self.client().await?;
+        // Waiting for another replica's migration, or migrating a large table, may take
+        // longer than a statement may: this session alone is unbounded, and then dropped.
+        client.discard();
+        let client = client.unbounded();
+        client.batch_execute("SET statement_timeout = 0").await.map_err(db)?;
         client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db)?;
-        let report = embedded::migrations::runner().set_grouped(true).run_async(&mut **client).await;
+        let report = embedded::migrations::runner().set_grouped(true).run_async(client).await;
         let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
         let report = report.map_err(|e| BackendError::caused_by("migrating the Jade database", e))?;
         unlocked.map_err(db)?;
@@ -57,16 +61,17 @@ impl JadeDatabase {
         Ok(())
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        self.pool.get().await.map_err(|e| BackendError::caused_by("Jade database", e))
+    async fn client(&self) -> Result<pg::Client, BackendError> {
+        self.pool.client().await.map_err(db)
     }
 }
 
-fn db(error: tokio_postgres::Error) -> BackendError {
-    BackendError::caused_by("Jade database", error)
+/// A Jade database failure; unavailable (503) when the database is down or too slow.
+fn db(error: impl Into<PgError>) -> BackendError {
+    error.into().fault("Jade database")
 }
 
-fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
+fn is_unique_violation(error: &PgError) -> bool {
     error.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
