@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::app::config::{Config, LogFormat, Storage};
+use crate::app::config::{Config, ExposeSecret, LogFormat, Storage};
 use crate::app::{Jade, Settings};
 use crate::ports::storage::BlobStorage;
 
@@ -20,11 +20,60 @@ impl From<crate::app::config::ConfigError> for StartupError {
     }
 }
 
-/// Logs to stderr as text or JSON lines, filtered by `RUST_LOG` (default `info`).
+/// The drivers and clients whose own logs may hold secrets at debug or trace (query
+/// parameters such as a token, SAS-signed URLs, headers): held at `info` whatever `RUST_LOG`
+/// says. Each is a target prefix.
+pub const CAPPED_TARGETS: &[&str] = &[
+    "tokio_postgres",
+    "postgres",
+    "deadpool",
+    "refinery",
+    "azure",
+    "aws",
+    "minio",
+    "hyper",
+    "reqwest",
+    "rustls",
+    "h2",
+    "tower",
+    "poem",
+];
+
+/// `RUST_LOG` (default `info`) without its directives for [`CAPPED_TARGETS`] (and without
+/// span directives of no target, which would lift every target inside the span), then those
+/// targets at `info`. A `RUST_LOG` that does not parse counts as `info`.
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let capped = |directive: &str| {
+        let target = directive.split(['=', '[']).next().unwrap_or_default().trim();
+        (target.is_empty() && directive.contains('['))
+            || CAPPED_TARGETS.iter().any(|capped| !target.is_empty() && target.starts_with(capped))
+    };
+    let caps: Vec<String> = CAPPED_TARGETS.iter().map(|target| format!("{target}=info")).collect();
+    let mut user: Vec<&str> = rust_log
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty() && !capped(directive))
+        .collect();
+    if user.is_empty() {
+        user.push("info");
+    }
+    let filter = |user: &[&str]| {
+        let directives: Vec<&str> = user.iter().copied().chain(caps.iter().map(String::as_str)).collect();
+        tracing_subscriber::EnvFilter::builder().parse(directives.join(","))
+    };
+    filter(&user).or_else(|_| filter(&["info"])).expect("the capped targets parse")
+}
+
+/// Logs to stderr as text or JSON lines, filtered by `RUST_LOG` (default `info`) with the
+/// drivers' own targets capped at `info` ([`CAPPED_TARGETS`]).
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -68,6 +117,21 @@ pub async fn spawn(jade: Jade, address: SocketAddr) -> std::io::Result<Running> 
     let task = tokio::spawn(crate::adapters::http::serve(listener, app, async move {
         let _ = stopped.await;
     }));
+    Ok(Running { address, shutdown: Some(shutdown), task })
+}
+
+/// Serves Prometheus text at `GET /metrics` on `address`, apart from the public port.
+#[cfg(feature = "http")]
+pub async fn spawn_metrics(address: SocketAddr) -> std::io::Result<Running> {
+    let handle = crate::adapters::metrics::handle()
+        .ok_or_else(|| std::io::Error::other("another metrics recorder is installed"))?;
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let address = listener.local_addr()?;
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task =
+        tokio::spawn(crate::adapters::http::serve(listener, crate::adapters::http::metrics_app(handle), async move {
+            let _ = stopped.await;
+        }));
     Ok(Running { address, shutdown: Some(shutdown), task })
 }
 
@@ -123,14 +187,19 @@ fn failed(adapter: &str, error: crate::ports::storage::StorageError) -> StartupE
 /// The storage adapter `STORAGE_ADAPTER` names, or a line saying which Cargo feature the
 /// build lacks for it.
 pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupError> {
+    let storage = unmetered_storage(config).await?;
+    Ok(Arc::new(crate::adapters::metrics::MeteredStorage::new(storage)))
+}
+
+async fn unmetered_storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupError> {
     match config {
         #[cfg(feature = "storage-minio")]
         Storage::Minio { url, access_key, secret_key, bucket } => {
             use crate::adapters::storage::minio::{MinioSettings, MinioStorage};
             let settings = MinioSettings {
                 url: url.clone(),
-                access_key: access_key.expose().to_owned(),
-                secret_key: secret_key.expose().to_owned(),
+                access_key: access_key.clone(),
+                secret_key: secret_key.clone(),
                 bucket: bucket.clone(),
             };
             Ok(Arc::new(MinioStorage::new(settings).await.map_err(|e| failed("minio", e))?))
@@ -142,8 +211,8 @@ pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupEr
             use crate::adapters::storage::s3::{S3Settings, S3Storage};
             let settings = S3Settings {
                 bucket: bucket.clone(),
-                access_key: access_key.expose().to_owned(),
-                secret_key: secret_key.expose().to_owned(),
+                access_key: access_key.clone(),
+                secret_key: secret_key.clone(),
                 region: region.clone(),
                 endpoint_url: endpoint_url.clone(),
             };
@@ -156,9 +225,9 @@ pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupEr
             use crate::adapters::storage::blob::{AzureBlobStorage, BlobConnection, BlobSettings};
             use crate::app::config::BlobConnection as Configured;
             let connection = match connection {
-                Configured::ConnectionString(value) => BlobConnection::ConnectionString(value.expose().to_owned()),
+                Configured::ConnectionString(value) => BlobConnection::ConnectionString(value.clone()),
                 Configured::AccountKey { account, key } => {
-                    BlobConnection::AccountKey { account: account.clone(), key: key.expose().to_owned() }
+                    BlobConnection::AccountKey { account: account.clone(), key: key.clone() }
                 }
             };
             let settings = BlobSettings { container: container.clone(), connection };
@@ -203,13 +272,14 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         tls(&config.datacoves_db),
     )
     .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
+    crate::adapters::metrics::watch_pool("datacoves_db", &datacoves_pool);
     let _connected = datacoves_pool.get().await.map_err(|e| {
         StartupError(format!(
             "Datacoves database: {} (set by DATACOVES_DB_URL, or DATACOVES_DB_HOST/_PORT/_USER/_PASS/_NAME)",
             crate::adapters::error_chain(&e)
         ))
     })?;
-    let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose());
+    let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose_secret());
     let catalog =
         DatacovesCatalog::new(datacoves_pool, fernet_key).map_err(|e| StartupError(format!("FERNET_KEY: {e}")))?;
 
@@ -232,6 +302,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
                 tls(&config.datacoves_db),
             )
             .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
+            crate::adapters::metrics::watch_pool("datacoves_auth", &auth_pool);
             Arc::new(CachedVerifier::new(
                 crate::adapters::auth::DatabaseVerifier::new(auth_pool),
                 config.auth.cache_ttl,
@@ -272,7 +343,7 @@ pub async fn build(_config: &Config) -> Result<Jade, StartupError> {
 fn airflow(config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::AirflowRuns>>, StartupError> {
     use crate::adapters::airflow::{AirflowDatabases, AirflowSettings};
     let settings = AirflowSettings {
-        url_template: config.airflow.url_template.as_ref().map(|t| t.expose().to_owned()),
+        url_template: config.airflow.url_template.clone(),
         pool_size: config.airflow.pool_size,
         tls: tls(&config.datacoves_db),
         ..AirflowSettings::default()
@@ -311,11 +382,11 @@ fn pg_config(database: &crate::app::config::Database, prefix: &str) -> Result<to
 
     use crate::app::config::Connection;
     let mut config = match &database.connection {
-        Connection::Url(url) => tokio_postgres::Config::from_str(url.expose())
+        Connection::Url(url) => tokio_postgres::Config::from_str(url.expose_secret())
             .map_err(|_| StartupError(format!("configuration: {prefix}_URL: is not a valid PostgreSQL URL")))?,
         Connection::Parts { host, port, user, password, database } => {
             let mut config = tokio_postgres::Config::new();
-            config.host(host).port(*port).user(user).password(password.expose()).dbname(database);
+            config.host(host).port(*port).user(user).password(password.expose_secret()).dbname(database);
             config
         }
     };

@@ -388,7 +388,7 @@ mod blob {
         let connection_string = azurite_connection_string(server);
         let settings = BlobSettings {
             container: "jade-blob-test".into(),
-            connection: BlobConnection::ConnectionString(connection_string),
+            connection: BlobConnection::ConnectionString(connection_string.into()),
         };
         let debug = format!("{settings:?}");
         assert!(!debug.contains(AZURITE_KEY), "settings Debug shows the key: {debug}");
@@ -430,7 +430,7 @@ mod blob {
         // Malformed: the parser's own message would quote the key.
         let settings = BlobSettings {
             container: "c".into(),
-            connection: BlobConnection::ConnectionString(format!("AccountKey={AZURITE_KEY};junk")),
+            connection: BlobConnection::ConnectionString(format!("AccountKey={AZURITE_KEY};junk").into()),
         };
         match AzureBlobStorage::new(settings).await {
             Err(StorageError::Backend(message)) => assert!(!message.contains(AZURITE_KEY)),

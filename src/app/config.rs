@@ -1,31 +1,14 @@
 //! Typed configuration from the environment variables of contract §7. A missing or invalid
 //! variable stops start-up with one line naming it.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::domain::job_run::ApiCompat;
 
-/// A value that must never be printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A value that must never be printed: `secrecy`'s string, zeroed on drop, `[REDACTED]` in
+/// `Debug`, read only through [`ExposeSecret::expose_secret`].
+pub use secrecy::{ExposeSecret, SecretString as Secret};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {problem}")]
@@ -40,7 +23,7 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
     pub jade_db: Database,
@@ -57,10 +40,13 @@ pub struct Config {
     /// `AIRFLOW_UI_URL_TEMPLATE`: a run's page in the Airflow UI, with `{slug}`, `{dag_id}`
     /// and `{run_id}` replaced (dbt Cloud's `href`).
     pub airflow_ui_url_template: Option<String>,
+    /// `METRICS_ADDR` (default `0.0.0.0:9464`; set empty to turn it off): the listener
+    /// serving Prometheus text at `GET /metrics`, apart from the public port.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// A PostgreSQL database: a URL, or parts with the first Jade's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Database {
     pub connection: Connection,
     pub pool_size: usize,
@@ -68,13 +54,13 @@ pub struct Database {
     pub ssl: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Connection {
     Url(Secret),
     Parts { host: String, port: u16, user: String, password: Secret, database: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Airflow {
     /// `CONNECT_TO_AIRFLOW` (default true).
     pub enabled: bool,
@@ -103,7 +89,7 @@ pub enum Verifier {
     Database,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Storage {
     Minio { url: String, access_key: Secret, secret_key: Secret, bucket: String },
     S3 { bucket: String, access_key: Secret, secret_key: Secret, region: String, endpoint_url: Option<String> },
@@ -111,7 +97,7 @@ pub enum Storage {
     Fs { root: PathBuf },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum BlobConnection {
     ConnectionString(Secret),
     AccountKey { account: String, key: Secret },
@@ -132,6 +118,16 @@ impl Config {
 
     /// Reads variables through `lookup` (empty values count as unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + 'static) -> Result<Self, ConfigError> {
+        let metrics_addr = match lookup("METRICS_ADDR") {
+            None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9464))),
+            Some(value) if value.trim().is_empty() => None,
+            Some(value) => Some(
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError::new("METRICS_ADDR", format!("{value:?} is not valid")))?,
+            ),
+        };
         let env = Env(Box::new(move |name| lookup(name).filter(|v| !v.trim().is_empty())));
         let airflow_enabled = env.flag("CONNECT_TO_AIRFLOW", true)?;
         Ok(Config {
@@ -147,9 +143,9 @@ impl Config {
                             "is required to read the environments' Airflow settings (or set CONNECT_TO_AIRFLOW=false)",
                         ));
                     }
-                    (_, key) => key.map(Secret),
+                    (_, key) => key.map(Secret::from),
                 },
-                url_template: env.get("AIRFLOW_DB_URL_TEMPLATE").map(Secret),
+                url_template: env.get("AIRFLOW_DB_URL_TEMPLATE").map(Secret::from),
                 pool_size: match env.parse("AIRFLOW_POOL_SIZE", 4)? {
                     0 => return Err(ConfigError::new("AIRFLOW_POOL_SIZE", "must be at least 1")),
                     size => size,
@@ -188,6 +184,7 @@ impl Config {
             },
             run_index_refresh: Duration::from_millis(env.parse("RUN_INDEX_REFRESH_MS", 1000)?),
             airflow_ui_url_template: env.get("AIRFLOW_UI_URL_TEMPLATE").filter(|t| !t.trim().is_empty()),
+            metrics_addr,
         })
     }
 }
@@ -227,12 +224,12 @@ impl Env {
     fn database(&self, prefix: &str, default_name: &str) -> Result<Database, ConfigError> {
         let var = |suffix: &str| format!("{prefix}_{suffix}");
         let connection = match self.get(&var("URL")) {
-            Some(url) => Connection::Url(Secret(url)),
+            Some(url) => Connection::Url(Secret::from(url)),
             None => Connection::Parts {
                 host: self.get(&var("HOST")).unwrap_or_else(|| "localhost".into()),
                 port: self.parse(&var("PORT"), 5432)?,
                 user: self.get(&var("USER")).unwrap_or_else(|| "postgres".into()),
-                password: Secret(self.get(&var("PASS")).unwrap_or_else(|| "password".into())),
+                password: Secret::from(self.get(&var("PASS")).unwrap_or_else(|| "password".into())),
                 database: self.get(&var("NAME")).unwrap_or_else(|| default_name.into()),
             },
         };
@@ -253,24 +250,24 @@ impl Env {
         Ok(match adapter.as_str() {
             "minio" => Storage::Minio {
                 url: self.get("MINIO_URL").unwrap_or_else(|| "http://localhost:9000".into()),
-                access_key: Secret(self.get("MINIO_ACCESS_KEY").unwrap_or_else(|| "minioadmin".into())),
-                secret_key: Secret(self.get("MINIO_SECRET_KEY").unwrap_or_else(|| "minioadmin".into())),
+                access_key: Secret::from(self.get("MINIO_ACCESS_KEY").unwrap_or_else(|| "minioadmin".into())),
+                secret_key: Secret::from(self.get("MINIO_SECRET_KEY").unwrap_or_else(|| "minioadmin".into())),
                 bucket: self.get("MINIO_BUCKET_NAME").unwrap_or_else(|| "jade-dev".into()),
             },
             "s3" => Storage::S3 {
                 bucket: self.get("S3_BUCKET_NAME").unwrap_or_else(|| "jade-dev".into()),
-                access_key: Secret(self.required("S3_ACCESS_KEY")?),
-                secret_key: Secret(self.required("S3_SECRET_ACCESS_KEY")?),
+                access_key: Secret::from(self.required("S3_ACCESS_KEY")?),
+                secret_key: Secret::from(self.required("S3_SECRET_ACCESS_KEY")?),
                 region: self.required("S3_REGION")?,
                 endpoint_url: self.get("S3_ENDPOINT_URL"),
             },
             "blob" => Storage::Blob {
                 container: self.required("BLOB_CONTAINER")?,
                 connection: match self.get("BLOB_STORAGE_ACCOUNT_CONNECTION_STRING") {
-                    Some(connection_string) => BlobConnection::ConnectionString(Secret(connection_string)),
+                    Some(connection_string) => BlobConnection::ConnectionString(Secret::from(connection_string)),
                     None => BlobConnection::AccountKey {
                         account: self.required("BLOB_STORAGE_ACCOUNT_NAME")?,
-                        key: Secret(self.required("BLOB_STORAGE_ACCOUNT_KEY")?),
+                        key: Secret::from(self.required("BLOB_STORAGE_ACCOUNT_KEY")?),
                     },
                 },
             },
@@ -304,22 +301,31 @@ mod tests {
         assert_eq!(config.port, 4000);
         assert!(config.airflow.enabled);
         assert_eq!(config.jade_db.pool_size, 10);
-        assert_eq!(
-            config.datacoves_db.connection,
-            Connection::Parts {
-                host: "localhost".into(),
-                port: 5432,
-                user: "postgres".into(),
-                password: Secret::new("password"),
-                database: "datacoves".into()
-            }
-        );
+        assert!(matches!(
+            &config.datacoves_db.connection,
+            Connection::Parts { host, port: 5432, user, password, database }
+                if host == "localhost" && user == "postgres" && password.expose_secret() == "password"
+                    && database == "datacoves"
+        ));
         assert!(matches!(config.storage, Storage::Minio { ref bucket, .. } if bucket == "jade-dev"));
         assert_eq!(config.auth.cache_ttl, Duration::from_secs(60));
         assert_eq!(config.run_index_refresh, Duration::from_secs(1));
         assert_eq!(config.auth.pool_size, 2);
         assert_eq!(config.max_upload_bytes, 1 << 30);
         assert_eq!(config.compat, ApiCompat::Jade);
+        assert_eq!(config.metrics_addr, Some("0.0.0.0:9464".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_empty_metrics_address_turns_metrics_off() {
+        assert_eq!(config(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "")]).unwrap().metrics_addr, None);
+        let config = config(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "127.0.0.1:9000")]).unwrap();
+        assert_eq!(config.metrics_addr, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(config_error(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "nine")]), "METRICS_ADDR");
+    }
+
+    fn config_error(vars: &[(&str, &str)]) -> String {
+        config(vars).unwrap_err().variable
     }
 
     #[test]
@@ -354,10 +360,11 @@ mod tests {
             ("BLOB_STORAGE_ACCOUNT_NAME", "n"),
         ])
         .unwrap();
-        assert_eq!(
-            config.storage,
-            Storage::Blob { container: "c".into(), connection: BlobConnection::ConnectionString(Secret::new("cs")) }
-        );
+        assert!(matches!(
+            &config.storage,
+            Storage::Blob { container, connection: BlobConnection::ConnectionString(cs) }
+                if container == "c" && cs.expose_secret() == "cs"
+        ));
     }
 
     #[test]

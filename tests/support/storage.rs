@@ -97,7 +97,7 @@ impl Storage {
                 let connection = servers::azurite_connection_string(&server);
                 let settings = BlobSettings {
                     container: BUCKET.into(),
-                    connection: BlobConnection::ConnectionString(connection.clone()),
+                    connection: BlobConnection::ConnectionString(connection.clone().into()),
                 };
                 let client = AzureBlobStorage::new(settings).await.unwrap();
                 client.ensure_bucket().await.unwrap();

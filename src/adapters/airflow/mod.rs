@@ -16,11 +16,12 @@ use crate::domain::catalog::{AirflowDatabase, Environment};
 use crate::domain::job::Dag;
 use crate::domain::job_run::DagRun;
 use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunChanges};
+use secrecy::ExposeSecret;
 
 #[derive(Clone)]
 pub struct AirflowSettings {
     /// Replaces the in-cluster default; `{slug}` is replaced by the environment's slug.
-    pub url_template: Option<String>,
+    pub url_template: Option<secrecy::SecretString>,
     pub pool_size: usize,
     pub tls: Tls,
     /// How long connecting may take before the environment counts as unreachable.
@@ -71,11 +72,13 @@ impl AirflowDatabases {
                 config
             }
             AirflowDatabase::InCluster => match &self.settings.url_template {
-                Some(template) => tokio_postgres::Config::from_str(&template.replace("{slug}", &environment.slug))
-                    .map_err(|_| AirflowError::Unreachable {
-                        slug: environment.slug.clone(),
-                        cause: Fault::new("AIRFLOW_DB_URL_TEMPLATE does not make a valid URL"),
-                    })?,
+                Some(template) => {
+                    tokio_postgres::Config::from_str(&template.expose_secret().replace("{slug}", &environment.slug))
+                        .map_err(|_| AirflowError::Unreachable {
+                            slug: environment.slug.clone(),
+                            cause: Fault::new("AIRFLOW_DB_URL_TEMPLATE does not make a valid URL"),
+                        })?
+                }
                 None => {
                     let slug = &environment.slug;
                     let mut config = tokio_postgres::Config::new();
@@ -113,12 +116,16 @@ impl AirflowDatabases {
                 Some(entry) => entry.pool.clone(),
                 None => {
                     let pool = pool(config, self.settings.pool_size, self.settings.tls.clone()).map_err(unreachable)?;
+                    crate::adapters::metrics::watch_pool("airflow", &pool);
                     pools.insert(environment.id, Entry { target, pool: pool.clone(), failed_at: None });
                     pool
                 }
             }
         };
-        match pool.get().await {
+        let started = Instant::now();
+        let got = pool.get().await;
+        crate::adapters::metrics::pool_wait("airflow", started);
+        match got {
             Ok(client) => {
                 if let Some(entry) = self.pools.lock().unwrap().get_mut(&environment.id) {
                     entry.failed_at = None;

@@ -29,7 +29,10 @@ impl DatacovesCatalog {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        self.pool.get().await.map_err(|e| BackendError::caused_by("Datacoves database", e))
+        let started = std::time::Instant::now();
+        let client = self.pool.get().await;
+        crate::adapters::metrics::pool_wait("datacoves_db", started);
+        client.map_err(|e| BackendError::caused_by("Datacoves database", e))
     }
 
     fn environment(&self, row: &Row) -> Environment {

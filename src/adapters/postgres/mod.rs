@@ -34,8 +34,10 @@ const MIGRATION_LOCK: i64 = 0x4A41_4445_0001;
 impl JadeDatabase {
     /// A pool over `config`; connections open lazily.
     pub fn new(config: tokio_postgres::Config, pool_size: usize, tls: Tls) -> Result<Self, BackendError> {
+        let pool = pool(config, pool_size, tls)?;
+        crate::adapters::metrics::watch_pool("jade_db", &pool);
         Ok(JadeDatabase {
-            pool: pool(config, pool_size, tls)?,
+            pool,
             run_ids: moka::sync::Cache::new(1_000_000),
             job_ids: moka::sync::Cache::new(100_000),
             anchors: moka::sync::Cache::new(1_000),
@@ -58,7 +60,10 @@ impl JadeDatabase {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        self.pool.get().await.map_err(|e| BackendError::caused_by("Jade database", e))
+        let started = std::time::Instant::now();
+        let client = self.pool.get().await;
+        crate::adapters::metrics::pool_wait("jade_db", started);
+        client.map_err(|e| BackendError::caused_by("Jade database", e))
     }
 }
 

@@ -20,6 +20,7 @@ use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 use azure_storage_blobs::prelude::{BlobBlockType, BlobClient, BlockId, BlockList, ClientBuilder, ContainerClient};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use secrecy::ExposeSecret;
 use tokio::io::AsyncReadExt;
 
 use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
@@ -43,9 +44,9 @@ pub enum BlobConnection {
     /// `DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...[;BlobEndpoint=...]`
     /// (a `BlobEndpoint`, as Azurite's, is used as the service URL; `SharedAccessSignature`
     /// works instead of `AccountKey`).
-    ConnectionString(String),
+    ConnectionString(secrecy::SecretString),
     /// An account in the public Azure cloud and one of its access keys.
-    AccountKey { account: String, key: String },
+    AccountKey { account: String, key: secrecy::SecretString },
 }
 
 impl fmt::Debug for BlobConnection {
@@ -84,10 +85,12 @@ impl AzureBlobStorage {
             return Err(StorageError::Backend("blob container name is empty".into()));
         }
         let (location, credentials) = match &settings.connection {
-            BlobConnection::ConnectionString(connection_string) => parse_connection_string(connection_string)?,
+            BlobConnection::ConnectionString(connection_string) => {
+                parse_connection_string(connection_string.expose_secret())?
+            }
             BlobConnection::AccountKey { account, key } => (
                 CloudLocation::Public { account: account.clone() },
-                StorageCredentials::access_key(account.clone(), key.clone()),
+                StorageCredentials::access_key(account.clone(), key.expose_secret().to_owned()),
             ),
         };
         tracing::debug!(

@@ -17,6 +17,7 @@ use minio::s3::http::BaseUrl;
 use minio::s3::minio_error_response::MinioErrorCode;
 use minio::s3::types::{BucketName, ObjectKey, S3Api, ToStream};
 use minio::s3::{MinioClient, MinioClientBuilder};
+use secrecy::ExposeSecret;
 use tokio_util::io::ReaderStream;
 
 use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
@@ -43,8 +44,8 @@ const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct MinioSettings {
     /// Base URL, e.g. `http://minio:9000` (`https://` for TLS).
     pub url: String,
-    pub access_key: String,
-    pub secret_key: String,
+    pub access_key: secrecy::SecretString,
+    pub secret_key: secrecy::SecretString,
     pub bucket: String,
 }
 
@@ -79,7 +80,8 @@ impl MinioStorage {
             settings.url.parse().map_err(|e| StorageError::Backend(format!("invalid MinIO url: {e}")))?;
         let bucket = BucketName::new(&settings.bucket)
             .map_err(|e| StorageError::Backend(format!("invalid MinIO bucket name: {e}")))?;
-        let provider = StaticProvider::new(&settings.access_key, &settings.secret_key, None);
+        let provider =
+            StaticProvider::new(settings.access_key.expose_secret(), settings.secret_key.expose_secret(), None);
         let client = MinioClientBuilder::new(base_url)
             .provider(Some(provider))
             // MinIO has no regions; skipping the lookup saves a request per bucket.

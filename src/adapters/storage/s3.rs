@@ -19,6 +19,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream as S3Body, Length};
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use futures::StreamExt;
+use secrecy::ExposeSecret;
 
 use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
 
@@ -44,8 +45,8 @@ const READ_BUFFER: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct S3Settings {
     pub bucket: String,
-    pub access_key: String,
-    pub secret_key: String,
+    pub access_key: secrecy::SecretString,
+    pub secret_key: secrecy::SecretString,
     pub region: String,
     /// Custom endpoint of an S3-compatible server (`http://127.0.0.1:9000`); requests then
     /// use path-style addressing. `None` for AWS.
@@ -85,7 +86,13 @@ impl S3Storage {
         if settings.bucket.is_empty() {
             return Err(StorageError::Backend("S3 bucket name is empty".into()));
         }
-        let credentials = Credentials::new(settings.access_key, settings.secret_key, None, None, "jade-settings");
+        let credentials = Credentials::new(
+            settings.access_key.expose_secret(),
+            settings.secret_key.expose_secret(),
+            None,
+            None,
+            "jade-settings",
+        );
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             // S3-compatible servers mostly ignore the region, but signing needs one.
