@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::app::config::{Config, ExposeSecret, LogFormat, Storage};
+use crate::app::config::{Config, LogFormat, Storage};
 use crate::app::{Jade, Settings};
 use crate::ports::storage::BlobStorage;
 
@@ -20,64 +20,60 @@ impl From<crate::app::config::ConfigError> for StartupError {
     }
 }
 
-/// The drivers and clients whose own logs may hold secrets at debug or trace (query
-/// parameters such as a token, SAS-signed URLs, headers): held at `info` whatever `RUST_LOG`
-/// says. Each is a target prefix.
-pub const CAPPED_TARGETS: &[&str] = &[
+/// Driver crates whose own debug or trace output can carry secrets (tokio-postgres logs
+/// statement parameters, such as the token the database verifier looks up; the HTTP and
+/// cloud SDK stacks log request lines and headers). Whatever `RUST_LOG` says, they log at
+/// `info` at most.
+const CAPPED_TARGETS: [&str; 19] = [
     "tokio_postgres",
-    "postgres",
-    "deadpool",
-    "refinery",
-    "azure",
-    "aws",
+    "postgres_protocol",
+    "deadpool_postgres",
+    "refinery_core",
+    "azure_core",
+    "azure_storage",
+    "azure_storage_blobs",
+    "aws_config",
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_sdk_s3",
     "minio",
-    "hyper",
     "reqwest",
-    "rustls",
+    "hyper",
+    "hyper_util",
     "h2",
-    "tower",
-    "poem",
+    "rustls",
 ];
 
-/// `RUST_LOG` (default `info`) without its directives for [`CAPPED_TARGETS`] (and without
-/// span directives of no target, which would lift every target inside the span), then those
-/// targets at `info`. A `RUST_LOG` that does not parse counts as `info`.
-pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
-    let capped = |directive: &str| {
-        let target = directive.split(['=', '[']).next().unwrap_or_default().trim();
-        (target.is_empty() && directive.contains('['))
-            || CAPPED_TARGETS.iter().any(|capped| !target.is_empty() && target.starts_with(capped))
-    };
-    let caps: Vec<String> = CAPPED_TARGETS.iter().map(|target| format!("{target}=info")).collect();
-    let mut user: Vec<&str> = rust_log
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|directive| !directive.is_empty() && !capped(directive))
-        .collect();
-    if user.is_empty() {
-        user.push("info");
-    }
-    let filter = |user: &[&str]| {
-        let directives: Vec<&str> = user.iter().copied().chain(caps.iter().map(String::as_str)).collect();
-        tracing_subscriber::EnvFilter::builder().parse(directives.join(","))
-    };
-    filter(&user).or_else(|_| filter(&["info"])).expect("the capped targets parse")
+/// The log filter: `RUST_LOG` (default `info`), with [`CAPPED_TARGETS`] held at `info`.
+pub fn log_filter(
+    rust_log: Option<&str>,
+) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + use<> {
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    let wanted = rust_log
+        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let capped = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CAPPED_TARGETS.map(|target| (target, LevelFilter::INFO)));
+    wanted.and(capped)
 }
 
-/// Logs to stderr as text or JSON lines, filtered by `RUST_LOG` (default `info`) with the
-/// drivers' own targets capped at `info` ([`CAPPED_TARGETS`]).
+/// Logs to stderr as text or JSON lines, filtered by [`log_filter`].
 pub fn init_tracing(format: LogFormat) {
-    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let layer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
     };
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
 }
 
 /// A server running in the background (tests and the demo start it this way).
@@ -92,7 +88,8 @@ impl Running {
         format!("http://{}", self.address)
     }
 
-    /// Stops accepting, lets requests in flight finish, and waits.
+    /// Begins shutdown (readiness answers 503), stops accepting, lets requests in flight
+    /// finish within the grace, waits for the undo of uploads cut off, and returns.
     pub async fn stop(mut self) -> std::io::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -113,10 +110,20 @@ pub async fn spawn(jade: Jade, address: SocketAddr) -> std::io::Result<Running> 
     let listener = tokio::net::TcpListener::bind(address).await?;
     let address = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = crate::adapters::http::app(jade);
-    let task = tokio::spawn(crate::adapters::http::serve(listener, app, async move {
-        let _ = stopped.await;
-    }));
+    let (requests, undo) = jade.shutdown_phases();
+    let app = crate::adapters::http::app(jade.clone());
+    let task = tokio::spawn(async move {
+        let stopping = jade.clone();
+        let signal = async move {
+            let _ = stopped.await;
+            // Readiness turns 503 before the listener closes.
+            stopping.begin_shutdown();
+        };
+        let served = crate::adapters::http::serve(listener, app, signal, requests).await;
+        // Requests cut off by the grace left undo tasks behind: they run before Jade exits.
+        jade.finish_undo(undo).await;
+        served
+    });
     Ok(Running { address, shutdown: Some(shutdown), task })
 }
 
@@ -128,14 +135,17 @@ pub async fn spawn_metrics(address: SocketAddr) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let address = listener.local_addr()?;
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task =
-        tokio::spawn(crate::adapters::http::serve(listener, crate::adapters::http::metrics_app(handle), async move {
-            let _ = stopped.await;
-        }));
+    let app = crate::adapters::http::metrics_app(handle);
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    let task = tokio::spawn(crate::adapters::http::serve(listener, app, stopped, std::time::Duration::from_secs(1)));
     Ok(Running { address, shutdown: Some(shutdown), task })
 }
 
-/// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
+/// Serves until Ctrl-C or SIGTERM, then shuts down within `SHUTDOWN_GRACE_SECONDS`:
+/// readiness answers 503 at once, no new connection is accepted, requests in flight get the
+/// grace (less a reserve), and the undo of uploads cut off runs before the process exits.
 #[cfg(feature = "http")]
 pub async fn serve_until_signal(jade: Jade, address: SocketAddr) -> std::io::Result<()> {
     let mut running = spawn(jade, address).await?;
@@ -198,8 +208,8 @@ async fn unmetered_storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, Sta
             use crate::adapters::storage::minio::{MinioSettings, MinioStorage};
             let settings = MinioSettings {
                 url: url.clone(),
-                access_key: access_key.clone(),
-                secret_key: secret_key.clone(),
+                access_key: access_key.expose().to_owned(),
+                secret_key: secret_key.secret(),
                 bucket: bucket.clone(),
             };
             Ok(Arc::new(MinioStorage::new(settings).await.map_err(|e| failed("minio", e))?))
@@ -211,8 +221,8 @@ async fn unmetered_storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, Sta
             use crate::adapters::storage::s3::{S3Settings, S3Storage};
             let settings = S3Settings {
                 bucket: bucket.clone(),
-                access_key: access_key.clone(),
-                secret_key: secret_key.clone(),
+                access_key: access_key.expose().to_owned(),
+                secret_key: secret_key.secret(),
                 region: region.clone(),
                 endpoint_url: endpoint_url.clone(),
             };
@@ -225,9 +235,9 @@ async fn unmetered_storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, Sta
             use crate::adapters::storage::blob::{AzureBlobStorage, BlobConnection, BlobSettings};
             use crate::app::config::BlobConnection as Configured;
             let connection = match connection {
-                Configured::ConnectionString(value) => BlobConnection::ConnectionString(value.clone()),
+                Configured::ConnectionString(value) => BlobConnection::ConnectionString(value.secret()),
                 Configured::AccountKey { account, key } => {
-                    BlobConnection::AccountKey { account: account.clone(), key: key.clone() }
+                    BlobConnection::AccountKey { account: account.clone(), key: key.secret() }
                 }
             };
             let settings = BlobSettings { container: container.clone(), connection };
@@ -279,7 +289,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
             crate::adapters::error_chain(&e)
         ))
     })?;
-    let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose_secret());
+    let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose());
     let catalog =
         DatacovesCatalog::new(datacoves_pool, fernet_key).map_err(|e| StartupError(format!("FERNET_KEY: {e}")))?;
 
@@ -343,7 +353,7 @@ pub async fn build(_config: &Config) -> Result<Jade, StartupError> {
 fn airflow(config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::AirflowRuns>>, StartupError> {
     use crate::adapters::airflow::{AirflowDatabases, AirflowSettings};
     let settings = AirflowSettings {
-        url_template: config.airflow.url_template.clone(),
+        url_template: config.airflow.url_template.as_ref().map(|t| t.secret()),
         pool_size: config.airflow.pool_size,
         tls: tls(&config.datacoves_db),
         ..AirflowSettings::default()
@@ -367,6 +377,8 @@ pub fn settings(config: &Config) -> Settings {
         spool_dir: None,
         run_index_refresh: config.run_index_refresh,
         airflow_ui_url_template: config.airflow_ui_url_template.clone(),
+        max_concurrent_uploads: config.max_concurrent_uploads,
+        shutdown_grace: config.shutdown_grace,
     }
 }
 
@@ -382,11 +394,11 @@ fn pg_config(database: &crate::app::config::Database, prefix: &str) -> Result<to
 
     use crate::app::config::Connection;
     let mut config = match &database.connection {
-        Connection::Url(url) => tokio_postgres::Config::from_str(url.expose_secret())
+        Connection::Url(url) => tokio_postgres::Config::from_str(url.expose())
             .map_err(|_| StartupError(format!("configuration: {prefix}_URL: is not a valid PostgreSQL URL")))?,
         Connection::Parts { host, port, user, password, database } => {
             let mut config = tokio_postgres::Config::new();
-            config.host(host).port(*port).user(user).password(password.expose_secret()).dbname(database);
+            config.host(host).port(*port).user(user).password(password.expose()).dbname(database);
             config
         }
     };

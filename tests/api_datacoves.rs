@@ -199,7 +199,8 @@ async fn files_are_created_read_replaced_and_deleted(backend: Backend) {
     assert!(data.get("contents").is_none(), "no contents on create");
     let slug = data["slug"].as_str().unwrap().to_owned();
     assert_eq!(headers["location"], format!("/api/v2/datacoves/environments/dev123/files/?slug={slug}").as_str());
-    assert_eq!(jade.storage.object(path).await.as_deref(), Some(br#"{"rows": [1, 2]}"#.as_slice()));
+    let first_key = jade.body_key(&slug).await.unwrap();
+    assert_eq!(jade.storage.object(&first_key).await.as_deref(), Some(br#"{"rows": [1, 2]}"#.as_slice()));
 
     for query in [format!("slug={slug}"), "tag=daily%20run:v1.2%2Bx".into(), "filename=my%20results_1.json".into()] {
         let file = jade.json(ACME, &format!("{base}?{query}"), 200).await;
@@ -235,8 +236,12 @@ async fn files_are_created_read_replaced_and_deleted(backend: Backend) {
     let response = jade.client.patch(url).bearer_auth(ACME).multipart(form).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.json::<Value>().await.unwrap()["data"]["contents"], "plain");
-    assert_eq!(jade.storage.object(path).await, None, "the old filename's body is gone");
-    assert_eq!(jade.storage.object(renamed).await.as_deref(), Some(b"plain".as_slice()));
+    assert_eq!(jade.storage.object(&first_key).await, None, "the old filename's body is gone");
+    let renamed_key = jade.body_key(&slug).await.unwrap();
+    assert_eq!(jade.storage.object(&renamed_key).await.as_deref(), Some(b"plain".as_slice()));
+    let notes_slug =
+        jade.json(ACME, &format!("{base}?tag=notes"), 200).await["data"]["slug"].as_str().unwrap().to_owned();
+    let notes_key = jade.body_key(&notes_slug).await.unwrap();
 
     // Delete with a JSON body, as the provider sends it; by slug in the query; by form.
     let response =
@@ -244,10 +249,10 @@ async fn files_are_created_read_replaced_and_deleted(backend: Backend) {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "");
     assert_eq!(message(&jade.json(ACME, &format!("{base}?tag=notes"), 404).await), "Not Found");
-    assert_eq!(jade.storage.object("/environments/dev123/files/notes/notes.txt").await, None);
+    assert_eq!(jade.storage.object(&notes_key).await, None);
     let response = jade.client.delete(jade.url(&format!("{base}?slug={slug}"))).bearer_auth(ACME).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(jade.storage.object(renamed).await, None);
+    assert_eq!(jade.storage.object(&renamed_key).await, None);
     let response = jade.client.delete(jade.url(base)).bearer_auth(ACME).form(&[("tag", "gone")]).send().await.unwrap();
     assert_eq!(response.status(), 404);
     assert_eq!(count(&jade, "files").await, 0);
@@ -291,10 +296,11 @@ async fn several_files_are_stored_together(backend: Backend) {
         (422, json!({"errors": {"tag": ["can't be blank"]}}))
     );
     assert_eq!(count(&jade, "files").await, 2);
-    assert_eq!(jade.storage.object("/environments/prod123/files/fine/fine.json").await, None);
+    assert_eq!(jade.storage.client.list("/environments/prod123/").await.unwrap().len(), 2, "only the stored bodies");
 
     // A row whose body is gone.
-    jade.storage.delete("/environments/prod123/files/first/a.txt").await;
+    let first = created["data"][0]["slug"].as_str().unwrap();
+    jade.storage.delete(&jade.body_key(first).await.unwrap()).await;
     let missing = jade.json(ACME, &format!("{base}?tag=first"), 404).await;
     assert_eq!(message(&missing), "File found but could not download contents from storage bucket.");
     jade.stop().await;
@@ -312,7 +318,7 @@ async fn a_new_tag_renames_a_file_and_moves_its_body(backend: Backend) {
     let (status, body, _) = post(&jade, base, file_form("nightly", br#"{"v": 1}"#, "state.json")).await;
     assert_eq!(status, 201, "{body}");
     let slug = serde_json::from_str::<Value>(&body).unwrap()["data"]["slug"].as_str().unwrap().to_owned();
-    let old_path = "/environments/dev123/files/nightly/state.json";
+    let old_key = jade.body_key(&slug).await.unwrap();
 
     // By slug in the query, a new tag and a new file in the form.
     let form = Form::new().text("tag", "weekly run").part("file", file(br#"{"v": 2}"#, "state_2.json"));
@@ -326,8 +332,9 @@ async fn a_new_tag_renames_a_file_and_moves_its_body(backend: Backend) {
     );
     assert_eq!(renamed["data"]["slug"], slug.as_str());
     assert_eq!(renamed["data"]["contents"], json!({"v": 2}));
-    assert_eq!(jade.storage.object(old_path).await, None, "the old path's body is gone");
-    assert_eq!(jade.storage.object(new_path).await.as_deref(), Some(br#"{"v": 2}"#.as_slice()));
+    assert_eq!(jade.storage.object(&old_key).await, None, "the old path's body is gone");
+    let new_key = jade.body_key(&slug).await.unwrap();
+    assert_eq!(jade.storage.object(&new_key).await.as_deref(), Some(br#"{"v": 2}"#.as_slice()));
     assert_eq!(message(&jade.json(ACME, &format!("{base}?tag=nightly"), 404).await), "Not Found");
     let read = jade.json(ACME, &format!("{base}?tag=weekly%20run"), 200).await;
     assert_eq!((&read["data"]["slug"], &read["data"]["contents"]), (&json!(slug), &json!({"v": 2})));
@@ -341,8 +348,9 @@ async fn a_new_tag_renames_a_file_and_moves_its_body(backend: Backend) {
     let moved_path = "/environments/dev123/files/monthly/state-2.json";
     assert_eq!((&moved["data"]["tag"], &moved["data"]["path"]), (&json!("monthly"), &json!(moved_path)));
     assert_eq!(moved["data"]["contents"], json!({"v": 2}));
-    assert_eq!(jade.storage.object(new_path).await, None);
-    assert_eq!(jade.storage.object(moved_path).await.as_deref(), Some(br#"{"v": 2}"#.as_slice()));
+    assert_eq!(jade.storage.object(&new_key).await, None);
+    let moved_key = jade.body_key(&slug).await.unwrap();
+    assert_eq!(jade.storage.object(&moved_key).await.as_deref(), Some(br#"{"v": 2}"#.as_slice()));
 
     // By slug in the form, with a tag that could escape the environment: refused, unchanged.
     let form = Form::new().text("slug", slug.clone()).text("tag", "../other").part("file", file(b"x", "x.json"));
@@ -433,9 +441,13 @@ async fn a_rename_that_cannot_store_its_body_changes_nothing() {
     let jade = TestJade::start(Scenario::default(), &[]).await;
     let root = jade.storage.dir.path();
     let base = "/api/v2/datacoves/environments/dev123/files";
-    let (status, ..) = post(&jade, base, file_form("nightly", b"old", "state.txt")).await;
+    let (status, body, _) = post(&jade, base, file_form("nightly", b"old", "state.txt")).await;
     assert_eq!(status, 201);
-    std::fs::create_dir_all(root.join("environments/dev123/files/weekly/state.txt/blocked")).unwrap();
+    let slug = serde_json::from_str::<Value>(&body).unwrap()["data"]["slug"].as_str().unwrap().to_owned();
+    let key = jade.body_key(&slug).await.unwrap();
+    // A file where the new path's bodies would go: they cannot be written.
+    std::fs::create_dir_all(root.join("environments/dev123/file-versions")).unwrap();
+    std::fs::write(root.join("environments/dev123/file-versions/weekly"), b"blocker").unwrap();
     for form in
         [Form::new().text("tag", "weekly"), Form::new().text("tag", "weekly").part("file", file(b"new", "state.txt"))]
     {
@@ -452,8 +464,8 @@ async fn a_rename_that_cannot_store_its_body_changes_nothing() {
     }
     assert_eq!(
         stored(root),
-        vec!["environments/dev123/files/nightly/state.txt".to_owned()],
-        "only the original body is stored"
+        vec![key.trim_start_matches('/').to_owned(), "environments/dev123/file-versions/weekly".to_owned()],
+        "only the original body (and the blocker) is stored"
     );
     assert_eq!(count(&jade, "files").await, 1);
     jade.stop().await;
@@ -641,7 +653,8 @@ async fn a_storage_failure_mid_upload_leaves_nothing_behind() {
     assert_eq!(count(&jade, "manifests").await, 0);
 
     // Files: the first of two is stored, the second cannot be.
-    std::fs::create_dir_all(root.join("environments/dev123/files/second/b.json/blocked")).unwrap();
+    std::fs::create_dir_all(root.join("environments/dev123/file-versions")).unwrap();
+    std::fs::write(root.join("environments/dev123/file-versions/second"), b"blocker").unwrap();
     let form = Form::new()
         .text("files[0][tag]", "first")
         .part("files[0][file]", file(b"a", "a.json"))
@@ -649,7 +662,11 @@ async fn a_storage_failure_mid_upload_leaves_nothing_behind() {
         .part("files[1][file]", file(b"b", "b.json"));
     let (status, body, _) = post(&jade, "/api/v2/datacoves/environments/dev123/files", form).await;
     assert_eq!(status, 422, "{body}");
-    assert!(!root.join("environments/dev123/files/first/a.json").exists(), "the first file was removed again");
+    assert!(
+        !stored(root).iter().any(|key| key.contains("file-versions/first/")),
+        "the first file was removed again: {:?}",
+        stored(root)
+    );
     assert_eq!(count(&jade, "files").await, 0);
     jade.stop().await;
 }

@@ -99,6 +99,7 @@ async fn delete(storage: &dyn BlobStorage, key: &str) {
 async fn behaviour_suite(storage: &dyn BlobStorage) {
     let name = storage.backend();
     let files = tempfile::tempdir().expect("tempdir");
+    storage.ping().await.unwrap_or_else(|e| panic!("{name}: ping: {e}"));
 
     // Missing objects.
     assert_not_found(storage, "accounts/1/environments/dev/manifests/404/manifest.json").await;
@@ -231,6 +232,7 @@ async fn server_stopped(storage: &dyn BlobStorage, server: &mut Server, secret: 
         ("get", Box::pin(async { storage.get(key).await.map(|_| ()) })),
         ("delete", Box::pin(storage.delete(key))),
         ("list", Box::pin(async { storage.list("/environments/dev/files/t/").await.map(|_| ()) })),
+        ("ping", Box::pin(storage.ping())),
     ];
     for (op, call) in calls {
         let started = Instant::now();
@@ -266,6 +268,9 @@ mod fs {
         let root = tempfile::tempdir().expect("tempdir");
         let storage = FsStorage::new(root.path().join("store")).expect("FsStorage::new");
         behaviour_suite(&storage).await;
+        // Its root gone: not ready.
+        std::fs::remove_dir_all(root.path().join("store")).unwrap();
+        assert!(matches!(storage.ping().await, Err(StorageError::Backend(_))));
     }
 }
 

@@ -174,6 +174,13 @@ impl<S: BlobStorage + ?Sized> BlobStorage for MeteredStorage<S> {
         result
     }
 
+    async fn ping(&self) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let result = self.inner.ping().await;
+        self.record("ping", started, &result);
+        result
+    }
+
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }

@@ -14,6 +14,8 @@ use crate::domain::job_run::DagRun;
 use crate::ports::manifests::ManifestQuery;
 use crate::ports::storage::{Blob, BlobSource, StorageError};
 
+use super::undo::{ArtifactWrites, Guard, Outcome};
+
 /// A `POST /artifacts` as it arrived.
 #[derive(Debug)]
 pub struct ArtifactUpload {
@@ -28,8 +30,9 @@ pub struct ArtifactUpload {
 impl Jade {
     /// Stores a run's artifacts, all or none: every path is checked and the run looked up
     /// before anything is written; the other artifacts are written first and the manifest
-    /// (through the manifest upload) last, and when anything fails what this request wrote
-    /// is removed again. Answers the stored paths, sorted.
+    /// (through the manifest upload) last, and when anything fails, or the request is cut
+    /// off, what this request wrote is removed again. Waits for an upload permit. Answers
+    /// the stored paths, sorted.
     pub async fn upload_artifacts(&self, upload: ArtifactUpload) -> Result<Vec<String>, Error> {
         let ArtifactUpload { environment_slug, dag_id, run_id, files } = upload;
         if files.is_empty() {
@@ -57,22 +60,22 @@ impl Jade {
             dag_id: &dag_id,
             run_id: &run_id,
         };
+        let _permit = self.upload_permit().await?;
         let mut manifest = None;
-        let mut written = Vec::new();
+        let mut guard = Guard::new(self, ArtifactWrites::default());
         for (path, file) in parts {
             if path.is_manifest() {
                 manifest = Some(file);
                 continue;
             }
             let key = run.key(&path);
+            guard.get().keys.push(key.clone());
             let source = BlobSource::File { path: file.path.to_path_buf(), len: file.len };
             if let Err(error) = self.ports.storage.put(&key, source).await {
-                // A failed put left `key` as it was: only the earlier ones are removed.
                 tracing::error!(%error, key, "storing an artifact failed");
-                self.discard_artifacts(&written).await;
+                guard.finish(Outcome::Failed).await;
                 return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
             }
-            written.push(key);
         }
         let mut stored: Vec<String> = seen.into_iter().map(ArtifactPath::into_string).collect();
         if let Some(file) = manifest {
@@ -83,21 +86,14 @@ impl Jade {
                 tag: None,
                 file: Some(file),
             };
-            if let Err(error) = self.upload_manifest(upload).await {
-                self.discard_artifacts(&written).await;
+            if let Err(error) = self.store_manifest(upload).await {
+                guard.finish(Outcome::Failed).await;
                 return Err(error);
             }
         }
+        guard.finish(Outcome::Done).await;
         stored.sort();
         Ok(stored)
-    }
-
-    async fn discard_artifacts(&self, keys: &[String]) {
-        for key in keys {
-            if let Err(error) = self.ports.storage.delete(key).await {
-                tracing::error!(%error, key, "removing an artifact of a failed upload failed");
-            }
-        }
     }
 
     /// The paths stored for a run of the account, sorted (404 for an unknown run or one of

@@ -1,14 +1,47 @@
 //! Typed configuration from the environment variables of contract §7. A missing or invalid
 //! variable stops start-up with one line naming it.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::domain::job_run::ApiCompat;
 
-/// A value that must never be printed: `secrecy`'s string, zeroed on drop, `[REDACTED]` in
-/// `Debug`, read only through [`ExposeSecret::expose_secret`].
-pub use secrecy::{ExposeSecret, SecretString as Secret};
+/// A value that must never be printed: a `secrecy` string (zeroed when dropped, redacted
+/// when debug-printed), comparable so configurations can be.
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(SecretString::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The secret itself, for an adapter's settings.
+    pub fn secret(&self) -> SecretString {
+        self.0.clone()
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {problem}")]
@@ -23,7 +56,7 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub port: u16,
     pub jade_db: Database,
@@ -40,13 +73,17 @@ pub struct Config {
     /// `AIRFLOW_UI_URL_TEMPLATE`: a run's page in the Airflow UI, with `{slug}`, `{dag_id}`
     /// and `{run_id}` replaced (dbt Cloud's `href`).
     pub airflow_ui_url_template: Option<String>,
+    /// `MAX_CONCURRENT_UPLOADS` (default 8): uploads storing bodies at once; more wait.
+    pub max_concurrent_uploads: usize,
+    /// `SHUTDOWN_GRACE_SECONDS` (default 30): how long shutdown may take in all.
+    pub shutdown_grace: Duration,
     /// `METRICS_ADDR` (default `0.0.0.0:9464`; set empty to turn it off): the listener
     /// serving Prometheus text at `GET /metrics`, apart from the public port.
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// A PostgreSQL database: a URL, or parts with the first Jade's defaults.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Database {
     pub connection: Connection,
     pub pool_size: usize,
@@ -54,13 +91,13 @@ pub struct Database {
     pub ssl: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connection {
     Url(Secret),
     Parts { host: String, port: u16, user: String, password: Secret, database: String },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Airflow {
     /// `CONNECT_TO_AIRFLOW` (default true).
     pub enabled: bool,
@@ -89,7 +126,7 @@ pub enum Verifier {
     Database,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
     Minio { url: String, access_key: Secret, secret_key: Secret, bucket: String },
     S3 { bucket: String, access_key: Secret, secret_key: Secret, region: String, endpoint_url: Option<String> },
@@ -97,7 +134,7 @@ pub enum Storage {
     Fs { root: PathBuf },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobConnection {
     ConnectionString(Secret),
     AccountKey { account: String, key: Secret },
@@ -143,9 +180,9 @@ impl Config {
                             "is required to read the environments' Airflow settings (or set CONNECT_TO_AIRFLOW=false)",
                         ));
                     }
-                    (_, key) => key.map(Secret::from),
+                    (_, key) => key.map(Secret::new),
                 },
-                url_template: env.get("AIRFLOW_DB_URL_TEMPLATE").map(Secret::from),
+                url_template: env.get("AIRFLOW_DB_URL_TEMPLATE").map(Secret::new),
                 pool_size: match env.parse("AIRFLOW_POOL_SIZE", 4)? {
                     0 => return Err(ConfigError::new("AIRFLOW_POOL_SIZE", "must be at least 1")),
                     size => size,
@@ -184,6 +221,11 @@ impl Config {
             },
             run_index_refresh: Duration::from_millis(env.parse("RUN_INDEX_REFRESH_MS", 1000)?),
             airflow_ui_url_template: env.get("AIRFLOW_UI_URL_TEMPLATE").filter(|t| !t.trim().is_empty()),
+            max_concurrent_uploads: match env.parse("MAX_CONCURRENT_UPLOADS", 8)? {
+                0 => return Err(ConfigError::new("MAX_CONCURRENT_UPLOADS", "must be at least 1")),
+                bound => bound,
+            },
+            shutdown_grace: Duration::from_secs(env.parse("SHUTDOWN_GRACE_SECONDS", 30)?),
             metrics_addr,
         })
     }
@@ -224,12 +266,12 @@ impl Env {
     fn database(&self, prefix: &str, default_name: &str) -> Result<Database, ConfigError> {
         let var = |suffix: &str| format!("{prefix}_{suffix}");
         let connection = match self.get(&var("URL")) {
-            Some(url) => Connection::Url(Secret::from(url)),
+            Some(url) => Connection::Url(Secret::new(url)),
             None => Connection::Parts {
                 host: self.get(&var("HOST")).unwrap_or_else(|| "localhost".into()),
                 port: self.parse(&var("PORT"), 5432)?,
                 user: self.get(&var("USER")).unwrap_or_else(|| "postgres".into()),
-                password: Secret::from(self.get(&var("PASS")).unwrap_or_else(|| "password".into())),
+                password: Secret::new(self.get(&var("PASS")).unwrap_or_else(|| "password".into())),
                 database: self.get(&var("NAME")).unwrap_or_else(|| default_name.into()),
             },
         };
@@ -250,24 +292,24 @@ impl Env {
         Ok(match adapter.as_str() {
             "minio" => Storage::Minio {
                 url: self.get("MINIO_URL").unwrap_or_else(|| "http://localhost:9000".into()),
-                access_key: Secret::from(self.get("MINIO_ACCESS_KEY").unwrap_or_else(|| "minioadmin".into())),
-                secret_key: Secret::from(self.get("MINIO_SECRET_KEY").unwrap_or_else(|| "minioadmin".into())),
+                access_key: Secret::new(self.get("MINIO_ACCESS_KEY").unwrap_or_else(|| "minioadmin".into())),
+                secret_key: Secret::new(self.get("MINIO_SECRET_KEY").unwrap_or_else(|| "minioadmin".into())),
                 bucket: self.get("MINIO_BUCKET_NAME").unwrap_or_else(|| "jade-dev".into()),
             },
             "s3" => Storage::S3 {
                 bucket: self.get("S3_BUCKET_NAME").unwrap_or_else(|| "jade-dev".into()),
-                access_key: Secret::from(self.required("S3_ACCESS_KEY")?),
-                secret_key: Secret::from(self.required("S3_SECRET_ACCESS_KEY")?),
+                access_key: Secret::new(self.required("S3_ACCESS_KEY")?),
+                secret_key: Secret::new(self.required("S3_SECRET_ACCESS_KEY")?),
                 region: self.required("S3_REGION")?,
                 endpoint_url: self.get("S3_ENDPOINT_URL"),
             },
             "blob" => Storage::Blob {
                 container: self.required("BLOB_CONTAINER")?,
                 connection: match self.get("BLOB_STORAGE_ACCOUNT_CONNECTION_STRING") {
-                    Some(connection_string) => BlobConnection::ConnectionString(Secret::from(connection_string)),
+                    Some(connection_string) => BlobConnection::ConnectionString(Secret::new(connection_string)),
                     None => BlobConnection::AccountKey {
                         account: self.required("BLOB_STORAGE_ACCOUNT_NAME")?,
-                        key: Secret::from(self.required("BLOB_STORAGE_ACCOUNT_KEY")?),
+                        key: Secret::new(self.required("BLOB_STORAGE_ACCOUNT_KEY")?),
                     },
                 },
             },
@@ -301,31 +343,33 @@ mod tests {
         assert_eq!(config.port, 4000);
         assert!(config.airflow.enabled);
         assert_eq!(config.jade_db.pool_size, 10);
-        assert!(matches!(
-            &config.datacoves_db.connection,
-            Connection::Parts { host, port: 5432, user, password, database }
-                if host == "localhost" && user == "postgres" && password.expose_secret() == "password"
-                    && database == "datacoves"
-        ));
+        assert_eq!(
+            config.datacoves_db.connection,
+            Connection::Parts {
+                host: "localhost".into(),
+                port: 5432,
+                user: "postgres".into(),
+                password: Secret::new("password"),
+                database: "datacoves".into()
+            }
+        );
         assert!(matches!(config.storage, Storage::Minio { ref bucket, .. } if bucket == "jade-dev"));
         assert_eq!(config.auth.cache_ttl, Duration::from_secs(60));
         assert_eq!(config.run_index_refresh, Duration::from_secs(1));
         assert_eq!(config.auth.pool_size, 2);
         assert_eq!(config.max_upload_bytes, 1 << 30);
         assert_eq!(config.compat, ApiCompat::Jade);
+        assert_eq!(config.max_concurrent_uploads, 8);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
         assert_eq!(config.metrics_addr, Some("0.0.0.0:9464".parse().unwrap()));
     }
 
     #[test]
     fn an_empty_metrics_address_turns_metrics_off() {
         assert_eq!(config(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "")]).unwrap().metrics_addr, None);
-        let config = config(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "127.0.0.1:9000")]).unwrap();
-        assert_eq!(config.metrics_addr, Some("127.0.0.1:9000".parse().unwrap()));
-        assert_eq!(config_error(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "nine")]), "METRICS_ADDR");
-    }
-
-    fn config_error(vars: &[(&str, &str)]) -> String {
-        config(vars).unwrap_err().variable
+        let config_with = config(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "127.0.0.1:9000")]).unwrap();
+        assert_eq!(config_with.metrics_addr, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(config(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "nine")]).unwrap_err().variable, "METRICS_ADDR");
     }
 
     #[test]
@@ -340,6 +384,8 @@ mod tests {
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("DATACOVES_POOL_SIZE", "0")]), "DATACOVES_POOL_SIZE");
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("AUTH_POOL_SIZE", "0")]), "AUTH_POOL_SIZE");
         assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("CONNECT_TO_AIRFLOW", "maybe")]), "CONNECT_TO_AIRFLOW");
+        assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("MAX_CONCURRENT_UPLOADS", "0")]), "MAX_CONCURRENT_UPLOADS");
+        assert_eq!(error(&[MINIMAL[0], MINIMAL[1], ("SHUTDOWN_GRACE_SECONDS", "soon")]), "SHUTDOWN_GRACE_SECONDS");
     }
 
     #[test]
@@ -360,11 +406,10 @@ mod tests {
             ("BLOB_STORAGE_ACCOUNT_NAME", "n"),
         ])
         .unwrap();
-        assert!(matches!(
-            &config.storage,
-            Storage::Blob { container, connection: BlobConnection::ConnectionString(cs) }
-                if container == "c" && cs.expose_secret() == "cs"
-        ));
+        assert_eq!(
+            config.storage,
+            Storage::Blob { container: "c".into(), connection: BlobConnection::ConnectionString(Secret::new("cs")) }
+        );
     }
 
     #[test]

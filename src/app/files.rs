@@ -8,6 +8,8 @@ use crate::domain::Error;
 use crate::domain::file::{File, FileLookup, NewFile};
 use crate::ports::storage::{BlobSource, StorageError};
 
+use super::undo::{FileWrites, Guard, Outcome};
+
 /// One file of a `POST …/files`, as it arrived.
 #[derive(Debug)]
 pub struct FileUpload {
@@ -28,8 +30,11 @@ const LOOKUP_REQUIRED: &str = "Give the file's slug, tag or filename as a query 
 const SLUG_OR_TAG_REQUIRED: &str = "Give the file's slug or tag.";
 
 impl Jade {
-    /// Stores files: every body first, then all rows in one transaction. All of them are
-    /// stored or none is: on any failure the bodies already written are removed again.
+    /// Stores files: every body first, each under a fresh key, then all rows in one
+    /// transaction that also points the earlier rows of each path at the new body; the
+    /// bodies it replaced are removed last. All of them are stored or none is, and a stored
+    /// file is never changed by an upload that fails or is cut off: on any failure the new
+    /// bodies are removed again. Waits for an upload permit.
     pub async fn create_files(&self, environment_slug: &str, uploads: Vec<FileUpload>) -> Result<Vec<File>, Error> {
         if uploads.is_empty() {
             return Err(Error::invalid("file", "can't be blank"));
@@ -40,21 +45,30 @@ impl Jade {
             let new = NewFile::new(environment_slug, upload.tag.as_deref(), file.filename.as_deref())?;
             checked.push((new, file));
         }
-        let mut written: Vec<&str> = Vec::with_capacity(checked.len());
+        let _permit = self.upload_permit().await?;
+        let paths: Vec<&str> = checked.iter().map(|(new, _)| new.path.as_str()).collect();
+        let replaced = self.ports.files.keys_of_paths(environment_slug, &paths).await.map_err(backend)?;
+        let mut guard = Guard::new(self, FileWrites { fresh: Vec::new(), replaced, committing: false });
         for (new, file) in &checked {
+            guard.get().fresh.push(new.key.clone());
             let source = BlobSource::File { path: file.path.to_path_buf(), len: file.len };
-            if let Err(error) = self.ports.storage.put(&new.path, source).await {
-                tracing::error!(%error, path = new.path, "storing a file failed");
-                self.discard_file_bodies(&written).await;
+            if let Err(error) = self.ports.storage.put(&new.key, source).await {
+                tracing::error!(%error, key = new.key, "storing a file failed");
+                guard.finish(Outcome::Failed).await;
                 return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
             }
-            written.push(&new.path);
         }
         let rows: Vec<NewFile> = checked.iter().map(|(new, _)| new.clone()).collect();
+        guard.get().committing = true;
         match self.ports.files.insert(&rows).await {
-            Ok(files) => Ok(files),
+            Ok(written) => {
+                guard.get().replaced = written.released;
+                guard.finish(Outcome::Done).await;
+                Ok(written.rows)
+            }
             Err(error) => {
-                self.discard_file_bodies(&written).await;
+                // The transaction did not commit (or its outcome is unknown: the undo asks).
+                guard.finish(Outcome::Cut).await;
                 Err(backend(error))
             }
         }
@@ -81,9 +95,10 @@ impl Jade {
     }
 
     /// Replaces a file's body and filename (`upload`), renames its tag (`new_tag`), or both;
-    /// the body is stored under the new path first, then the row changes, then the old path's
-    /// body is removed. On any failure the file stays as it was and nothing is left at the
-    /// new path. Answers the file with its body.
+    /// the body is stored under a fresh key first, then the row changes (and the other rows
+    /// of its new path follow it to the new body), then the replaced bodies are removed. On
+    /// any failure, or when the request is cut off, the file stays as it was and the new body
+    /// is removed. Waits for an upload permit. Answers the file with its body.
     pub async fn update_file(
         &self,
         environment_slug: &str,
@@ -104,49 +119,55 @@ impl Jade {
             }
             None => return Err(Error::invalid("file", "can't be blank")),
         };
+        let _permit = self.upload_permit().await?;
+        let mut replaced = self.ports.files.keys_of_paths(environment_slug, &[&new.path]).await.map_err(backend)?;
+        replaced.push(existing.key.clone());
+        let mut guard = Guard::new(self, FileWrites { fresh: vec![new.key.clone()], replaced, committing: false });
         let source = BlobSource::File { path: upload.path.to_path_buf(), len: upload.len };
-        if let Err(error) = self.ports.storage.put(&new.path, source).await {
-            tracing::error!(%error, path = new.path, "storing a file failed");
+        if let Err(error) = self.ports.storage.put(&new.key, source).await {
+            tracing::error!(%error, key = new.key, "storing a file failed");
+            guard.finish(Outcome::Failed).await;
             return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
         }
-        let updated = self.ports.files.update(existing.id, &new.tag, &new.filename, &new.path).await;
-        let updated = match updated {
-            Ok(Some(file)) => file,
+        guard.get().committing = true;
+        let updated = match self.ports.files.update(existing.id, &new).await {
+            Ok(Some(written)) => {
+                guard.get().replaced = written.released;
+                guard.finish(Outcome::Done).await;
+                written.rows
+            }
             Ok(None) => {
-                self.discard_file_bodies(&[&new.path]).await;
+                guard.finish(Outcome::Failed).await;
                 return Err(Error::not_found());
             }
             Err(error) => {
-                self.discard_file_bodies(&[&new.path]).await;
+                guard.finish(Outcome::Cut).await;
                 return Err(backend(error));
             }
         };
-        if existing.path != updated.path {
-            self.discard_file_bodies(&[&existing.path]).await;
-        }
         let path = upload.path.to_path_buf();
         let is_json = blocking(move || is_json(&path)).await?;
         Ok(FileBody { file: updated, contents: upload, is_json })
     }
 
     /// Removes a file's body, then its row (and the rows of earlier uploads stored under the
-    /// same path, which shared that body).
+    /// same path, which read that body).
     pub async fn delete_file(&self, environment_slug: &str, lookup: Option<FileLookup>) -> Result<(), Error> {
         let lookup = lookup.ok_or_else(|| Error::BadRequest(SLUG_OR_TAG_REQUIRED.into()))?;
         let file = self.find_file(environment_slug, &lookup).await?;
-        if let Err(error) = self.ports.storage.delete(&file.path).await {
-            tracing::error!(%error, path = file.path, "deleting a file body failed");
+        if let Err(error) = self.ports.storage.delete(&file.key).await {
+            tracing::error!(%error, key = file.key, "deleting a file body failed");
             return Err(Error::Unprocessable(
                 "Deletion of file contents from storage failed. File record and contents remain.".into(),
             ));
         }
-        self.ports.files.delete_by_path(environment_slug, &file.path).await.map_err(backend)?;
+        self.ports.files.delete_by_path(environment_slug, &file.path, &file.key).await.map_err(backend)?;
         Ok(())
     }
 
     /// A file's stored body, spooled to local disk.
     async fn stored_body(&self, file: &File) -> Result<Spooled, Error> {
-        let blob = match self.ports.storage.get(&file.path).await {
+        let blob = match self.ports.storage.get(&file.key).await {
             Ok(blob) => blob,
             Err(StorageError::NotFound) => {
                 return Err(Error::not_found_with("File found but could not download contents from storage bucket."));
@@ -158,22 +179,6 @@ impl Jade {
 
     async fn find_file(&self, environment_slug: &str, lookup: &FileLookup) -> Result<File, Error> {
         self.ports.files.find(environment_slug, lookup).await.map_err(backend)?.ok_or_else(Error::not_found)
-    }
-
-    /// Removes bodies written for rows that were not stored, unless a stored row uses the
-    /// same path (a new version of a tag overwrites the body its earlier versions share).
-    async fn discard_file_bodies(&self, paths: &[&str]) {
-        for path in paths {
-            match self.ports.files.path_in_use(path).await {
-                Ok(false) => {
-                    if let Err(error) = self.ports.storage.delete(path).await {
-                        tracing::error!(%error, path, "removing an orphaned file body failed");
-                    }
-                }
-                Ok(true) => {}
-                Err(error) => tracing::error!(%error, path, "cannot tell whether a file body is in use; kept"),
-            }
-        }
     }
 }
 

@@ -11,6 +11,8 @@ use crate::domain::manifest::{self, Manifest, ManifestError, ManifestRun};
 use crate::ports::manifests::{InsertManifestError, ManifestQuery, NewManifest};
 use crate::ports::storage::{Blob, BlobSource, StorageError};
 
+use super::undo::{Guard, ManifestWrites, Outcome};
+
 /// A `POST /manifests` as it arrived.
 #[derive(Debug)]
 pub struct ManifestUpload {
@@ -24,8 +26,15 @@ pub struct ManifestUpload {
 impl Jade {
     /// Stores a manifest: validates it and cuts out its trimmed form in one pass over the
     /// spooled upload, writes both bodies to storage, then inserts the row. The row only
-    /// exists once both bodies do; when anything fails, what was written is removed.
+    /// exists once both bodies do; when anything fails, or the request is cut off, what was
+    /// written is removed (the row first). Waits for an upload permit.
     pub async fn upload_manifest(&self, upload: ManifestUpload) -> Result<Manifest, Error> {
+        let _permit = self.upload_permit().await?;
+        self.store_manifest(upload).await
+    }
+
+    /// [`Self::upload_manifest`] for a caller that holds the upload permit.
+    pub(super) async fn store_manifest(&self, upload: ManifestUpload) -> Result<Manifest, Error> {
         let file = upload.file.ok_or_else(|| Error::invalid("file", "can't be blank"))?;
         let environment = self.environment_by_slug(&upload.environment_slug).await?;
         let tag = upload.tag.filter(|t| !t.is_empty());
@@ -62,46 +71,35 @@ impl Jade {
             tag,
             run,
         };
-        let stored = async {
-            self.ports.storage.put(&key, BlobSource::File { path: file.path.to_path_buf(), len: file.len }).await?;
-            self.ports
-                .storage
-                .put(&trimmed_key, BlobSource::File { path: trimmed.path.to_path_buf(), len: trimmed.len })
-                .await
-        };
-        if let Err(error) = stored.await {
-            tracing::error!(%error, key, "storing a manifest failed");
-            self.discard_manifest_bodies(&new, &[&key, &trimmed_key]).await;
-            return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
+        let mut guard = Guard::new(
+            self,
+            ManifestWrites {
+                keys: Vec::new(),
+                row: None,
+                run: new.run.as_ref().map(|r| (new.environment_slug.clone(), r.dag_id.clone(), r.run_id.clone())),
+            },
+        );
+        for (key, body) in [(&key, &file), (&trimmed_key, &trimmed)] {
+            guard.get().keys.push(key.clone());
+            let source = BlobSource::File { path: body.path.to_path_buf(), len: body.len };
+            if let Err(error) = self.ports.storage.put(key, source).await {
+                tracing::error!(%error, key, "storing a manifest failed");
+                guard.finish(Outcome::Failed).await;
+                return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
+            }
         }
-        match self.ports.manifests.insert(new.clone()).await {
-            Ok(manifest) => Ok(manifest),
+        guard.get().row = Some(id);
+        match self.ports.manifests.insert(new).await {
+            Ok(manifest) => {
+                guard.finish(Outcome::Done).await;
+                Ok(manifest)
+            }
             Err(error) => {
-                self.discard_manifest_bodies(&new, &[&key, &trimmed_key]).await;
+                guard.finish(Outcome::Failed).await;
                 match error {
                     InsertManifestError::TagTaken => Err(Error::invalid("tag", "has already been taken")),
                     InsertManifestError::Backend(e) => Err(backend(e)),
                 }
-            }
-        }
-    }
-
-    /// Removes the bodies of a manifest whose row was not written, unless they belong to an
-    /// earlier manifest of the same run (a run's manifests share their keys).
-    async fn discard_manifest_bodies(&self, manifest: &NewManifest, keys: &[&str]) {
-        if let Some(run) = &manifest.run {
-            match self.ports.manifests.count_for_run(&manifest.environment_slug, &run.dag_id, &run.run_id).await {
-                Ok(0) => {}
-                Ok(_) => return,
-                Err(error) => {
-                    tracing::error!(%error, "cannot tell whether a run's manifest bodies are shared; kept");
-                    return;
-                }
-            }
-        }
-        for key in keys {
-            if let Err(error) = self.ports.storage.delete(key).await {
-                tracing::error!(%error, key, "removing the body of a failed manifest upload failed");
             }
         }
     }

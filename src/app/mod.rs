@@ -6,7 +6,9 @@ pub mod config;
 mod files;
 mod jobs;
 mod manifests;
+mod operations;
 mod runs;
+mod undo;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub use artifacts::ArtifactUpload;
 pub use files::{FileBody, FileUpload};
 pub use jobs::JobFilter;
 pub use manifests::ManifestUpload;
+pub use operations::{Part, Readiness};
 pub use runs::RunFilter;
 
 /// The adapters the service works through.
@@ -61,6 +64,11 @@ pub struct Settings {
     /// A run's page in the Airflow UI, with `{slug}`, `{dag_id}` and `{run_id}`
     /// (`AIRFLOW_UI_URL_TEMPLATE`), rendered as dbt Cloud's `href`.
     pub airflow_ui_url_template: Option<String>,
+    /// How many uploads store bodies at once (`MAX_CONCURRENT_UPLOADS`); more wait.
+    pub max_concurrent_uploads: usize,
+    /// How long shutdown may take in all (`SHUTDOWN_GRACE_SECONDS`): requests in flight get
+    /// it less a reserve for undoing the uploads cut off.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Settings {
@@ -71,6 +79,8 @@ impl Default for Settings {
             spool_dir: None,
             run_index_refresh: Duration::from_secs(1),
             airflow_ui_url_template: None,
+            max_concurrent_uploads: 8,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -81,6 +91,13 @@ pub struct Jade {
     ports: Ports,
     settings: Arc<Settings>,
     run_index_freshness: Arc<runs::IndexFreshness>,
+    /// Permits to store an upload's bodies (`max_concurrent_uploads`).
+    uploads: Arc<tokio::sync::Semaphore>,
+    /// The undo tasks of uploads that did not finish; they outlive their requests, and
+    /// shutdown waits for them.
+    tasks: tokio_util::task::TaskTracker,
+    /// Cancelled when shutdown begins: readiness answers 503 from then on.
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// A file spooled to local disk (an upload as it arrived); removed when dropped.
@@ -94,7 +111,15 @@ pub struct Spooled {
 
 impl Jade {
     pub fn new(ports: Ports, settings: Settings) -> Self {
-        Jade { ports, settings: Arc::new(settings), run_index_freshness: Arc::default() }
+        let uploads = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_uploads.max(1)));
+        Jade {
+            ports,
+            settings: Arc::new(settings),
+            run_index_freshness: Arc::default(),
+            uploads,
+            tasks: tokio_util::task::TaskTracker::new(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        }
     }
 
     pub fn settings(&self) -> &Settings {

@@ -466,8 +466,9 @@ async fn files_update_and_delete_keep_rows_and_bodies_together() {
     assert!(updated.is_json);
     let updated = updated.file;
     assert_eq!(updated.path, "/environments/env100/files/cfg/b.json");
-    // The old body went with the old filename.
-    assert_eq!(f.storage.keys(), vec![updated.path.clone()]);
+    // The old body went with the old filename; the new one is under a fresh key.
+    assert_eq!(f.storage.keys(), vec![updated.key.clone()]);
+    assert!(updated.key.starts_with("/environments/env100/file-versions/cfg/b.json/"), "{}", updated.key);
 
     f.storage.set_failing(true);
     assert_eq!(
@@ -501,14 +502,14 @@ async fn a_new_tag_moves_the_body_or_changes_nothing() {
     f.storage.fail_puts_containing(Some("/new/"));
     for upload in [None, Some(spooled(b"2", "b.json"))] {
         assert!(f.jade.update_file("env100", by_slug.clone(), upload, Some("new".into())).await.is_err());
-        assert_eq!(f.storage.keys(), vec![created.path.clone()]);
+        assert_eq!(f.storage.keys(), vec![created.key.clone()]);
         assert_eq!(f.jade.file("env100", by_slug.clone()).await.unwrap().file.tag, "old");
     }
     f.storage.fail_puts_containing(None);
     let moved = f.jade.update_file("env100", by_slug.clone(), None, Some("new".into())).await.unwrap();
     assert_eq!((moved.file.tag.as_str(), moved.file.path.as_str()), ("new", "/environments/env100/files/new/a.json"));
     assert_eq!(std::fs::read(&moved.contents.path).unwrap(), b"1");
-    assert_eq!(f.storage.keys(), vec![moved.file.path.clone()]);
+    assert_eq!(f.storage.keys(), vec![moved.file.key.clone()]);
     // The same tag again is no rename; without a file there is nothing to do.
     assert_eq!(
         f.jade.update_file("env100", by_slug, None, Some("new".into())).await.unwrap_err(),
@@ -525,7 +526,7 @@ async fn a_row_without_its_body_answers_the_contract_message() {
         .await
         .unwrap()
         .remove(0);
-    f.storage.delete(&file.path).await.unwrap();
+    f.storage.delete(&file.key).await.unwrap();
     assert_eq!(
         f.jade.file("env100", Some(FileLookup::Tag("t".into()))).await.unwrap_err(),
         Error::not_found_with("File found but could not download contents from storage bucket.")
@@ -607,4 +608,160 @@ async fn lists_filter_as_dbt_cloud_names_it() {
     assert_eq!(jobs(JobFilter { state: Some(1), ..Default::default() }).await.total_count, 6);
     assert_eq!(jobs(JobFilter { state: Some(2), ..Default::default() }).await.total_count, 0);
     assert_eq!(jobs(JobFilter { project_ids: Some(vec![]), ..Default::default() }).await.total_count, 0);
+}
+
+#[tokio::test]
+async fn a_failed_multi_upload_leaves_every_stored_file_as_it_was() {
+    let f = fixture(0);
+    let upload =
+        |tag: &str, body: &[u8], name: &str| FileUpload { tag: Some(tag.into()), file: Some(spooled(body, name)) };
+    let kept = f.jade.create_files("env100", vec![upload("cfg", b"\"old\"", "a.json")]).await.unwrap().remove(0);
+    f.storage.fail_puts_containing(Some("/second/"));
+    let failed = f
+        .jade
+        .create_files("env100", vec![upload("cfg", b"\"new\"", "a.json"), upload("second", b"2", "b.json")])
+        .await;
+    assert_eq!(
+        failed.unwrap_err(),
+        Error::Unprocessable("File upload failed. Please check the error in the logs.".into())
+    );
+    assert_eq!(f.storage.keys(), vec![kept.key.clone()], "only the stored file's body remains");
+    let read = f.jade.file("env100", Some(FileLookup::Tag("cfg".into()))).await.unwrap();
+    assert_eq!((read.file.id, std::fs::read(&read.contents.path).unwrap()), (kept.id, b"\"old\"".to_vec()));
+
+    // Succeeding, the new version's body replaces the old one for every row of the path.
+    f.storage.fail_puts_containing(None);
+    let new = f.jade.create_files("env100", vec![upload("cfg", b"\"new\"", "a.json")]).await.unwrap().remove(0);
+    assert_eq!(f.storage.keys(), vec![new.key.clone()]);
+    let old_version = f.jade.file("env100", Some(FileLookup::Slug(kept.slug.to_string()))).await.unwrap();
+    assert_eq!(
+        (old_version.file.key, std::fs::read(&old_version.contents.path).unwrap()),
+        (new.key, b"\"new\"".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn readiness_names_the_part_that_fails_and_turns_off_at_shutdown() {
+    let f = fixture(0);
+    let ready = f.jade.readiness().await;
+    assert!(ready.is_ready(), "{ready:?}");
+    f.storage.set_failing(true);
+    let failing = f.jade.readiness().await;
+    assert_eq!((failing.jade_db, failing.datacoves_db, failing.storage), (Part::Ok, Part::Ok, Part::Unavailable));
+    assert!(!failing.is_ready());
+    f.storage.set_failing(false);
+    f.jade.begin_shutdown();
+    let stopping = f.jade.readiness().await;
+    assert!(stopping.shutting_down && !stopping.is_ready(), "{stopping:?}");
+    assert!(f.jade.finish_undo(std::time::Duration::from_secs(1)).await, "no undo pending");
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_bound_wait_and_all_succeed() {
+    let mut f = fixture(0);
+    f.jade = Jade::new(f.jade.ports.clone(), Settings { max_concurrent_uploads: 2, ..Settings::default() });
+    let uploads = (0..10).map(|n| {
+        let jade = f.jade.clone();
+        async move {
+            let upload = FileUpload { tag: Some(format!("t{n}")), file: Some(spooled(b"1", "a.json")) };
+            jade.create_files("env100", vec![upload]).await
+        }
+    });
+    let results = futures::future::join_all(uploads).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(f.storage.keys().len(), 10);
+    assert_eq!(f.jade.uploads.available_permits(), 2);
+}
+
+/// Storage whose puts of keys containing `stall` never finish (and say they started).
+struct Stalling {
+    inner: Arc<MemoryStorage>,
+    stall: std::sync::Mutex<&'static str>,
+    started: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::storage::BlobStorage for Stalling {
+    async fn put(
+        &self,
+        key: &str,
+        source: crate::ports::storage::BlobSource,
+    ) -> Result<(), crate::ports::storage::StorageError> {
+        let stall = *self.stall.lock().unwrap();
+        if key.contains(stall) {
+            self.started.notify_one();
+            std::future::pending::<()>().await;
+        }
+        self.inner.put(key, source).await
+    }
+    async fn get(&self, key: &str) -> Result<Blob, crate::ports::storage::StorageError> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), crate::ports::storage::StorageError> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, crate::ports::storage::StorageError> {
+        self.inner.list(prefix).await
+    }
+    async fn ping(&self) -> Result<(), crate::ports::storage::StorageError> {
+        self.inner.ping().await
+    }
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_mid_way_is_undone_by_a_task_of_its_own() {
+    let f = fixture(0);
+    let stalling = Arc::new(Stalling {
+        inner: f.storage.clone(),
+        stall: std::sync::Mutex::new("/stall/"),
+        started: Default::default(),
+    });
+    let ports = Ports { storage: stalling.clone(), ..f.jade.ports.clone() };
+    let jade = Jade::new(ports.clone(), Settings::default());
+    let upload =
+        |tag: &str, body: &[u8], name: &str| FileUpload { tag: Some(tag.into()), file: Some(spooled(body, name)) };
+    let kept = jade.create_files("env100", vec![upload("cfg", b"\"old\"", "a.json")]).await.unwrap().remove(0);
+
+    // The first body (replacing `cfg`) is stored, the second never finishes: the request is
+    // dropped (its client went away).
+    let cut = tokio::spawn({
+        let jade = jade.clone();
+        let uploads = vec![upload("cfg", b"\"new\"", "a.json"), upload("stall", b"2", "b.json")];
+        async move { jade.create_files("env100", uploads).await }
+    });
+    stalling.started.notified().await;
+    assert_eq!(f.storage.keys().len(), 2, "the first new body is stored");
+    cut.abort();
+    assert!(cut.await.unwrap_err().is_cancelled());
+    assert!(jade.finish_undo(std::time::Duration::from_secs(5)).await, "the undo ran");
+    assert_eq!(f.storage.keys(), vec![kept.key.clone()], "the new body is gone, the stored one kept");
+    let read_back = jade.file("env100", Some(FileLookup::Tag("cfg".into()))).await.unwrap();
+    assert_eq!(std::fs::read(&read_back.contents.path).unwrap(), b"\"old\"");
+    assert_eq!(jade.file("env100", Some(FileLookup::Tag("stall".into()))).await.unwrap_err(), Error::not_found());
+
+    // A manifest: its full body stored, its trimmed one never.
+    *stalling.stall.lock().unwrap() = "trimmed";
+    let jade = Jade::new(ports, Settings::default());
+    let cut = tokio::spawn({
+        let jade = jade.clone();
+        let upload = ManifestUpload {
+            environment_slug: "env100".into(),
+            dag_id: None,
+            run_id: None,
+            tag: Some("cut".into()),
+            file: Some(spooled(br#"{"metadata": {}, "nodes": {}}"#, "manifest.json")),
+        };
+        async move { jade.upload_manifest(upload).await }
+    });
+    stalling.started.notified().await;
+    assert_eq!(f.storage.keys().len(), 2, "the full body is stored");
+    cut.abort();
+    let _ = cut.await;
+    assert!(jade.finish_undo(std::time::Duration::from_secs(5)).await);
+    assert_eq!(f.storage.keys(), vec![kept.key.clone()]);
+    let query = ManifestQuery::Tag { environment_slug: "env100".into(), tag: "cut".into() };
+    assert_eq!(jade.manifest(&query, false).await.unwrap_err(), Error::not_found());
 }

@@ -8,7 +8,7 @@ use crate::domain::catalog::Timestamp;
 /// The longest tag, filename or path the `files` table holds.
 pub const MAX_LENGTH: usize = 255;
 
-/// A stored file's row; its body lives in object storage under `path`.
+/// A stored file's row; its body lives in object storage under `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct File {
     pub id: i64,
@@ -16,18 +16,24 @@ pub struct File {
     pub filename: String,
     pub environment_slug: String,
     pub tag: String,
+    /// The contract's path, rendered to clients.
     pub path: String,
+    /// Where the body is stored: a version key (see [`version_key`]) for files this Jade
+    /// wrote, the path itself for rows of the first Jade.
+    pub key: String,
     pub inserted_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
-/// A file about to be stored: validated tag and filename, and the path they make.
+/// A file about to be stored: validated tag and filename, the path they make, and a fresh
+/// key for its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFile {
     pub environment_slug: String,
     pub tag: String,
     pub filename: String,
     pub path: String,
+    pub key: String,
 }
 
 impl NewFile {
@@ -43,9 +49,28 @@ impl NewFile {
             environment_slug: environment_slug.to_owned(),
             tag: tag.to_owned(),
             filename: filename.to_owned(),
+            key: version_key(&path, Uuid::new_v4()),
             path,
         })
     }
+}
+
+/// A fresh storage key for a new body of the file at `path`:
+/// `/environments/{env}/file-versions/{tag}/{filename}/{version}`. A body is never written
+/// over another file's: a failed upload leaves every stored file as it was, and the rows
+/// switch to the new body in one transaction. No path can equal a version key (paths have
+/// `files` where version keys have `file-versions`).
+pub fn version_key(path: &str, version: Uuid) -> String {
+    // `path` is `/environments/{env}/files/{rest}`, as `path()` builds it.
+    let mut parts = path.splitn(4, '/');
+    let (_, environments, environment, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let rest = rest.and_then(|r| r.strip_prefix("files/")).unwrap_or_default();
+    format!(
+        "/{}/{}/file-versions/{rest}/{}",
+        environments.unwrap_or("environments"),
+        environment.unwrap_or_default(),
+        version.simple()
+    )
 }
 
 /// `/environments/{env}/files/{tag}/{filename}`, with whitespace and `_ : . +` in the tag and
@@ -109,6 +134,18 @@ impl FileLookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_keys_sit_apart_from_every_path() {
+        let version = Uuid::nil();
+        assert_eq!(
+            version_key("/environments/dev/files/t/a/b.json", version),
+            format!("/environments/dev/file-versions/t/a/b.json/{}", version.simple())
+        );
+        let new = NewFile::new("dev", Some("t"), Some("a.json")).unwrap();
+        assert!(new.key.starts_with("/environments/dev/file-versions/t/a.json/"), "{}", new.key);
+        assert_ne!(new.key, NewFile::new("dev", Some("t"), Some("a.json")).unwrap().key, "fresh each time");
+    }
 
     #[test]
     fn paths_replace_like_the_first_jade() {

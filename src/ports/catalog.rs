@@ -9,6 +9,9 @@ use crate::ports::BackendError;
 /// `Err(BackendError)` only when the database fails.
 #[async_trait]
 pub trait Catalog: Send + Sync + 'static {
+    /// Whether the database answers a trivial query (readiness).
+    async fn ping(&self) -> Result<(), BackendError>;
+
     /// The account with this id.
     async fn account(&self, id: i64) -> Result<Option<Account>, BackendError>;
 

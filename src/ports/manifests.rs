@@ -47,6 +47,9 @@ pub trait ManifestStore: Send + Sync + 'static {
     /// Inserts the row; `TagTaken` when (environment, tag) exists, leaving nothing behind.
     async fn insert(&self, manifest: NewManifest) -> Result<Manifest, InsertManifestError>;
 
+    /// Deletes the row with this id, if any (undoing an upload that did not finish).
+    async fn delete(&self, id: i64) -> Result<(), BackendError>;
+
     /// Whether a manifest of the environment has this tag.
     async fn tag_taken(&self, environment_slug: &str, tag: &str) -> Result<bool, BackendError>;
 

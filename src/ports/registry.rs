@@ -22,6 +22,9 @@ pub type JobKey = (i64, String);
 /// trip per call, never one query per key. Failures are `BackendError`.
 #[async_trait]
 pub trait IdRegistry: Send + Sync + 'static {
+    /// Whether the Jade database answers a trivial query (readiness).
+    async fn ping(&self) -> Result<(), BackendError>;
+
     /// The ids of these runs, registering the missing ones. Every key is in the answer.
     async fn run_ids(&self, keys: &[RunKey]) -> Result<HashMap<RunKey, i64>, BackendError>;
 

@@ -82,6 +82,10 @@ pub trait BlobStorage: Send + Sync + 'static {
     /// when the backend fails. Objects still being written are not listed.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
 
+    /// Whether the bucket answers: a cheap request that reads no object (readiness). `Backend`
+    /// when it cannot be reached or the bucket is missing.
+    async fn ping(&self) -> Result<(), StorageError>;
+
     /// Short name for logs and health output: `minio`, `s3`, `blob`, `fs`, `memory`.
     fn backend(&self) -> &'static str;
 }

@@ -23,6 +23,7 @@ macro_rules! on_every_backend {
     )*};
 }
 
+pub mod proxy;
 pub mod seed;
 pub mod servers;
 pub mod storage;
@@ -97,26 +98,14 @@ impl TestJade {
 
     /// The same, storing bodies with `backend` (its server started for this test).
     pub async fn with_storage(scenario: Scenario, backend: Backend, overrides: &[(&str, &str)]) -> TestJade {
+        Self::over(scenario, Storage::start(backend).await, overrides).await
+    }
+
+    /// The same, over storage the test started (e.g. behind a proxy).
+    pub async fn over(scenario: Scenario, storage: Storage, overrides: &[(&str, &str)]) -> TestJade {
         let seeded = seed::seed(scenario).await;
         let verify = VerifyServer::start(seeded.identities.clone()).await;
-        let storage = Storage::start(backend).await;
-        let mut vars: HashMap<String, String> = HashMap::from([
-            ("DB_URL".into(), url(&seeded.jade_db)),
-            ("DATACOVES_DB_URL".into(), url(&seeded.datacoves_db)),
-            ("FERNET_KEY".into(), seeded.fernet_key.clone()),
-            ("DATACOVES_VERIFY_URL".into(), verify.url()),
-            ("AIRFLOW_DB_URL_TEMPLATE".into(), format!("{}?options=-csearch_path%3D{{slug}}", url(&seeded.airflow_db))),
-            ("POOL_SIZE".into(), "8".into()),
-            ("DATACOVES_POOL_SIZE".into(), "4".into()),
-            // Every list asks Airflow what changed, so a test sees its own writes at once.
-            ("RUN_INDEX_REFRESH_MS".into(), "0".into()),
-        ]);
-        for (name, value) in &storage.vars {
-            vars.insert((*name).into(), value.clone());
-        }
-        for (name, value) in overrides {
-            vars.insert((*name).into(), (*value).into());
-        }
+        let vars = variables(&seeded, &verify, &storage, overrides);
         let config = Config::from_lookup(move |name| vars.get(name).cloned()).expect("test configuration is valid");
         let jade = startup::build(&config).await.unwrap_or_else(|e| panic!("Jade did not start: {e}"));
         let server = startup::spawn(jade, "127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -141,11 +130,48 @@ impl TestJade {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
+    /// Where the body of the file with this slug is stored (`None`: no such row).
+    pub async fn body_key(&self, slug: &str) -> Option<String> {
+        let client = connect(&self.seeded.jade_db).await;
+        let slug: uuid::Uuid = slug.parse().expect("a file slug is a UUID");
+        let row =
+            client.query_opt("SELECT coalesce(storage_key, path) FROM files WHERE slug = $1", &[&slug]).await.unwrap();
+        row.map(|row| row.get(0))
+    }
+
     pub async fn stop(self) {
         self.server.stop().await.unwrap();
         self.verify.stop().await;
         self.seeded.drop_databases().await;
     }
+}
+
+/// The configuration variables of a Jade over these databases, verify server and storage
+/// (`jade serve` reads the same from its environment).
+pub fn variables(
+    seeded: &Seeded,
+    verify: &VerifyServer,
+    storage: &Storage,
+    overrides: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("DB_URL".into(), url(&seeded.jade_db)),
+        ("DATACOVES_DB_URL".into(), url(&seeded.datacoves_db)),
+        ("FERNET_KEY".into(), seeded.fernet_key.clone()),
+        ("DATACOVES_VERIFY_URL".into(), verify.url()),
+        ("AIRFLOW_DB_URL_TEMPLATE".into(), format!("{}?options=-csearch_path%3D{{slug}}", url(&seeded.airflow_db))),
+        ("POOL_SIZE".into(), "8".into()),
+        ("DATACOVES_POOL_SIZE".into(), "4".into()),
+        // Every list asks Airflow what changed, so a test sees its own writes at once.
+        ("RUN_INDEX_REFRESH_MS".into(), "0".into()),
+    ]);
+    for (name, value) in &storage.vars {
+        vars.insert((*name).into(), value.clone());
+    }
+    for (name, value) in overrides {
+        vars.insert((*name).into(), (*value).into());
+    }
+    vars
 }
 
 /// The error message of an error body.

@@ -112,6 +112,23 @@ impl Storage {
         Storage { backend, server, dir, client, vars }
     }
 
+    /// The same, with Jade reaching the server through a proxy the test controls (the test's
+    /// own client reaches it directly).
+    pub async fn behind_proxy(backend: Backend) -> (Storage, super::proxy::Proxy) {
+        let mut storage = Storage::start(backend).await;
+        let direct = storage.server.as_ref().expect("a remote backend").url();
+        let proxy = super::proxy::Proxy::start(direct.trim_start_matches("http://").to_owned()).await;
+        for (_, value) in &mut storage.vars {
+            *value = value.replace(&direct, &proxy.url());
+        }
+        (storage, proxy)
+    }
+
+    /// Every key stored under `prefix` (relative to it).
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        self.client.list(prefix).await.unwrap_or_else(|e| panic!("{:?}: listing {prefix}: {e}", self.backend))
+    }
+
     /// The object under `key`, or `None`.
     pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
         let blob = match self.client.get(key).await {

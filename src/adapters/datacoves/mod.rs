@@ -147,6 +147,12 @@ const ENVIRONMENT: &str = "SELECT e.id, p.account_id, e.project_id, e.name, e.sl
 
 #[async_trait]
 impl Catalog for DatacovesCatalog {
+    async fn ping(&self) -> Result<(), BackendError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(|e| BackendError::caused_by("Datacoves database", e))?;
+        Ok(())
+    }
+
     async fn account(&self, id: i64) -> Result<Option<Account>, BackendError> {
         let client = self.client().await?;
         let row = client.query_opt(&format!("{ACCOUNT} WHERE id = $1"), &[&id]).await.map_err(db)?;

@@ -430,7 +430,55 @@ impl DatacovesApi {
 }
 
 /// Liveness: answers `ok` without authentication.
-pub struct HealthApi;
+pub struct HealthApi {
+    pub jade: Jade,
+}
+
+/// How a part answered the readiness check.
+#[derive(poem_openapi::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum PartStatus {
+    /// It answered within 2 s.
+    Ok,
+    /// It failed or did not answer within 2 s.
+    Unavailable,
+    /// Not asked: shutdown has begun.
+    Unchecked,
+}
+
+impl From<crate::app::Part> for PartStatus {
+    fn from(part: crate::app::Part) -> Self {
+        match part {
+            crate::app::Part::Ok => PartStatus::Ok,
+            crate::app::Part::Unavailable => PartStatus::Unavailable,
+            crate::app::Part::Unchecked => PartStatus::Unchecked,
+        }
+    }
+}
+
+/// What Jade needs to serve, each asked with a 2 s bound.
+#[derive(Object, Debug)]
+pub struct ReadinessDto {
+    /// The Jade database.
+    pub jade_db: PartStatus,
+    /// The Datacoves database.
+    pub datacoves_db: PartStatus,
+    /// Object storage.
+    pub storage: PartStatus,
+    /// `in progress` once shutdown has begun.
+    #[oai(skip_serializing_if_is_none)]
+    pub shutdown: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadinessResponse {
+    /// Every part answered.
+    #[oai(status = 200)]
+    Ready(Json<ReadinessDto>),
+    /// A part failed (named `unavailable`), or shutdown has begun.
+    #[oai(status = 503)]
+    NotReady(Json<ReadinessDto>),
+}
 
 #[derive(ApiResponse)]
 pub enum Alive {
@@ -447,6 +495,23 @@ impl HealthApi {
     #[oai(path = "/healthcheck", method = "get")]
     async fn healthcheck(&self) -> Alive {
         Alive::Ok(PlainText("ok"))
+    }
+
+    /// Readiness: whether Jade can serve now.
+    ///
+    /// 200 when the Jade database, the Datacoves database and storage each answer within 2 s;
+    /// 503 naming the part that did not, and 503 from the moment shutdown begins. Needs no
+    /// token.
+    #[oai(path = "/readyz", method = "get")]
+    async fn readyz(&self) -> ReadinessResponse {
+        let readiness = self.jade.readiness().await;
+        let dto = ReadinessDto {
+            jade_db: readiness.jade_db.into(),
+            datacoves_db: readiness.datacoves_db.into(),
+            storage: readiness.storage.into(),
+            shutdown: readiness.shutting_down.then(|| "in progress".to_owned()),
+        };
+        if readiness.is_ready() { ReadinessResponse::Ready(Json(dto)) } else { ReadinessResponse::NotReady(Json(dto)) }
     }
 }
 

@@ -166,8 +166,8 @@ impl<'a> ApiExtractor<'a> for Upload {
         }
         let boundary = multer::parse_boundary(content_type).map_err(ApiError::bad_request)?;
         let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
-        let mut multipart =
-            multer::Multipart::with_constraints(body.take()?.into_bytes_stream(), boundary, constraints);
+        let mut stream = Box::pin(body.take()?.into_bytes_stream());
+        let mut multipart = multer::Multipart::with_constraints(&mut stream, boundary, constraints);
         let failed = |error: multer::Error| -> poem::Error {
             match error {
                 multer::Error::StreamSizeExceeded { .. } => ApiError::too_large(limit).into(),
@@ -224,6 +224,17 @@ impl<'a> ApiExtractor<'a> for Upload {
                         upload.fields.insert(name, text);
                     }
                 }
+            }
+        }
+        drop(multipart);
+        // Reads what follows the closing boundary to the body's end: the connection then
+        // waits for the answer with nothing left to read, so a client that goes away is seen
+        // at once and the request (an upload being stored) is cut off and undone.
+        let mut trailing = 0;
+        while trailing < MAX_TEXT_FIELD {
+            match futures::StreamExt::next(&mut stream).await {
+                Some(Ok(chunk)) => trailing += chunk.len(),
+                Some(Err(_)) | None => break,
             }
         }
         Ok(upload)

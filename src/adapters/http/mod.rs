@@ -39,6 +39,8 @@ const SPEC_PATH: &str = "/api/v2/openapi";
 const LEGACY_PREFIX: &str = "/api/internal";
 /// Swagger UI lists the legacy aliases last, under a tag of their own.
 const LEGACY_TAG: &str = "legacy";
+/// The probes, also served under the legacy prefix.
+const OPERATIONS: [&str; 2] = ["/api/v2/healthcheck", "/api/v2/readyz"];
 /// Largest JSON or form body accepted (`DELETE` selectors); uploads have their own limit.
 const SMALL_BODY_LIMIT: u64 = 1 << 20;
 
@@ -50,14 +52,14 @@ fn service(jade: &Jade) -> OpenApiService<Apis, ()> {
             v2::V2Api { jade: jade.clone() },
             artifacts::ArtifactsApi { jade: jade.clone() },
             datacoves::DatacovesApi { jade: jade.clone() },
-            datacoves::HealthApi,
+            datacoves::HealthApi { jade: jade.clone() },
         ),
         "Jade",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "A dbt Cloud Administrative API v2 clone over Datacoves and Airflow, and Datacoves' API for dbt \
-         manifests and files. Every route but the healthcheck needs `Authorization: Bearer <token>`. \
+         manifests and files. Every route but the healthcheck and readiness needs `Authorization: Bearer <token>`. \
          The Datacoves routes are also served under the legacy prefix `/api/internal`.",
     )
     .url_prefix("/api/v2")
@@ -157,7 +159,7 @@ pub fn openapi_json(jade: &Jade) -> String {
             .filter_map(|(path, item)| {
                 let legacy = match path.strip_prefix("/api/v2/datacoves") {
                     Some(rest) => format!("{LEGACY_PREFIX}{rest}"),
-                    None if path == "/api/v2/healthcheck" => format!("{LEGACY_PREFIX}/healthcheck"),
+                    None if OPERATIONS.contains(&path.as_str()) => path.replacen("/api/v2", LEGACY_PREFIX, 1),
                     None => return None,
                 };
                 let mut item = item.clone();
@@ -236,7 +238,8 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
 async fn legacy_paths(mut request: Request) -> poem::Result<Request> {
     let path = request.uri().path();
     if let Some(rest) = path.strip_prefix(LEGACY_PREFIX).filter(|r| r.is_empty() || r.starts_with('/')) {
-        let target = if rest.trim_end_matches('/') == "/healthcheck" {
+        let target = if OPERATIONS.iter().any(|route| route.strip_prefix("/api/v2") == Some(rest.trim_end_matches('/')))
+        {
             format!("/api/v2{rest}")
         } else {
             format!("/api/v2/datacoves{rest}")
@@ -252,14 +255,14 @@ async fn legacy_paths(mut request: Request) -> poem::Result<Request> {
 
 pub use observe::{REQUEST_ID, metrics_app, valid_request_id};
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and gives the
+/// requests in flight `grace` to finish before cutting them off.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: impl Endpoint<Output = Response> + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
 ) -> std::io::Result<()> {
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, shutdown, Some(std::time::Duration::from_secs(10)))
-        .await
+    poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await
 }

@@ -40,6 +40,10 @@ impl MemoryCatalog {
 
 #[async_trait]
 impl Catalog for MemoryCatalog {
+    async fn ping(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     async fn account(&self, id: i64) -> Result<Option<Account>, BackendError> {
         Ok(self.data.read().unwrap().accounts.iter().find(|a| a.id == id).cloned())
     }

@@ -77,6 +77,11 @@ impl ManifestStore for MemoryManifestStore {
         Ok(manifest)
     }
 
+    async fn delete(&self, id: i64) -> Result<(), BackendError> {
+        self.data.lock().unwrap().rows.retain(|m| m.id != id);
+        Ok(())
+    }
+
     async fn tag_taken(&self, environment_slug: &str, tag: &str) -> Result<bool, BackendError> {
         let query = ManifestQuery::Tag { environment_slug: environment_slug.into(), tag: tag.into() };
         Ok(self.find(&query).await?.is_some())

@@ -43,6 +43,10 @@ impl Data {
 
 #[async_trait]
 impl IdRegistry for MemoryRegistry {
+    async fn ping(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     async fn run_ids(&self, keys: &[RunKey]) -> Result<HashMap<RunKey, i64>, BackendError> {
         let mut data = self.data.lock().unwrap();
         Ok(keys.iter().map(|key| (*key, data.run_id(*key))).collect())

@@ -78,6 +78,10 @@ impl BlobStorage for MemoryStorage {
         Ok(keys)
     }
 
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.check()
+    }
+
     fn backend(&self) -> &'static str {
         "memory"
     }

@@ -1,4 +1,5 @@
-//! `files` rows. Bodies live in object storage under each row's `path`.
+//! `files` rows. Bodies live in object storage under each row's `storage_key`, or under its
+//! `path` for rows of the first Jade (which has no such column).
 
 use async_trait::async_trait;
 use tokio_postgres::Row;
@@ -7,9 +8,10 @@ use uuid::Uuid;
 use super::{JadeDatabase, NOW, db, utc};
 use crate::domain::file::{File, FileLookup, NewFile};
 use crate::ports::BackendError;
-use crate::ports::files::FileStore;
+use crate::ports::files::{FileStore, Written};
 
-const COLUMNS: &str = "id, slug, filename, environment_slug, tag, path, inserted_at, updated_at";
+const COLUMNS: &str = "id, slug, filename, environment_slug, tag, path, coalesce(storage_key, path) AS body_key, \
+                       inserted_at, updated_at";
 
 fn file(row: &Row) -> File {
     let text = |column: &str| row.get::<_, Option<String>>(column).unwrap_or_default();
@@ -20,24 +22,79 @@ fn file(row: &Row) -> File {
         environment_slug: text("environment_slug"),
         tag: text("tag"),
         path: text("path"),
+        key: text("body_key"),
         inserted_at: utc(row.get("inserted_at")),
         updated_at: utc(row.get("updated_at")),
     }
 }
 
+/// Within a transaction: serializes writers of these paths (so two uploads of one path
+/// cannot leave its rows on different bodies), points every row of each path at `key`, and
+/// answers the keys that no row reads any more.
+async fn switch_paths(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    environment_slug: &str,
+    targets: &[(&str, &str)],
+) -> Result<Vec<String>, BackendError> {
+    let mut targets = targets.to_vec();
+    targets.sort();
+    targets.dedup_by(|later, earlier| later.0 == earlier.0);
+    let paths: Vec<&str> = targets.iter().map(|(path, _)| *path).collect();
+    let keys: Vec<&str> = targets.iter().map(|(_, key)| *key).collect();
+    // Locks in path order: two writers of overlapping paths cannot deadlock.
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || p, 0)) FROM unnest($2::text[]) AS p ORDER BY p",
+            &[&environment_slug, &paths],
+        )
+        .await
+        .map_err(db)?;
+    let rows = transaction
+        .query(
+            "WITH target AS (SELECT * FROM unnest($2::text[], $3::text[]) AS t(path, key)), \
+             switched AS ( \
+               UPDATE files f SET storage_key = target.key \
+               FROM files old JOIN target ON old.path = target.path \
+               WHERE f.id = old.id AND old.environment_slug = $1 \
+                 AND coalesce(old.storage_key, old.path) <> target.key \
+               RETURNING coalesce(old.storage_key, old.path) AS released) \
+             SELECT DISTINCT released FROM switched",
+            &[&environment_slug, &paths, &keys],
+        )
+        .await
+        .map_err(db)?;
+    let mut released = Vec::new();
+    for row in rows {
+        let key: String = row.get(0);
+        let in_use = transaction
+            .query_one("SELECT EXISTS (SELECT 1 FROM files WHERE coalesce(storage_key, path) = $1)", &[&key])
+            .await
+            .map_err(db)?;
+        if !in_use.get::<_, bool>(0) {
+            released.push(key);
+        }
+    }
+    Ok(released)
+}
+
 #[async_trait]
 impl FileStore for JadeDatabase {
-    async fn insert(&self, files: &[NewFile]) -> Result<Vec<File>, BackendError> {
+    async fn insert(&self, files: &[NewFile]) -> Result<Written<Vec<File>>, BackendError> {
+        let Some(first) = files.first() else { return Ok(Written::default()) };
         let column = |field: fn(&NewFile) -> &str| files.iter().map(field).collect::<Vec<&str>>();
-        let client = self.client().await?;
-        // One statement: all rows or none. Ids are drawn in input order.
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(db)?;
+        // The last file given for a path wins its earlier rows.
+        let targets = files.iter().rev().map(|f| (f.path.as_str(), f.key.as_str()));
+        // Writes are per environment (one request's files share it).
+        let environment = first.environment_slug.as_str();
         let sql = format!(
-            "INSERT INTO files (filename, environment_slug, tag, path, inserted_at, updated_at) \
-             SELECT f, e, t, p, {NOW}, {NOW} \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(f, e, t, p, n) \
-             ORDER BY n RETURNING {COLUMNS}"
+            "INSERT INTO files (filename, environment_slug, tag, path, storage_key, inserted_at, updated_at) \
+             SELECT f, e, t, p, k, {NOW}, {NOW} \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS u(f, e, t, p, k, n) \
+             ORDER BY n RETURNING id"
         );
-        let rows = client
+        let ids: Vec<i64> = transaction
             .query(
                 &sql,
                 &[
@@ -45,13 +102,24 @@ impl FileStore for JadeDatabase {
                     &column(|f| &f.environment_slug),
                     &column(|f| &f.tag),
                     &column(|f| &f.path),
+                    &column(|f| &f.key),
                 ],
             )
             .await
-            .map_err(db)?;
-        let mut inserted: Vec<File> = rows.iter().map(file).collect();
-        inserted.sort_by_key(|f| f.id);
-        Ok(inserted)
+            .map_err(db)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut unique = std::collections::BTreeMap::new();
+        for (path, key) in targets {
+            unique.entry(path).or_insert(key);
+        }
+        let targets: Vec<(&str, &str)> = unique.into_iter().collect();
+        let released = switch_paths(&transaction, environment, &targets).await?;
+        let sql = format!("SELECT {COLUMNS} FROM files WHERE id = ANY($1) ORDER BY id");
+        let rows = transaction.query(&sql, &[&ids]).await.map_err(db)?;
+        transaction.commit().await.map_err(db)?;
+        Ok(Written { rows: rows.iter().map(file).collect(), released })
     }
 
     async fn find(&self, environment_slug: &str, lookup: &FileLookup) -> Result<Option<File>, BackendError> {
@@ -75,27 +143,68 @@ impl FileStore for JadeDatabase {
         Ok(row.map_err(db)?.as_ref().map(file))
     }
 
-    async fn update(&self, id: i64, tag: &str, filename: &str, path: &str) -> Result<Option<File>, BackendError> {
-        let client = self.client().await?;
-        let sql = format!(
-            "UPDATE files SET tag = $2, filename = $3, path = $4, updated_at = {NOW} WHERE id = $1 RETURNING {COLUMNS}"
-        );
-        let row = client.query_opt(&sql, &[&id, &tag, &filename, &path]).await.map_err(db)?;
-        Ok(row.as_ref().map(file))
+    async fn update(&self, id: i64, new: &NewFile) -> Result<Option<Written<File>>, BackendError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(db)?;
+        let old = transaction
+            .query_opt("SELECT coalesce(storage_key, path) FROM files WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .map_err(db)?;
+        let Some(old) = old else { return Ok(None) };
+        let old_key: String = old.get(0);
+        transaction
+            .execute(
+                &format!(
+                    "UPDATE files SET tag = $2, filename = $3, path = $4, storage_key = $5, updated_at = {NOW} \
+                     WHERE id = $1"
+                ),
+                &[&id, &new.tag, &new.filename, &new.path, &new.key],
+            )
+            .await
+            .map_err(db)?;
+        let mut released = switch_paths(&transaction, &new.environment_slug, &[(&new.path, &new.key)]).await?;
+        let in_use = transaction
+            .query_one("SELECT EXISTS (SELECT 1 FROM files WHERE coalesce(storage_key, path) = $1)", &[&old_key])
+            .await
+            .map_err(db)?;
+        if !in_use.get::<_, bool>(0) && !released.contains(&old_key) {
+            released.push(old_key);
+        }
+        let row =
+            transaction.query_one(&format!("SELECT {COLUMNS} FROM files WHERE id = $1"), &[&id]).await.map_err(db)?;
+        transaction.commit().await.map_err(db)?;
+        Ok(Some(Written { rows: file(&row), released }))
     }
 
-    async fn delete_by_path(&self, environment_slug: &str, path: &str) -> Result<u64, BackendError> {
+    async fn delete_by_path(&self, environment_slug: &str, path: &str, key: &str) -> Result<u64, BackendError> {
         let client = self.client().await?;
         client
-            .execute("DELETE FROM files WHERE environment_slug = $1 AND path = $2", &[&environment_slug, &path])
+            .execute(
+                "DELETE FROM files WHERE environment_slug = $1 AND path = $2 AND coalesce(storage_key, path) = $3",
+                &[&environment_slug, &path, &key],
+            )
             .await
             .map_err(db)
     }
 
-    async fn path_in_use(&self, path: &str) -> Result<bool, BackendError> {
+    async fn key_in_use(&self, key: &str) -> Result<bool, BackendError> {
         let client = self.client().await?;
-        let row =
-            client.query_one("SELECT EXISTS (SELECT 1 FROM files WHERE path = $1)", &[&path]).await.map_err(db)?;
+        let row = client
+            .query_one("SELECT EXISTS (SELECT 1 FROM files WHERE coalesce(storage_key, path) = $1)", &[&key])
+            .await
+            .map_err(db)?;
         Ok(row.get(0))
+    }
+
+    async fn keys_of_paths(&self, environment_slug: &str, paths: &[&str]) -> Result<Vec<String>, BackendError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT coalesce(storage_key, path) FROM files WHERE environment_slug = $1 AND path = ANY($2)",
+                &[&environment_slug, &paths],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }

@@ -73,6 +73,12 @@ impl ManifestStore for JadeDatabase {
         }
     }
 
+    async fn delete(&self, id: i64) -> Result<(), BackendError> {
+        let client = self.client().await?;
+        client.execute("DELETE FROM manifests WHERE id = $1", &[&id]).await.map_err(db)?;
+        Ok(())
+    }
+
     async fn tag_taken(&self, environment_slug: &str, tag: &str) -> Result<bool, BackendError> {
         let client = self.client().await?;
         let row = client

@@ -134,6 +134,12 @@ impl JadeDatabase {
 
 #[async_trait]
 impl IdRegistry for JadeDatabase {
+    async fn ping(&self) -> Result<(), BackendError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(db)?;
+        Ok(())
+    }
+
     async fn run_ids(&self, keys: &[RunKey]) -> Result<HashMap<RunKey, i64>, BackendError> {
         if keys.is_empty() {
             return Ok(HashMap::new());

@@ -6,6 +6,7 @@
 //! blocks of that size, sent with `Put Block` and committed with one `Put Block List`, so
 //! a failed upload leaves the previous blob untouched.
 
+use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,6 @@ use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 use azure_storage_blobs::prelude::{BlobBlockType, BlobClient, BlockId, BlockList, ClientBuilder, ContainerClient};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use secrecy::ExposeSecret;
 use tokio::io::AsyncReadExt;
 
 use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
@@ -39,25 +39,14 @@ const ATTEMPT_BASE_TIMEOUT: Duration = Duration::from_secs(20);
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to reach and sign in to the storage account.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum BlobConnection {
     /// `DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...[;BlobEndpoint=...]`
     /// (a `BlobEndpoint`, as Azurite's, is used as the service URL; `SharedAccessSignature`
     /// works instead of `AccountKey`).
-    ConnectionString(secrecy::SecretString),
+    ConnectionString(SecretString),
     /// An account in the public Azure cloud and one of its access keys.
-    AccountKey { account: String, key: secrecy::SecretString },
-}
-
-impl fmt::Debug for BlobConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BlobConnection::ConnectionString(_) => f.write_str("ConnectionString(***)"),
-            BlobConnection::AccountKey { account, .. } => {
-                f.debug_struct("AccountKey").field("account", account).field("key", &"***").finish()
-            }
-        }
-    }
+    AccountKey { account: String, key: SecretString },
 }
 
 #[derive(Clone, Debug)]
@@ -308,6 +297,11 @@ impl BlobStorage for AzureBlobStorage {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.container.get_properties().await.map_err(|e| backend("container properties", &e))?;
+        Ok(())
     }
 
     fn backend(&self) -> &'static str {

@@ -136,6 +136,15 @@ impl BlobStorage for FsStorage {
         .map_err(backend)
     }
 
+    async fn ping(&self) -> Result<(), StorageError> {
+        let metadata = tokio::fs::metadata(&self.root).await.map_err(backend)?;
+        if metadata.is_dir() {
+            Ok(())
+        } else {
+            Err(StorageError::Backend("the storage root is not a directory".into()))
+        }
+    }
+
     fn backend(&self) -> &'static str {
         "fs"
     }

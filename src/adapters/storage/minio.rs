@@ -5,6 +5,7 @@
 //! by the server: `/environments/dev/files/t/a.json` is stored as
 //! `environments/dev/files/t/a.json` (and is the same object as the key without the slash).
 
+use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::time::Duration;
 
@@ -17,7 +18,6 @@ use minio::s3::http::BaseUrl;
 use minio::s3::minio_error_response::MinioErrorCode;
 use minio::s3::types::{BucketName, ObjectKey, S3Api, ToStream};
 use minio::s3::{MinioClient, MinioClientBuilder};
-use secrecy::ExposeSecret;
 use tokio_util::io::ReaderStream;
 
 use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
@@ -40,24 +40,13 @@ const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where the MinIO server is and how to sign in.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MinioSettings {
     /// Base URL, e.g. `http://minio:9000` (`https://` for TLS).
     pub url: String,
-    pub access_key: secrecy::SecretString,
-    pub secret_key: secrecy::SecretString,
+    pub access_key: String,
+    pub secret_key: SecretString,
     pub bucket: String,
-}
-
-impl fmt::Debug for MinioSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MinioSettings")
-            .field("url", &self.url)
-            .field("access_key", &"***")
-            .field("secret_key", &"***")
-            .field("bucket", &self.bucket)
-            .finish()
-    }
 }
 
 /// Objects in one MinIO bucket.
@@ -80,8 +69,7 @@ impl MinioStorage {
             settings.url.parse().map_err(|e| StorageError::Backend(format!("invalid MinIO url: {e}")))?;
         let bucket = BucketName::new(&settings.bucket)
             .map_err(|e| StorageError::Backend(format!("invalid MinIO bucket name: {e}")))?;
-        let provider =
-            StaticProvider::new(settings.access_key.expose_secret(), settings.secret_key.expose_secret(), None);
+        let provider = StaticProvider::new(&settings.access_key, settings.secret_key.expose_secret(), None);
         let client = MinioClientBuilder::new(base_url)
             .provider(Some(provider))
             // MinIO has no regions; skipping the lookup saves a request per bucket.
@@ -227,6 +215,16 @@ impl BlobStorage for MinioStorage {
         let mut keys = timed(LIST_TIMEOUT, "list", listed).await.map_err(|e| e.into_storage("list"))?;
         keys.sort();
         Ok(keys)
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        let exists = timed(REQUEST_TIMEOUT, "bucket exists", async {
+            self.client.bucket_exists(&self.bucket).map_err(MinioError::from)?.build().send().await
+        })
+        .await
+        .map_err(|e| e.into_storage("bucket exists"))?
+        .exists();
+        if exists { Ok(()) } else { Err(StorageError::Backend("minio: the bucket does not exist".into())) }
     }
 
     fn backend(&self) -> &'static str {

@@ -3,6 +3,7 @@
 //! Keys are used as object keys unchanged; a leading `/` is kept (S3 stores the key
 //! `/environments/dev/...` as given, distinct from `environments/dev/...`).
 
+use secrecy::{ExposeSecret, SecretString};
 use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
@@ -19,7 +20,6 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream as S3Body, Length};
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use futures::StreamExt;
-use secrecy::ExposeSecret;
 
 use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
 
@@ -42,27 +42,15 @@ const MAX_ATTEMPTS: u32 = 3;
 const READ_BUFFER: usize = 256 * 1024;
 
 /// Bucket, credentials and where the server is.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct S3Settings {
     pub bucket: String,
-    pub access_key: secrecy::SecretString,
-    pub secret_key: secrecy::SecretString,
+    pub access_key: String,
+    pub secret_key: SecretString,
     pub region: String,
     /// Custom endpoint of an S3-compatible server (`http://127.0.0.1:9000`); requests then
     /// use path-style addressing. `None` for AWS.
     pub endpoint_url: Option<String>,
-}
-
-impl fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("bucket", &self.bucket)
-            .field("access_key", &"***")
-            .field("secret_key", &"***")
-            .field("region", &self.region)
-            .field("endpoint_url", &self.endpoint_url)
-            .finish()
-    }
 }
 
 /// Objects in one S3 bucket.
@@ -86,13 +74,8 @@ impl S3Storage {
         if settings.bucket.is_empty() {
             return Err(StorageError::Backend("S3 bucket name is empty".into()));
         }
-        let credentials = Credentials::new(
-            settings.access_key.expose_secret(),
-            settings.secret_key.expose_secret(),
-            None,
-            None,
-            "jade-settings",
-        );
+        let credentials =
+            Credentials::new(settings.access_key, settings.secret_key.expose_secret(), None, None, "jade-settings");
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             // S3-compatible servers mostly ignore the region, but signing needs one.
@@ -258,6 +241,11 @@ impl BlobStorage for S3Storage {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| backend("head bucket", &e))?;
+        Ok(())
     }
 
     fn backend(&self) -> &'static str {
