@@ -23,6 +23,13 @@ struct Cli {
 enum Command {
     /// Serve the API over the databases and storage the environment variables name.
     Serve,
+    /// Exits 0 when the server on 127.0.0.1:$PORT answers its healthcheck 200 within 3
+    /// seconds, else 1 (the image's `HEALTHCHECK`).
+    Healthcheck {
+        /// The port `jade serve` listens on.
+        #[arg(long, env = "PORT", default_value_t = 4000)]
+        port: u16,
+    },
     /// Serve the API over seeded in-memory data and local-disk storage; prints a token per
     /// account.
     Demo {
@@ -40,6 +47,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve => serve().await,
+        Command::Healthcheck { port } => healthcheck(port).await,
         Command::Demo { port, host } => demo(SocketAddr::new(host, port)).await,
     };
     match result {
@@ -56,7 +64,29 @@ async fn serve() -> Result<(), String> {
     startup::init_tracing(config.log_format);
     let jade = startup::build(&config).await.map_err(|e| e.to_string())?;
     let address = SocketAddr::from(([0, 0, 0, 0], config.port));
+    let _metrics = match config.metrics_addr {
+        Some(metrics) => {
+            let running =
+                startup::spawn_metrics(metrics).await.map_err(|e| format!("metrics listener on {metrics}: {e}"))?;
+            tracing::info!(address = %running.address, "metrics at /metrics");
+            Some(running)
+        }
+        None => None,
+    };
     startup::serve_until_signal(jade, address).await.map_err(|e| format!("serving on {address}: {e}"))
+}
+
+async fn healthcheck(port: u16) -> Result<(), String> {
+    let url = format!("http://127.0.0.1:{port}/api/v2/healthcheck");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| format!("healthcheck: {e}"))?;
+    let response = client.get(&url).send().await.map_err(|e| format!("healthcheck {url}: {e}"))?;
+    match response.status() {
+        status if status.is_success() => Ok(()),
+        status => Err(format!("healthcheck {url}: {status}")),
+    }
 }
 
 async fn demo(address: SocketAddr) -> Result<(), String> {

@@ -66,7 +66,10 @@ pub fn init_tracing(format: LogFormat) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let layer = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
     };
     let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
@@ -128,6 +131,28 @@ pub async fn spawn(jade: Jade, address: SocketAddr) -> std::io::Result<Running> 
     Ok(Running { address, shutdown: Some(shutdown), task })
 }
 
+/// Serves Prometheus text at `GET /metrics` on `address`, apart from the public port.
+#[cfg(feature = "http")]
+pub async fn spawn_metrics(address: SocketAddr) -> std::io::Result<Running> {
+    let handle = crate::adapters::metrics::handle()
+        .ok_or_else(|| std::io::Error::other("another metrics recorder is installed"))?;
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let address = listener.local_addr()?;
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = crate::adapters::http::metrics_app(handle);
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    // Scrapers get the public port's client timeouts (10 s for headers, 60 s idle).
+    let timeouts = crate::adapters::http::Timeouts {
+        header_read: std::time::Duration::from_secs(10),
+        idle: std::time::Duration::from_secs(60),
+    };
+    let serving = crate::adapters::http::serve(listener, app, timeouts, stopped, std::time::Duration::from_secs(1));
+    let task = tokio::spawn(serving);
+    Ok(Running { address, shutdown: Some(shutdown), task })
+}
+
 /// Serves until Ctrl-C or SIGTERM, then shuts down within `SHUTDOWN_GRACE_SECONDS`:
 /// readiness answers 503 at once, no new connection is accepted, requests in flight get the
 /// grace (less a reserve), and the undo of uploads cut off runs before the process exits.
@@ -182,6 +207,11 @@ fn failed(adapter: &str, error: crate::ports::storage::StorageError) -> StartupE
 /// The storage adapter `STORAGE_ADAPTER` names, or a line saying which Cargo feature the
 /// build lacks for it.
 pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupError> {
+    let storage = unmetered_storage(config).await?;
+    Ok(Arc::new(crate::adapters::metrics::MeteredStorage::new(storage)))
+}
+
+async fn unmetered_storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupError> {
     match config {
         #[cfg(feature = "storage-minio")]
         Storage::Minio { url, access_key, secret_key, bucket } => {
@@ -266,6 +296,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         bound,
     )
     .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
+    crate::adapters::metrics::watch_pool("datacoves_db", datacoves_pool.pool());
     let _connected = datacoves_pool.client().await.map_err(|e| {
         StartupError(format!(
             "Datacoves database: {} (set by DATACOVES_DB_URL, or DATACOVES_DB_HOST/_PORT/_USER/_PASS/_NAME)",
@@ -296,6 +327,7 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
                 bound,
             )
             .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
+            crate::adapters::metrics::watch_pool("datacoves_auth", auth_pool.pool());
             Arc::new(CachedVerifier::new(
                 crate::adapters::auth::DatabaseVerifier::new(auth_pool),
                 config.auth.cache_ttl,
@@ -336,7 +368,7 @@ pub async fn build(_config: &Config) -> Result<Jade, StartupError> {
 fn airflow(config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::AirflowRuns>>, StartupError> {
     use crate::adapters::airflow::{AirflowDatabases, AirflowSettings};
     let settings = AirflowSettings {
-        url_template: config.airflow.url_template.as_ref().map(|t| t.expose().to_owned()),
+        url_template: config.airflow.url_template.as_ref().map(|t| t.secret()),
         pool_size: config.airflow.pool_size,
         tls: tls(&config.datacoves_db),
         statement_timeout: config.airflow.statement_timeout,

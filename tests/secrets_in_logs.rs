@@ -59,6 +59,7 @@ async fn no_secret_in_the_trace_log(backend: Backend) {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "trace")
         .env("PORT", port.to_string())
+        .env("METRICS_ADDR", "")
         .env("DB_URL", with_password(&seeded.jade_db))
         .env("DATACOVES_DB_URL", with_password(&seeded.datacoves_db))
         .env(

@@ -337,7 +337,12 @@ async fn sigterm_during_an_upload_exits_within_the_grace_and_leaves_nothing() {
             &seeded,
             &verify,
             &storage,
-            &[("PORT", &port.to_string()), ("SHUTDOWN_GRACE_SECONDS", &GRACE.to_string()), ("RUST_LOG", "info")],
+            &[
+                ("PORT", &port.to_string()),
+                ("SHUTDOWN_GRACE_SECONDS", &GRACE.to_string()),
+                ("RUST_LOG", "info"),
+                ("METRICS_ADDR", ""),
+            ],
         );
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut jade = tokio::process::Command::new(env!("CARGO_BIN_EXE_jade"))

@@ -9,6 +9,7 @@ pub mod datacoves;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;
+pub mod metrics;
 #[cfg(any(feature = "postgres", feature = "airflow"))]
 pub mod pg;
 #[cfg(feature = "postgres")]

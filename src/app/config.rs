@@ -85,6 +85,9 @@ pub struct Config {
     /// connection, is disconnected.
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `METRICS_ADDR` (default `0.0.0.0:9464`; set empty to turn it off): the listener
+    /// serving Prometheus text at `GET /metrics`, apart from the public port.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// A PostgreSQL database: a URL, or parts with the first Jade's defaults.
@@ -166,6 +169,16 @@ impl Config {
 
     /// Reads variables through `lookup` (empty values count as unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + 'static) -> Result<Self, ConfigError> {
+        let metrics_addr = match lookup("METRICS_ADDR") {
+            None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9464))),
+            Some(value) if value.trim().is_empty() => None,
+            Some(value) => Some(
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError::new("METRICS_ADDR", format!("{value:?} is not valid")))?,
+            ),
+        };
         let env = Env(Box::new(move |name| lookup(name).filter(|v| !v.trim().is_empty())));
         let airflow_enabled = env.flag("CONNECT_TO_AIRFLOW", true)?;
         Ok(Config {
@@ -232,6 +245,7 @@ impl Config {
             db_statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
             header_read_timeout: env.seconds("HEADER_READ_TIMEOUT_SECONDS", 10)?,
             idle_timeout: env.seconds("IDLE_TIMEOUT_SECONDS", 60)?,
+            metrics_addr,
         })
     }
 }
@@ -389,6 +403,15 @@ mod tests {
             (config.header_read_timeout, config.idle_timeout),
             (Duration::from_secs(10), Duration::from_secs(60))
         );
+        assert_eq!(config.metrics_addr, Some("0.0.0.0:9464".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_empty_metrics_address_turns_metrics_off() {
+        assert_eq!(config(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "")]).unwrap().metrics_addr, None);
+        let config_with = config(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "127.0.0.1:9000")]).unwrap();
+        assert_eq!(config_with.metrics_addr, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(config(&[MINIMAL[0], MINIMAL[1], ("METRICS_ADDR", "nine")]).unwrap_err().variable, "METRICS_ADDR");
     }
 
     #[test]

@@ -199,7 +199,12 @@ fn lookup_failed(environment: &Environment, error: AirflowError) -> Error {
 
 /// Notes an environment a list leaves out: a warning when its database failed, nothing
 /// worth one when it simply has no Airflow.
-fn left_out(environment: &Environment, error: &AirflowError, list: &str) {
+fn left_out(environment: &Environment, error: &AirflowError, list: &'static str) {
+    let reason = match error {
+        AirflowError::Unreachable { .. } => "unreachable",
+        AirflowError::NotConfigured { .. } => "not_configured",
+    };
+    metrics::counter!("jade_airflow_environments_left_out_total", "list" => list, "reason" => reason).increment(1);
     match error {
         AirflowError::Unreachable { cause, .. } => {
             tracing::warn!(environment = %environment.slug, error = %crate::domain::error::error_chain(cause), list, "Airflow database unreachable; environment left out");

@@ -14,11 +14,12 @@ use crate::domain::catalog::{AirflowDatabase, Environment};
 use crate::domain::job::Dag;
 use crate::domain::job_run::DagRun;
 use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunChanges};
+use secrecy::ExposeSecret;
 
 #[derive(Clone)]
 pub struct AirflowSettings {
     /// Replaces the in-cluster default; `{slug}` is replaced by the environment's slug.
-    pub url_template: Option<String>,
+    pub url_template: Option<secrecy::SecretString>,
     pub pool_size: usize,
     pub tls: Tls,
     /// How long connecting may take before the environment counts as unreachable.
@@ -99,11 +100,13 @@ impl AirflowDatabases {
                 config
             }
             AirflowDatabase::InCluster => match &self.settings.url_template {
-                Some(template) => tokio_postgres::Config::from_str(&template.replace("{slug}", &environment.slug))
-                    .map_err(|_| AirflowError::Unreachable {
-                        slug: environment.slug.clone(),
-                        cause: Fault::new("AIRFLOW_DB_URL_TEMPLATE does not make a valid URL"),
-                    })?,
+                Some(template) => {
+                    tokio_postgres::Config::from_str(&template.expose_secret().replace("{slug}", &environment.slug))
+                        .map_err(|_| AirflowError::Unreachable {
+                            slug: environment.slug.clone(),
+                            cause: Fault::new("AIRFLOW_DB_URL_TEMPLATE does not make a valid URL"),
+                        })?
+                }
                 None => {
                     let slug = &environment.slug;
                     let mut config = tokio_postgres::Config::new();
@@ -139,6 +142,7 @@ impl AirflowDatabases {
                     self.settings.statement_timeout,
                 )
                 .map_err(unreachable)?;
+                crate::adapters::metrics::watch_pool("airflow", pool.pool());
                 let fresh = Arc::new(Entry { target, pool, failed_at: Mutex::new(None) });
                 // Another request may have opened the same pool meanwhile: the first stays.
                 self.pools
@@ -155,7 +159,10 @@ impl AirflowDatabases {
         {
             return Err(unreachable(Fault::new("failed recently; not retried yet")));
         }
-        match entry.pool.client().await {
+        let started = Instant::now();
+        let got = entry.pool.client().await;
+        crate::adapters::metrics::pool_wait("airflow", started);
+        match got {
             Ok(client) => {
                 *entry.failed_at.lock().unwrap() = None;
                 Ok(client)

@@ -29,7 +29,10 @@ impl DatacovesCatalog {
     }
 
     async fn client(&self) -> Result<pg::Client, BackendError> {
-        self.pool.client().await.map_err(db)
+        let started = std::time::Instant::now();
+        let client = self.pool.client().await;
+        crate::adapters::metrics::pool_wait("datacoves_db", started);
+        client.map_err(db)
     }
 
     fn environment(&self, row: &Row) -> Environment {

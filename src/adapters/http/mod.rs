@@ -9,6 +9,7 @@ mod document;
 mod dto;
 mod error;
 mod extract;
+mod observe;
 mod params;
 mod server;
 mod v2;
@@ -17,7 +18,6 @@ mod v3;
 use poem::endpoint::make_sync;
 use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::web::Html;
-use std::sync::Arc;
 
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::{OpenApiService, Tags};
@@ -226,6 +226,7 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
         )
         .at("/api/v2/swaggerui", make_sync(move |_| Html(ui.clone())))
         .at("/favicon.ico", make_sync(|_| FAVICON.with_content_type("image/svg+xml").into_response()))
+        .around(observe::route_pattern)
         .data(jade)
         .with(error::BodyLimit(SMALL_BODY_LIMIT.min(max_upload)))
         .before(artifacts::nested_paths)
@@ -233,24 +234,7 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
         .before(params::refuse_control_characters)
         .before(legacy_paths)
         .with(error::ErrorEnvelope(compat))
-        .around(access_log)
-}
-
-/// One line per request: method, path (never the query or headers, which may carry
-/// secrets), status and time taken.
-async fn access_log<E: Endpoint<Output = Response>>(next: Arc<E>, request: Request) -> poem::Result<Response> {
-    let started = std::time::Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.call(request).await?;
-    let status = response.status().as_u16();
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
-    if status >= 500 {
-        tracing::warn!(%method, %path, status, millis, "request");
-    } else {
-        tracing::info!(%method, %path, status, millis, "request");
-    }
-    Ok(response)
+        .around(observe::observe)
 }
 
 /// `/api/internal/...` is the Datacoves API under its old prefix.
@@ -271,3 +255,5 @@ async fn legacy_paths(mut request: Request) -> poem::Result<Request> {
     }
     Ok(request)
 }
+
+pub use observe::{REQUEST_ID, metrics_app, valid_request_id};

@@ -33,6 +33,7 @@ const MIGRATION_LOCK: i64 = 0x4A41_4445_0001;
 impl JadeDatabase {
     /// Over a pool of connections to the Jade database (they open lazily).
     pub fn new(pool: pg::Database) -> Self {
+        crate::adapters::metrics::watch_pool("jade_db", pool.pool());
         JadeDatabase {
             pool,
             run_ids: moka::sync::Cache::new(1_000_000),
@@ -62,7 +63,10 @@ impl JadeDatabase {
     }
 
     async fn client(&self) -> Result<pg::Client, BackendError> {
-        self.pool.client().await.map_err(db)
+        let started = std::time::Instant::now();
+        let client = self.pool.client().await;
+        crate::adapters::metrics::pool_wait("jade_db", started);
+        client.map_err(db)
     }
 }
 
