@@ -164,6 +164,7 @@ async fn the_openapi_document_lists_every_route_with_parameters_and_schemas() {
         for (method, operation) in item.as_object().unwrap() {
             let summary = operation["summary"].as_str().unwrap_or_else(|| panic!("{method} {path}: no summary"));
             assert!(!summary.contains('`') && !summary.contains('\n'), "{method} {path}: summary {summary:?}");
+            assert!(operation.get("parameters").is_none_or(Value::is_array), "{method} {path}: {operation}");
             for parameter in operation["parameters"].as_array().into_iter().flatten() {
                 let name = &parameter["name"];
                 assert!(parameter["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {name}");

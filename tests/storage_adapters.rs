@@ -203,10 +203,10 @@ async fn listing(storage: &dyn BlobStorage) {
 }
 
 /// What the remote adapters must do beyond the suite: refuse an empty key, keep secrets out
-/// of `Debug`.
+/// of `Debug` (secrecy redacts them).
 async fn remote_extras(storage: &dyn BlobStorage, settings_debug: &str) {
     assert!(
-        !settings_debug.contains(SECRET_KEY) && settings_debug.contains("***"),
+        !settings_debug.contains(SECRET_KEY) && settings_debug.contains("[REDACTED]"),
         "settings Debug shows the secret: {settings_debug}"
     );
     match storage.put("", BlobSource::Bytes(Bytes::from_static(b"x"))).await {

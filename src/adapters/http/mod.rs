@@ -127,7 +127,7 @@ fn complete(spec: &mut Value, jade: &Jade) {
     }
     for (path, item) in spec["paths"].as_object_mut().into_iter().flatten() {
         for (method, operation) in item.as_object_mut().into_iter().flatten() {
-            for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+            for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
                 if parameter.get("description").is_none()
                     && let Some(description) = PATH_IDS.iter().find(|(name, _)| parameter["name"] == *name)
                 {
