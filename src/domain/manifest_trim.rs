@@ -348,34 +348,18 @@ impl Trimmer {
     }
 
     fn value(&mut self, byte: u8, at: u64) -> Result<(), ManifestError> {
-        match byte {
-            b'{' => self.open(true, at),
-            b'[' => self.open(false, at),
-            b'"' => {
-                self.token = Token::String { name: false, escape: false, hex: 0 };
-                Ok(())
-            }
-            b'-' => {
-                self.token = Token::Number(Number::Minus);
-                Ok(())
-            }
-            b'0' => {
-                self.token = Token::Number(Number::Zero);
-                Ok(())
-            }
-            b'1'..=b'9' => {
-                self.token = Token::Number(Number::Integer);
-                Ok(())
-            }
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            _ => Err(invalid("expected value", at)),
-        }
-    }
-
-    fn literal(&mut self, word: &'static [u8]) -> Result<(), ManifestError> {
-        self.token = Token::Literal { word, read: 1 };
+        self.token = match byte {
+            b'{' => return self.open(true, at),
+            b'[' => return self.open(false, at),
+            b'"' => Token::String { name: false, escape: false, hex: 0 },
+            b'-' => Token::Number(Number::Minus),
+            b'0' => Token::Number(Number::Zero),
+            b'1'..=b'9' => Token::Number(Number::Integer),
+            b't' => Token::Literal { word: b"true", read: 1 },
+            b'f' => Token::Literal { word: b"false", read: 1 },
+            b'n' => Token::Literal { word: b"null", read: 1 },
+            _ => return Err(invalid("expected value", at)),
+        };
         Ok(())
     }
 
