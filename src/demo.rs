@@ -197,7 +197,7 @@ fn seed_airflow(airflow: &MemoryAirflow, environment_id: i64, now: chrono::DateT
 fn spooled(body: &[u8], filename: &str) -> Result<Spooled, String> {
     let mut file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
     file.write_all(body).map_err(|e| e.to_string())?;
-    Ok(Spooled { len: body.len() as u64, path: file.into_temp_path(), filename: Some(filename.into()) })
+    Ok(Spooled { len: body.len() as u64, path: file.into_temp_path(), filename: Some(filename.into()), trimmed: None })
 }
 
 /// A manifest for the first successful run of `acme-prod` and a tagged one for `acme-dev`,

@@ -12,7 +12,7 @@ use crate::domain::artifact::{self, ArtifactPath, ArtifactRun};
 use crate::domain::catalog::Environment;
 use crate::domain::job_run::DagRun;
 use crate::ports::manifests::ManifestQuery;
-use crate::ports::storage::{Blob, BlobSource, StorageError};
+use crate::ports::storage::{Blob, StorageError};
 
 use super::undo::{ArtifactWrites, Guard, Outcome};
 
@@ -70,7 +70,7 @@ impl Jade {
             }
             let key = run.key(&path);
             guard.get().keys.push(key.clone());
-            let source = BlobSource::File { path: file.path.to_path_buf(), len: file.len };
+            let source = file.source();
             if let Err(error) = self.ports.storage.put(&key, source).await {
                 tracing::error!(%error, key, "storing an artifact failed");
                 guard.finish(Outcome::Failed).await;

@@ -6,7 +6,7 @@ use super::manifests::storage_read_failed;
 use super::{Jade, STORAGE_WRITE_FAILED, Spooled, backend, blocking};
 use crate::domain::Error;
 use crate::domain::file::{File, FileLookup, NewFile};
-use crate::ports::storage::{BlobSource, StorageError};
+use crate::ports::storage::StorageError;
 
 use super::undo::{FileWrites, Guard, Outcome};
 
@@ -51,7 +51,7 @@ impl Jade {
         let mut guard = Guard::new(self, FileWrites { fresh: Vec::new(), replaced, committing: false });
         for (new, file) in &checked {
             guard.get().fresh.push(new.key.clone());
-            let source = BlobSource::File { path: file.path.to_path_buf(), len: file.len };
+            let source = file.source();
             if let Err(error) = self.ports.storage.put(&new.key, source).await {
                 tracing::error!(%error, key = new.key, "storing a file failed");
                 guard.finish(Outcome::Failed).await;
@@ -123,7 +123,7 @@ impl Jade {
         let mut replaced = self.ports.files.keys_of_paths(environment_slug, &[&new.path]).await.map_err(backend)?;
         replaced.push(existing.key.clone());
         let mut guard = Guard::new(self, FileWrites { fresh: vec![new.key.clone()], replaced, committing: false });
-        let source = BlobSource::File { path: upload.path.to_path_buf(), len: upload.len };
+        let source = upload.source();
         if let Err(error) = self.ports.storage.put(&new.key, source).await {
             tracing::error!(%error, key = new.key, "storing a file failed");
             guard.finish(Outcome::Failed).await;
@@ -174,7 +174,7 @@ impl Jade {
             }
             Err(error) => return Err(storage_read_failed(&error)),
         };
-        self.spool(blob).await
+        self.spool(blob, false).await
     }
 
     async fn find_file(&self, environment_slug: &str, lookup: &FileLookup) -> Result<File, Error> {

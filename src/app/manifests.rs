@@ -56,7 +56,8 @@ impl Jade {
             _ => None,
         };
 
-        let trimmed = self.trim_spooled(&file.path).await?.map_err(|e| match e {
+        let (file, trimmed) = self.trimmed(file).await?;
+        let trimmed = trimmed.map_err(|e| match e {
             ManifestError::Io(e) => Error::internal("trimming the spooled manifest", e),
             invalid => Error::invalid("file", &invalid.to_string()),
         })?;
@@ -79,14 +80,16 @@ impl Jade {
                 run: new.run.as_ref().map(|r| (new.environment_slug.clone(), r.dag_id.clone(), r.run_id.clone())),
             },
         );
-        for (key, body) in [(&key, &file), (&trimmed_key, &trimmed)] {
-            guard.get().keys.push(key.clone());
-            let source = BlobSource::File { path: body.path.to_path_buf(), len: body.len };
-            if let Err(error) = self.ports.storage.put(key, source).await {
-                tracing::error!(%error, key, "storing a manifest failed");
-                guard.finish(Outcome::Failed).await;
-                return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
-            }
+        guard.get().keys.extend([key.clone(), trimmed_key.clone()]);
+        // Both bodies at once: the manifest's own size bounds the time, not twice it.
+        let (full, cut) = futures::join!(
+            self.ports.storage.put(&key, file.source()),
+            self.ports.storage.put(&trimmed_key, trimmed.source())
+        );
+        if let Err(error) = full.and(cut) {
+            tracing::error!(%error, key, "storing a manifest failed");
+            guard.finish(Outcome::Failed).await;
+            return Err(Error::Unprocessable(STORAGE_WRITE_FAILED.into()));
         }
         guard.get().row = Some(id);
         match self.ports.manifests.insert(new).await {
@@ -140,12 +143,9 @@ impl Jade {
         };
         match self.ports.storage.get(&manifest.key()).await {
             Ok(full) => {
-                let full = self.spool(full).await?;
-                let trimmed = self
-                    .trim_spooled(&full.path)
-                    .await?
-                    .map_err(|e| Error::internal(format!("stored manifest {}", manifest.id), e))?;
-                keep(BlobSource::File { path: trimmed.path.to_path_buf(), len: trimmed.len }).await;
+                let (_, trimmed) = self.trimmed(self.spool(full, true).await?).await?;
+                let trimmed = trimmed.map_err(|e| Error::internal(format!("stored manifest {}", manifest.id), e))?;
+                keep(trimmed.source()).await;
                 trimmed.into_blob().await.map_err(|e| Error::internal("reading a spool file", e))
             }
             Err(StorageError::NotFound) => {
@@ -158,18 +158,22 @@ impl Jade {
         }
     }
 
-    /// Validates a spooled manifest and writes its trimmed form to a new spool file, off the
-    /// async workers.
-    async fn trim_spooled(&self, full: &std::path::Path) -> Result<Result<Spooled, ManifestError>, Error> {
-        let (out, path) = self.spool_file()?.into_parts();
-        let full = full.to_path_buf();
-        blocking(move || {
+    /// A spooled manifest and its trimmed form: the one cut out while it was spooled, or
+    /// (for a body spooled without trimming) one written now in a pass over the spool file,
+    /// off the async workers.
+    async fn trimmed(&self, mut file: Spooled) -> Result<(Spooled, Result<Spooled, ManifestError>), Error> {
+        if let Some(trimmed) = file.trimmed.take() {
+            return Ok((file, *trimmed));
+        }
+        let (out, path) = self.spool_file().map_err(|e| Error::internal("creating a spool file", e))?.into_parts();
+        let full = file.path.to_path_buf();
+        let trimmed = blocking(move || {
             // Read in chunks: the manifest is never held in memory.
-            let manifest = std::fs::File::open(full)?;
-            let len = manifest::trim(manifest, BufWriter::new(out))?;
-            Ok(Spooled { path, len, filename: None })
+            let len = manifest::trim(std::fs::File::open(full)?, BufWriter::new(out))?;
+            Ok(Spooled { path, len, filename: None, trimmed: None })
         })
-        .await
+        .await?;
+        Ok((file, trimmed))
     }
 
     async fn legacy_body(&self, manifest: &Manifest, trimmed: bool) -> Result<Blob, Error> {

@@ -8,6 +8,7 @@ mod jobs;
 mod manifests;
 mod operations;
 mod runs;
+mod spool;
 mod undo;
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ pub use jobs::JobFilter;
 pub use manifests::ManifestUpload;
 pub use operations::{Part, Readiness};
 pub use runs::RunFilter;
+pub use spool::{SpoolWriter, Spooled};
 
 /// The adapters the service works through.
 #[derive(Clone)]
@@ -105,15 +107,6 @@ pub struct Jade {
     tasks: tokio_util::task::TaskTracker,
     /// Cancelled when shutdown begins: readiness answers 503 from then on.
     shutdown: tokio_util::sync::CancellationToken,
-}
-
-/// A file spooled to local disk (an upload as it arrived); removed when dropped.
-#[derive(Debug)]
-pub struct Spooled {
-    pub path: tempfile::TempPath,
-    pub len: u64,
-    /// The name the client gave the file.
-    pub filename: Option<String>,
 }
 
 impl Jade {
@@ -234,50 +227,6 @@ fn backend(error: BackendError) -> Error {
 /// The contract's messages for object storage failing.
 const STORAGE_READ_FAILED: &str = "The request to the storage bucket failed.";
 const STORAGE_WRITE_FAILED: &str = "File upload failed. Please check the error in the logs.";
-
-impl Spooled {
-    /// The spooled body as a stream. The file is unlinked at once; the open handle keeps it
-    /// readable until the stream ends.
-    pub async fn into_blob(self) -> std::io::Result<crate::ports::storage::Blob> {
-        let file = tokio::fs::File::open(&self.path).await?;
-        let len = self.len;
-        drop(self);
-        let body = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-        Ok(crate::ports::storage::Blob { len: Some(len), body: Box::pin(body) })
-    }
-}
-
-impl Jade {
-    /// A new, empty spool file (in `spool_dir` when set).
-    fn spool_file(&self) -> Result<tempfile::NamedTempFile, Error> {
-        match &self.settings.spool_dir {
-            Some(dir) => tempfile::NamedTempFile::new_in(dir),
-            None => tempfile::NamedTempFile::new(),
-        }
-        .map_err(|e| Error::internal("creating a spool file", e))
-    }
-
-    /// Streams a stored body to a temporary file, so it can be checked before it is served
-    /// without being held in memory.
-    async fn spool(&self, mut blob: crate::ports::storage::Blob) -> Result<Spooled, Error> {
-        use futures::StreamExt;
-        use tokio::io::AsyncWriteExt;
-
-        let (file, path) = self.spool_file()?.into_parts();
-        let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
-        let mut len = 0u64;
-        while let Some(chunk) = blob.body.next().await {
-            let chunk = chunk.map_err(|e| {
-                tracing::error!(error = %e, "reading a body from storage failed");
-                Error::Unprocessable(STORAGE_READ_FAILED.into())
-            })?;
-            len += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(|e| Error::internal("writing a spool file", e))?;
-        }
-        file.flush().await.map_err(|e| Error::internal("writing a spool file", e))?;
-        Ok(Spooled { path, len, filename: None })
-    }
-}
 
 /// Runs blocking work (parsing a spooled body) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {

@@ -12,6 +12,7 @@ use crate::domain::catalog::{Account, AirflowDatabase, Environment, Project, Tim
 use crate::domain::file::FileLookup;
 use crate::domain::job::Dag;
 use crate::domain::job_run::{DagRun, IndexedRun};
+use crate::domain::manifest::ManifestError;
 use crate::domain::paging::{Page, RunOrder};
 use crate::ports::manifests::ManifestQuery;
 use crate::ports::registry::{IdRegistry, RunKey};
@@ -127,7 +128,7 @@ fn fixture(runs: i64) -> Fixture {
 fn spooled(body: &[u8], filename: &str) -> Spooled {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(body).unwrap();
-    Spooled { len: body.len() as u64, path: file.into_temp_path(), filename: Some(filename.into()) }
+    Spooled { len: body.len() as u64, path: file.into_temp_path(), filename: Some(filename.into()), trimmed: None }
 }
 
 async fn read(blob: Blob) -> Vec<u8> {
@@ -764,4 +765,48 @@ async fn an_upload_cut_off_mid_way_is_undone_by_a_task_of_its_own() {
     assert_eq!(f.storage.keys(), vec![kept.key.clone()]);
     let query = ManifestQuery::Tag { environment_slug: "env100".into(), tag: "cut".into() };
     assert_eq!(jade.manifest(&query, false).await.unwrap_err(), Error::not_found());
+}
+
+/// Spools `body` in chunks of `size` through a writer that trims it as a manifest.
+async fn spooled_trimming(jade: &Jade, body: &[u8], size: usize) -> Spooled {
+    let mut writer = jade.spool_writer(true).unwrap();
+    for chunk in body.chunks(size) {
+        writer.write(bytes::Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    writer.finish(Some("manifest.json".into())).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_manifest_is_trimmed_while_it_is_spooled_as_a_pass_over_the_file_would() {
+    let f = fixture(0);
+    let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/manifest.json")).unwrap();
+    let mut reference = Vec::new();
+    crate::domain::manifest::trim(&fixture[..], &mut reference).unwrap();
+    for size in [1 << 10, 64 << 10, fixture.len()] {
+        let mut spooled = spooled_trimming(&f.jade, &fixture, size).await;
+        assert_eq!(std::fs::read(&spooled.path).unwrap(), fixture, "the spool holds the body as sent");
+        assert_eq!(spooled.len, fixture.len() as u64);
+        let trimmed = spooled.trimmed.take().expect("trimmed while spooled").unwrap();
+        assert_eq!(std::fs::read(&trimmed.path).unwrap(), reference, "chunks of {size}");
+        assert_eq!(trimmed.len, reference.len() as u64);
+    }
+    // Not JSON: the trimming stops at the first bad byte, the spool still gets every byte.
+    let body = [&b"{\"metadata\": x"[..], &vec![b' '; 1 << 20]].concat();
+    let mut spooled = spooled_trimming(&f.jade, &body, 4096).await;
+    assert_eq!(std::fs::read(&spooled.path).unwrap(), body);
+    let Err(ManifestError::NotJson(why)) = *spooled.trimmed.take().unwrap() else { panic!("not refused") };
+    assert!(why.contains("byte 13"), "{why}");
+
+    // An upload spooled this way stores what one trimmed afterwards does.
+    let upload = ManifestUpload {
+        environment_slug: "env100".into(),
+        dag_id: None,
+        run_id: None,
+        tag: Some("streamed".into()),
+        file: Some(spooled_trimming(&f.jade, &fixture, 100_000).await),
+    };
+    f.jade.upload_manifest(upload).await.unwrap();
+    let query = ManifestQuery::Tag { environment_slug: "env100".into(), tag: "streamed".into() };
+    assert_eq!(read(f.jade.manifest(&query, true).await.unwrap()).await, reference);
+    assert_eq!(read(f.jade.manifest(&query, false).await.unwrap()).await, fixture);
 }

@@ -16,7 +16,7 @@ use super::catalog::{account, id};
 use super::document::Document;
 use super::dto::{Data, Envelope};
 use super::error::ApiError;
-use super::extract::{Caller, Upload};
+use super::extract::{Artifacts, Caller, Upload};
 use super::params::PathId;
 use crate::app::{ArtifactUpload, Jade};
 use crate::domain::access::RequestScope;
@@ -173,9 +173,9 @@ impl ArtifactsApi {
         dag_id: Query<Option<String>>,
         /// The DAG run's `run_id` (also accepted as a form field, which wins).
         run_id: Query<Option<String>>,
-        upload: Upload,
+        upload: Upload<Artifacts>,
     ) -> Result<ArtifactsCreated, ApiError> {
-        let Upload { mut fields, file, indexed, mut extra_files } = upload;
+        let Upload { mut fields, file, indexed, mut extra_files, .. } = upload;
         let mut field = |name: &str, query: Option<String>| given(fields.remove(name)).or_else(|| given(query));
         let slug = field("environment_slug", environment_slug.0);
         let (dag_id, run_id) = (field("dag_id", dag_id.0), field("run_id", run_id.0));

@@ -14,7 +14,7 @@ use super::body;
 use super::document::Document;
 use super::dto::{Data, FileDto};
 use super::error::ApiError;
-use super::extract::{Caller, OptionalBody, Upload};
+use super::extract::{Caller, Manifest, OptionalBody, Upload};
 use crate::app::{FileBody, FileUpload, Jade, ManifestUpload};
 use crate::domain::Error;
 use crate::domain::access::RequestScope;
@@ -241,7 +241,7 @@ impl DatacovesApi {
         run_id: Query<Option<String>>,
         /// The manifest's tag (also accepted as a form field, which wins).
         tag: Query<Option<String>>,
-        upload: Upload,
+        upload: Upload<Manifest>,
     ) -> Result<ManifestCreated, ApiError> {
         let Upload { mut fields, file, .. } = upload;
         let mut field = |name: &str, query: Option<String>| given(fields.remove(name)).or_else(|| given(query));

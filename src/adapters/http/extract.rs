@@ -6,11 +6,11 @@ use futures::FutureExt;
 use poem::{Request, RequestBody, Result};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef, MetaSecurityScheme, Registry};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
-use tokio::io::AsyncWriteExt;
 
 use super::error::{ApiError, content_length};
 use crate::app::{Jade, Spooled};
 use crate::domain::access::Identity;
+use crate::domain::artifact::ArtifactPath;
 use crate::domain::{Error, access};
 
 const SECURITY_SCHEME: &str = "BearerToken";
@@ -77,8 +77,11 @@ impl<'a> ApiExtractor<'a> for Caller {
 /// grouped by N whatever their order. The whole body is capped at `MAX_UPLOAD_BYTES`: a
 /// larger `Content-Length` answers 413 before anything is read, a longer stream as soon as
 /// it passes the cap.
-#[derive(Debug, Default)]
-pub struct Upload {
+///
+/// `P` names the file parts that are manifests: those are validated and trimmed while they
+/// arrive (see [`Jade::spool_writer`]).
+#[derive(Debug)]
+pub struct Upload<P = Files> {
     pub fields: BTreeMap<String, String>,
     /// File parts named `file`.
     pub file: Option<Spooled>,
@@ -87,6 +90,54 @@ pub struct Upload {
     /// Every other file part, with its field name, in the order they came: parts of other
     /// names, and `file` parts followed by another `file` part (run artifacts take them all).
     pub extra_files: Vec<(String, Spooled)>,
+    kind: std::marker::PhantomData<P>,
+}
+
+impl<P> Default for Upload<P> {
+    fn default() -> Self {
+        Upload {
+            fields: BTreeMap::new(),
+            file: None,
+            indexed: BTreeMap::new(),
+            extra_files: Vec::new(),
+            kind: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Which file parts of an upload are manifests, trimmed as they arrive.
+pub trait Parts: Send + Sync + 'static {
+    fn trims(field: &str, filename: &str) -> bool;
+}
+
+/// Files: no part is a manifest.
+#[derive(Debug)]
+pub struct Files;
+
+impl Parts for Files {
+    fn trims(_: &str, _: &str) -> bool {
+        false
+    }
+}
+
+/// `POST /manifests`: the `file` part.
+#[derive(Debug)]
+pub struct Manifest;
+
+impl Parts for Manifest {
+    fn trims(field: &str, _: &str) -> bool {
+        field == "file"
+    }
+}
+
+/// Run artifacts: the part whose filename is the run's `manifest.json`.
+#[derive(Debug)]
+pub struct Artifacts;
+
+impl Parts for Artifacts {
+    fn trims(field: &str, filename: &str) -> bool {
+        ArtifactPath::parse(field, filename).is_ok_and(|path| path.is_manifest())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -112,13 +163,13 @@ fn property(ty: &'static str, format: Option<&'static str>, description: &'stati
 /// The documented fields of an upload; each route's description says which it reads.
 const UPLOAD_SCHEMA: &str = "Upload";
 
-impl<'a> ApiExtractor<'a> for Upload {
+impl<'a, P: Parts> ApiExtractor<'a> for Upload<P> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
     type ParamRawType = ();
 
     fn register(registry: &mut Registry) {
-        registry.create_schema::<Self, _>(UPLOAD_SCHEMA.to_owned(), |_| MetaSchema {
+        registry.create_schema::<Upload, _>(UPLOAD_SCHEMA.to_owned(), |_| MetaSchema {
             description: Some(
                 "A single `file` (with `tag`, and for manifests `environment_slug`, `dag_id`, `run_id`), \
                  or any number of `files[N][file]` / `files[N][tag]` pairs (N = 0, 1, …; parts in any order). \
@@ -151,8 +202,7 @@ impl<'a> ApiExtractor<'a> for Upload {
     }
 
     async fn from_request(request: &'a Request, body: &mut RequestBody, _: ExtractParamOptions<()>) -> Result<Self> {
-        let settings = jade(request).settings();
-        let limit = settings.max_upload_bytes;
+        let limit = jade(request).settings().max_upload_bytes;
         if content_length(request).is_some_and(|length| length > limit) {
             return Err(ApiError::too_large(limit).into());
         }
@@ -182,20 +232,11 @@ impl<'a> ApiExtractor<'a> for Upload {
         while let Some(mut field) = multipart.next_field().await.map_err(failed)? {
             let name = field.name().unwrap_or_default().to_owned();
             if let Some(filename) = field.file_name().map(str::to_owned) {
-                let temp = match &settings.spool_dir {
-                    Some(dir) => tempfile::NamedTempFile::new_in(dir),
-                    None => tempfile::NamedTempFile::new(),
-                }
-                .map_err(internal)?;
-                let (file, path) = temp.into_parts();
-                let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
-                let mut len = 0u64;
+                let mut spool = jade(request).spool_writer(P::trims(&name, &filename)).map_err(internal)?;
                 while let Some(chunk) = field.chunk().await.map_err(failed)? {
-                    len += chunk.len() as u64;
-                    out.write_all(&chunk).await.map_err(internal)?;
+                    spool.write(chunk).await.map_err(internal)?;
                 }
-                out.flush().await.map_err(internal)?;
-                let spooled = Spooled { path, len, filename: Some(filename) };
+                let spooled = spool.finish(Some(filename)).await.map_err(internal)?;
                 match indexed_name(&name) {
                     Some((index, _)) => upload.indexed.entry(index).or_default().file = Some(spooled),
                     None if name == "file" => {
