@@ -1,33 +1,52 @@
 #!/usr/bin/env bash
-# Benchmark of manifests (issue 4): upload, trimmed download and full download of a large
-# manifest (the fixture's nodes replicated up to $SIZE_MB MB), through a release build of
-# `jade serve`, with the fs and the s3 storage adapter (S3 = moto_server on loopback).
-# Reports throughput and how much the server's resident memory grew during each request
-# (peak RSS reset before each request via /proc/<pid>/clear_refs). Writes
-# bench/results/manifests.md.
+# Benchmark of manifests (issue 10): Jade against nginx on the same machine, on the same
+# bytes, in one run. A release build of `jade serve` with the fs and the s3 storage adapter
+# (S3 = moto_server on loopback); nginx (Debian's nginx-light, installed here) with WebDAV
+# PUT writing to disk. Measures:
+#   - upload, trimmed download and full download: Jade's throughput / nginx's;
+#   - Jade's peak RSS growth for one $SIZE_MB MB upload, one $BIG_MB MB upload and
+#     four concurrent $SIZE_MB MB uploads;
+#   - gzip and zstd downloads: bytes on the wire and time, against the uncompressed
+#     download, on loopback and through a client reading at 100 Mbit/s;
+#   - conditional GETs answered 304: their latency, and that no storage read happened
+#     (Jade's own storage metrics).
+# Writes bench/results/manifests.md.
 #
-#   bench/manifests.sh                 # 150 MB manifest
-#   SIZE_MB=20 bench/manifests.sh
+#   bench/manifests.sh                       # 150 MB and 1000 MB manifests, 3 repetitions
+#   SIZE_MB=20 BIG_MB=50 REPS=1 bench/manifests.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MB=${SIZE_MB:-150}
+BIG_MB=${BIG_MB:-1000}
+REPS=${REPS:-3}
 PORT=${PORT:-4812}
+METRICS_PORT=${METRICS_PORT:-4813}
+NGINX_PORT=${NGINX_PORT:-4814}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 PREFIX=jade_mbench
 TOKEN=benchtoken0000000000000000000000000000
 OUT=${OUT:-bench/results/manifests.md}
 WORK=$(mktemp -d)
-trap 'kill ${JADE_PID:-} ${MOTO_PID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill ${JADE_PID:-} ${MOTO_PID:-} 2>/dev/null || true; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v zstd >/dev/null || missing+=(zstd)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+fi
 echo "building Jade (release)" >&2
 cargo build --release --locked --bin jade >&2
 scripts/install-storage-servers.sh >/dev/null
 # shellcheck disable=SC1091
 source .tools/env
 
-echo "writing a ${SIZE_MB} MB manifest" >&2
-python3 - tests/fixtures/manifest.json "$WORK/manifest.json" "$SIZE_MB" <<'PY'
+# The fixture with its nodes replicated up to $3 MB, `metadata` and `nodes` first, then the
+# other members and padding (as large manifests are: most of the bytes are not kept).
+make_manifest() {
+    python3 - tests/fixtures/manifest.json "$1" "$2" <<'PY'
 import json, sys
 fixture, out, size_mb = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3])
 target = size_mb * 1_000_000
@@ -43,8 +62,7 @@ with open(out, "w") as f:
         n, first = n + 1, False
     f.write("}")
     for member in ("sources", "macros", "docs", "parent_map", "child_map"):
-        blob = json.dumps(fixture[member])
-        f.write(f', "{member}": {blob}')
+        f.write(f', "{member}": {json.dumps(fixture[member])}')
     macros = json.dumps(fixture["macros"])
     i = 0
     while f.tell() < target:
@@ -52,40 +70,102 @@ with open(out, "w") as f:
         i += 1
     f.write("}")
 PY
+}
+echo "writing ${SIZE_MB} MB and ${BIG_MB} MB manifests" >&2
+make_manifest "$WORK/manifest.json" "$SIZE_MB"
+make_manifest "$WORK/big.json" "$BIG_MB"
 BYTES=$(stat -c %s "$WORK/manifest.json")
+BIG_BYTES=$(stat -c %s "$WORK/big.json")
 
 for db in datacoves jade; do
     psql -q -d postgres -c "DROP DATABASE IF EXISTS ${PREFIX}_$db WITH (FORCE)" -c "CREATE DATABASE ${PREFIX}_$db"
 done
 psql -q -v ON_ERROR_STOP=1 -d ${PREFIX}_datacoves -f tests/fixtures/sql/datacoves-schema.sql
 psql -q -v ON_ERROR_STOP=1 -v token="$TOKEN" -d ${PREFIX}_datacoves -f bench/datacoves-seed.sql
-psql -q -v ON_ERROR_STOP=1 -d ${PREFIX}_datacoves <<SQL
-INSERT INTO projects_environment (id, project_id, name, slug, services) VALUES (1, 1, 'bench', 'bench', '{}');
-SQL
+psql -q -v ON_ERROR_STOP=1 -d ${PREFIX}_datacoves \
+    -c "INSERT INTO projects_environment (id, project_id, name, slug, services) VALUES (1, 1, 'bench', 'bench', '{}')"
+
+# nginx: WebDAV PUT to disk and static GET, one worker per core, no access log.
+mkdir -p "$WORK/nginx/root" "$WORK/nginx/tmp"
+cat >"$WORK/nginx/nginx.conf" <<CONF
+daemon on;
+user $(id -un) $(id -gn);
+pid $WORK/nginx.pid;
+worker_processes auto;
+error_log $WORK/nginx/error.log;
+events { worker_connections 256; }
+http {
+    access_log off;
+    sendfile on;
+    client_body_temp_path $WORK/nginx/tmp;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $WORK/nginx/root;
+        client_max_body_size 0;
+        location / { dav_methods PUT; create_full_put_path on; }
+    }
+}
+CONF
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
+NGINX="http://127.0.0.1:$NGINX_PORT"
 
 kb() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
-# Runs a request ($@ after the label), printing "seconds peak_growth_kb"
-measure() {
-    local before
+# Median of the numbers on stdin.
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+# Seconds one curl takes (its arguments after the output file), median of $REPS runs.
+timed() {
+    local out=$1
+    shift
+    for _ in $(seq 1 "$REPS"); do
+        curl -sf -o "$out" -w '%{time_total}\n' "$@"
+    done | median
+}
+# Peak RSS growth of Jade (KiB) while running the command given: VmHWM after it, minus
+# VmRSS before it, the peak being reset first.
+rss_growth() {
     echo 5 >"/proc/$JADE_PID/clear_refs"
+    local before
     before=$(kb "$JADE_PID" VmRSS)
-    local seconds
-    seconds=$(curl -sf -o "$WORK/out" -w '%{time_total}' -H "Authorization: Token $TOKEN" "$@")
-    echo "$seconds $(( $(kb "$JADE_PID" VmHWM) - before ))"
+    "$@"
+    echo $(($(kb "$JADE_PID" VmHWM) - before))
+}
+storage_gets() {
+    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
+        awk '/^jade_storage_operation_duration_seconds_count/ && /operation="get"/ {n += $2} END {print n + 0}'
 }
 
 start_jade() {
     env -i PATH="$PATH" PORT=$PORT RUST_LOG=warn CONNECT_TO_AIRFLOW=false AUTH_VERIFIER=database \
+        METRICS_ADDR="127.0.0.1:$METRICS_PORT" MAX_UPLOAD_BYTES=4000000000 \
         DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_jade" \
         DATACOVES_DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_datacoves" \
         TMPDIR="$WORK" "$@" target/release/jade serve 2>>"$WORK/jade.log" &
     JADE_PID=$!
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/v2/healthcheck" >/dev/null && return; sleep 0.1; done
-    echo "Jade did not start:" >&2; cat "$WORK/jade.log" >&2; exit 1
+    echo "Jade did not start:" >&2
+    cat "$WORK/jade.log" >&2
+    exit 1
 }
 
+AUTH=(-H "Authorization: Token $TOKEN")
 BASE="http://127.0.0.1:$PORT/api/v2/datacoves/manifests"
+# Uploads $2 with tag $1; its time goes to $WORK/upload-time.
+upload() {
+    curl -sf -o /dev/null -w '%{time_total}' "${AUTH[@]}" -F environment_slug=bench -F "tag=$1" -F "file=@$2" "$BASE" \
+        >"$WORK/upload-time"
+}
+tag() { echo "$1-$(date +%s%N)"; }
+
+# nginx first: the same bytes, PUT and GET.
+echo "measuring nginx" >&2
+nginx_put=$(for _ in $(seq 1 "$REPS"); do
+    curl -sf -o /dev/null -w '%{time_total}\n' -T "$WORK/manifest.json" "$NGINX/m-$RANDOM.json"
+done | median)
+curl -sf -T "$WORK/manifest.json" "$NGINX/full.json"
+nginx_full=$(timed /dev/null "$NGINX/full.json")
+
 rows=""
+memory=""
 for backend in fs s3; do
     if [ "$backend" = fs ]; then
         mkdir -p "$WORK/storage"
@@ -99,39 +179,150 @@ for backend in fs s3; do
         start_jade STORAGE_ADAPTER=s3 S3_BUCKET_NAME=jade-bench S3_ACCESS_KEY=bench S3_SECRET_ACCESS_KEY=bench \
             S3_REGION=us-east-1 S3_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
     fi
-    echo "measuring $backend" >&2
-    read -r up up_kb < <(measure -F environment_slug=bench -F "tag=big-$backend" -F "file=@$WORK/manifest.json" "$BASE")
-    read -r trimmed trimmed_kb < <(measure "$BASE?environment_slug=bench&tag=big-$backend")
-    trimmed_bytes=$(stat -c %s "$WORK/out")
-    read -r full full_kb < <(measure "$BASE?environment_slug=bench&tag=big-$backend&trimmed=false")
-    cmp -s "$WORK/out" "$WORK/manifest.json" || { echo "the full manifest did not round-trip" >&2; exit 1; }
-    rows+=$(python3 - "$backend" "$BYTES" "$trimmed_bytes" "$up" "$up_kb" "$trimmed" "$trimmed_kb" "$full" "$full_kb" <<'PY'
-import sys
-backend, size, trimmed_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-up, up_kb, tr, tr_kb, full, full_kb = map(float, sys.argv[4:])
-mb = lambda n: n / 1e6
-row = lambda what, n, s, kb: f"| {backend} | {what} | {mb(n):.0f} MB | {s:.2f} s | {mb(n) / s:.0f} MB/s | {max(kb, 0) / 1024:.0f} MiB ({max(kb, 0) * 1024 / size:.2f}x the manifest) |"
-print(row("upload (validate, trim, store both)", size, up, up_kb))
-print(row("trimmed download", trimmed_size, tr, tr_kb))
-print(row("full download", size, full, full_kb))
-PY
-)$'\n'
-    kill "$JADE_PID"; wait "$JADE_PID" 2>/dev/null || true
-    [ -n "${MOTO_PID:-}" ] && { kill "$MOTO_PID"; wait "$MOTO_PID" 2>/dev/null || true; MOTO_PID=; }
+    echo "measuring Jade on $backend" >&2
+    up_times=()
+    up_kb=()
+    for _ in $(seq 1 "$REPS"); do
+        t=$(tag "up-$backend")
+        up_kb+=("$(rss_growth upload "$t" "$WORK/manifest.json")")
+        up_times+=("$(cat "$WORK/upload-time")")
+    done
+    up=$(printf '%s\n' "${up_times[@]}" | median)
+    one_kb=$(printf '%s\n' "${up_kb[@]}" | median)
+    last="$BASE?environment_slug=bench&tag=$t"
+    trimmed=$(timed "$WORK/trimmed.json" "${AUTH[@]}" "$last")
+    full=$(timed "$WORK/full.json" "${AUTH[@]}" "$last&trimmed=false")
+    cmp -s "$WORK/full.json" "$WORK/manifest.json" || { echo "the full manifest did not round-trip" >&2; exit 1; }
+    trimmed_bytes=$(stat -c %s "$WORK/trimmed.json")
+    curl -sf -T "$WORK/trimmed.json" "$NGINX/trimmed.json"
+    nginx_trimmed=$(timed /dev/null "$NGINX/trimmed.json")
+    rows+="| $backend | upload (multipart; validate, trim, store both) | $BYTES | $up | $nginx_put |"$'\n'
+    rows+="| $backend | trimmed download | $trimmed_bytes | $trimmed | $nginx_trimmed |"$'\n'
+    rows+="| $backend | full download | $BYTES | $full | $nginx_full |"$'\n'
+
+    big_kb=$(rss_growth upload "$(tag "big-$backend")" "$WORK/big.json")
+    four() {
+        local pids=()
+        for _ in 1 2 3 4; do
+            upload "$(tag "four-$backend")" "$WORK/manifest.json" &
+            pids+=($!)
+        done
+        for pid in "${pids[@]}"; do wait "$pid"; done
+    }
+    four_kb=$(rss_growth four)
+    memory+="| $backend | $one_kb | $big_kb | $four_kb |"$'\n'
+
+    if [ "$backend" = fs ]; then
+        echo "measuring compression and conditional GETs" >&2
+        compressed=""
+        for encoding in identity gzip zstd; do
+            for what in full trimmed; do
+                url="$last"
+                [ "$what" = full ] && url="$last&trimmed=false"
+                seconds=$(timed "$WORK/wire" "${AUTH[@]}" -H "Accept-Encoding: $encoding" "$url")
+                wire=$(stat -c %s "$WORK/wire")
+                case $encoding in
+                    gzip) gzip -dc "$WORK/wire" >"$WORK/decoded" ;;
+                    zstd) zstd -qdc "$WORK/wire" >"$WORK/decoded" ;;
+                    *) cp "$WORK/wire" "$WORK/decoded" ;;
+                esac
+                cmp -s "$WORK/decoded" "$WORK/$what.json" || { echo "$encoding $what did not decode to the stored bytes" >&2; exit 1; }
+                slow=$(curl -sf -o /dev/null -w '%{time_total}' --limit-rate 12500000 "${AUTH[@]}" -H "Accept-Encoding: $encoding" "$url")
+                compressed+="| $what | $encoding | $wire | $seconds | $slow |"$'\n'
+            done
+        done
+        latest="http://127.0.0.1:$PORT/api/v2/datacoves/projects/benchproj/latest-manifest"
+        latest_etag=$(curl -sf -o /dev/null -D - "${AUTH[@]}" "$latest" | awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
+        [ -n "$latest_etag" ] || { echo "no ETag on the latest manifest" >&2; exit 1; }
+        gets_before=$(storage_gets)
+        # 200 conditional GETs on one keep-alive connection.
+        urls=()
+        for _ in $(seq 1 200); do urls+=(-o /dev/null "$latest"); done
+        statuses=$(curl -s "${AUTH[@]}" -H "If-None-Match: $latest_etag" -w '%{http_code} %{time_total}\n' "${urls[@]}")
+        gets_after=$(storage_gets)
+        not_modified=$(echo "$statuses" | awk '$1 == 304' | wc -l)
+        latency=$(echo "$statuses" | awk '{print $2 * 1000}' | median)
+        p99=$(echo "$statuses" | awk '{print $2 * 1000}' | sort -g | awk '{v[NR] = $1} END {print v[int(NR * 0.99)]}')
+    fi
+    kill "$JADE_PID"
+    wait "$JADE_PID" 2>/dev/null || true
+    if [ -n "${MOTO_PID:-}" ]; then
+        kill "$MOTO_PID"
+        wait "$MOTO_PID" 2>/dev/null || true
+        MOTO_PID=
+    fi
 done
 
-cat >"$OUT" <<MD
-# Manifest benchmark
+python3 - "$OUT" "$SIZE_MB" "$BIG_MB" "$BYTES" "$BIG_BYTES" "$REPS" "$(git rev-parse --short HEAD)" \
+    "$not_modified" "$latency" "$p99" "$((gets_after - gets_before))" <<PY
+import sys
+out, size_mb, big_mb, size, big, reps, rev, not_modified, latency, p99, gets = sys.argv[1:]
+size, big = int(size), int(big)
+mb = lambda n: float(n) / 1e6
+mib = lambda kb: f"{max(int(kb), 0) / 1024:.0f} MiB"
+lines = []
+for row in """$rows""".strip().splitlines():
+    _, backend, what, n, jade, nginx, _ = [c.strip() for c in row.split("|")]
+    jade, nginx = float(jade), float(nginx)
+    lines.append(f"| {backend} | {what} | {mb(n):.0f} MB | {jade:.2f} s ({mb(n) / jade:.0f} MB/s) | "
+                 f"{nginx:.2f} s ({mb(n) / nginx:.0f} MB/s) | **{nginx / jade:.2f}x** |")
+memory = []
+for row in """$memory""".strip().splitlines():
+    _, backend, one, big_kb, four, _ = [c.strip() for c in row.split("|")]
+    memory.append(f"| {backend} | {mib(one)} | {mib(big_kb)} | {mib(four)} |")
+compressed = []
+plain = {}
+for row in """$compressed""".strip().splitlines():
+    _, what, encoding, wire, seconds, slow, _ = [c.strip() for c in row.split("|")]
+    wire, seconds, slow = int(wire), float(seconds), float(slow)
+    plain.setdefault(what, (wire, slow))
+    ratio = plain[what][0] / wire
+    compressed.append(f"| {what} | {encoding} | {mb(wire):.1f} MB ({ratio:.1f}x smaller) | {seconds:.2f} s | "
+                      f"{slow:.2f} s ({plain[what][1] / slow:.1f}x faster) |")
+nl = "\n"
+text = f"""# Manifest benchmark
 
-\`bench/manifests.sh\` (SIZE_MB=$SIZE_MB), $(date -u +%Y-%m-%d), on $(nproc) cores, Jade $(git rev-parse --short HEAD)
-release build, \`jade serve\` with PostgreSQL on loopback; S3 is moto_server on loopback. The
-manifest is the fixture with its nodes replicated: $BYTES bytes. Each request is one \`curl\`;
-"peak RSS growth" is the server's VmHWM after the request minus its VmRSS before it (the peak
-is reset before each request). Target: at most about twice the body's size plus a constant.
+\`bench/manifests.sh\` (SIZE_MB={size_mb}, BIG_MB={big_mb}, REPS={reps}), Jade {rev}, on $(nproc) cores.
+Release build of \`jade serve\`, PostgreSQL on loopback, S3 = moto_server on loopback; nginx
+{"$(nginx -v 2>&1 | cut -d/ -f2)"} (nginx-light) with WebDAV \`PUT\` to disk and static \`GET\`, on the same machine
+and the same bytes. The manifest is the fixture with its nodes replicated: {size} bytes
+({big} for the large one). Times are the median of {reps} \`curl\` runs. Jade's upload is a
+multipart \`POST\` that validates the JSON, trims it and stores the full and the trimmed
+body; nginx's is a \`PUT\` of the same file. Ratio = Jade's throughput / nginx's.
 
-| storage | request | body | time | throughput | peak RSS growth |
+| storage | request | body | Jade | nginx | ratio |
 |---|---|---|---|---|---|
-${rows}
-MD
-cat "$OUT"
+{nl.join(lines)}
+
+## Memory
+
+Peak RSS growth of the Jade process: VmHWM after the uploads minus VmRSS before them (the
+peak reset first through \`/proc/<pid>/clear_refs\`). Targets: ≤ 64 MiB for one upload of
+either size, ≤ 128 MiB for four concurrent ones.
+
+| storage | one {size_mb} MB upload | one {big_mb} MB upload | four concurrent {size_mb} MB uploads |
+|---|---|---|---|
+{nl.join(memory)}
+
+## Compressed downloads (fs)
+
+\`Accept-Encoding\` as given; bytes on the wire as received (decoded and compared with the
+stored bytes). The last column is one download through a client reading at 100 Mbit/s
+(\`curl --limit-rate 12500000\`), as across a WAN.
+
+| body | encoding | on the wire | loopback | at 100 Mbit/s |
+|---|---|---|---|---|
+{nl.join(compressed)}
+
+## Conditional GETs (fs)
+
+200 \`GET …/projects/benchproj/latest-manifest\` with \`If-None-Match\` set to its ETag, on one
+keep-alive connection: {not_modified} answered 304; latency median {float(latency):.2f} ms,
+p99 {float(p99):.2f} ms. Storage reads during them (Jade's
+\`jade_storage_operation_duration_seconds_count{{operation="get"}}\`): **{gets}**.
+"""
+open(out, "w").write(text)
+print(text)
+PY
+nginx -s stop -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>/dev/null || true
 for db in datacoves jade; do psql -q -d postgres -c "DROP DATABASE IF EXISTS ${PREFIX}_$db WITH (FORCE)"; done

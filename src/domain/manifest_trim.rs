@@ -120,6 +120,40 @@ impl Default for Trimmer {
     }
 }
 
+/// The bytes that end a run of plain string content: `"`, `\\` and control bytes.
+const STRING_STOP: [bool; 256] = {
+    let mut stop = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        stop[byte] = true;
+        byte += 1;
+    }
+    stop[b'"' as usize] = true;
+    stop[b'\\' as usize] = true;
+    stop
+};
+
+/// How many bytes of `bytes` are plain string content, in one pass: eight at a time while
+/// none of them may end the run (SWAR: no byte below 0x20, equal to `"` or to `\\`), then
+/// byte by byte.
+#[inline]
+fn string_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        // A byte below 0x20 (0x80 and above are UTF-8 and never stop a run).
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+        if control | has_zero(word ^ (ONES * u64::from(b'"'))) | has_zero(word ^ (ONES * u64::from(b'\\'))) != 0 {
+            break;
+        }
+        at += 8;
+    }
+    at + bytes[at..].iter().position(|&b| STRING_STOP[usize::from(b)]).unwrap_or(bytes.len() - at)
+}
+
 fn invalid(what: &str, offset: u64) -> ManifestError {
     ManifestError::NotJson(format!("{what} at byte {offset}"))
 }
@@ -163,9 +197,9 @@ impl Trimmer {
                     // Skip to the next quote or backslash; nothing between may be a control byte.
                     let remember = name && self.stack.len() == 1;
                     let rest = &chunk[i..];
-                    let stop = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
-                    if let Some(bad) = rest[..stop].iter().position(|&b| b < 0x20) {
-                        return Err(invalid("control character in a string", at + bad as u64));
+                    let stop = string_run(rest);
+                    if rest.get(stop).is_some_and(|&b| b < 0x20) {
+                        return Err(invalid("control character in a string", at + stop as u64));
                     }
                     if remember {
                         self.remember_key(&rest[..stop]);
@@ -297,6 +331,7 @@ impl Trimmer {
     }
 
     /// One byte outside any token: punctuation, or the start of a value.
+    #[inline]
     fn structure(&mut self, byte: u8, at: u64) -> Result<(), ManifestError> {
         match self.expect {
             Expect::Document => {
@@ -347,6 +382,7 @@ impl Trimmer {
         }
     }
 
+    #[inline]
     fn value(&mut self, byte: u8, at: u64) -> Result<(), ManifestError> {
         self.token = match byte {
             b'{' => return self.open(true, at),
@@ -363,6 +399,7 @@ impl Trimmer {
         Ok(())
     }
 
+    #[inline]
     fn open(&mut self, object: bool, at: u64) -> Result<(), ManifestError> {
         if self.stack.len() + 1 >= MAX_DEPTH {
             return Err(invalid("recursion limit exceeded", at));
@@ -372,6 +409,7 @@ impl Trimmer {
         Ok(())
     }
 
+    #[inline]
     fn close(&mut self, object: bool, at: u64) -> Result<(), ManifestError> {
         if self.stack.pop() != Some(object) {
             return Err(invalid("mismatched container end", at));
@@ -381,6 +419,7 @@ impl Trimmer {
     }
 
     /// What follows a complete value at the current depth.
+    #[inline]
     fn after_value(&self) -> Expect {
         if self.stack.is_empty() { Expect::End } else { Expect::Next }
     }
@@ -413,11 +452,13 @@ impl Trimmer {
     }
 
     /// Whether the next byte starts the value of a kept top-level member.
+    #[inline]
     fn starts_kept_value(&self) -> bool {
         self.keeping.is_some() && !self.copying && self.expect == Expect::Value && self.stack.len() == 1
     }
 
     /// Whether a kept member's value just ended (back at the top level after it).
+    #[inline]
     fn ends_kept_value(&self) -> bool {
         self.copying && self.token == Token::None && self.stack.len() == 1 && self.expect == Expect::Next
     }
@@ -632,6 +673,25 @@ mod tests {
         ];
         for case in cases {
             agrees(case);
+        }
+    }
+
+    #[test]
+    fn every_byte_that_ends_a_string_run_is_seen_wherever_it_falls_in_a_word() {
+        let text = "abcdefghijklmnopqrstuvwxyz0123456789é€";
+        for at in 0..text.len() {
+            // Escapes (valid) and raw control bytes (invalid).
+            let specials: [&[u8]; 9] =
+                [br#"\""#, br#"\\"#, br#"\n"#, br#"\u00e9"#, b"\0", br#"\n\""#, b"\x01", b"\x1f", b"\t"];
+            for special in specials {
+                let mut string = text.as_bytes()[..at].to_vec();
+                string.extend_from_slice(special);
+                string.extend_from_slice(&text.as_bytes()[at..]);
+                let mut body = br#"{"metadata": {"k": ""#.to_vec();
+                body.extend_from_slice(&string);
+                body.extend_from_slice(br#""}, "nodes": []}"#);
+                agrees(&body);
+            }
         }
     }
 

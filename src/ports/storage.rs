@@ -11,7 +11,11 @@ use futures::stream::BoxStream;
 #[derive(Debug, Clone)]
 pub enum BlobSource {
     Bytes(Bytes),
-    File { path: PathBuf, len: u64 },
+    /// A file nobody writes to again: an adapter may link it instead of copying it.
+    File {
+        path: PathBuf,
+        len: u64,
+    },
 }
 
 impl BlobSource {

@@ -84,13 +84,28 @@ impl BlobStorage for FsStorage {
         let directory = target.parent().expect("a key path has a parent").to_path_buf();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::create_dir_all(&directory)?;
-            let mut temp = tempfile::Builder::new().prefix(PARTIAL).tempfile_in(&directory)?;
-            match source {
-                BlobSource::Bytes(bytes) => std::io::Write::write_all(&mut temp, &bytes)?,
-                BlobSource::File { path, .. } => {
-                    std::io::copy(&mut std::fs::File::open(path)?, &mut temp)?;
+            let partial = || tempfile::Builder::new().prefix(PARTIAL).clone();
+            let temp = match source {
+                BlobSource::Bytes(bytes) => {
+                    let mut temp = partial().tempfile_in(&directory)?;
+                    std::io::Write::write_all(&mut temp, &bytes)?;
+                    temp
                 }
-            }
+                // A spooled body on the same file system is linked, not copied (the port
+                // promises it is never written again). Elsewhere the kernel copies it
+                // (copy_file_range), nothing passes through user space.
+                BlobSource::File { path, .. } => match partial().make_in(&directory, |name| {
+                    std::fs::hard_link(&path, name)?;
+                    std::fs::File::open(name)
+                }) {
+                    Ok(linked) => linked,
+                    Err(_) => {
+                        let mut temp = partial().tempfile_in(&directory)?;
+                        std::io::copy(&mut std::fs::File::open(path)?, temp.as_file_mut())?;
+                        temp
+                    }
+                },
+            };
             temp.as_file().sync_data()?;
             temp.persist(&target).map_err(|e| e.error)?;
             Ok(())
