@@ -44,6 +44,10 @@ impl FsStorage {
     }
 }
 
+/// Bytes read per chunk of a download: large enough that a big body costs few hops to the
+/// blocking pool, small enough to hold per request.
+const READ_CHUNK: usize = 256 * 1024;
+
 /// Name prefix of the temporary files a put writes before renaming them into place; `list`
 /// leaves them out.
 const PARTIAL: &str = ".jade-partial-";
@@ -126,7 +130,7 @@ impl BlobStorage for FsStorage {
         if !metadata.is_file() {
             return Err(StorageError::NotFound);
         }
-        Ok(Blob { len: Some(metadata.len()), body: Box::pin(ReaderStream::with_capacity(file, 64 * 1024)) })
+        Ok(Blob { len: Some(metadata.len()), body: Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)) })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
