@@ -8,7 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, Stat, StorageError};
 
 /// Seconds: from 1 ms to 60 s.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -158,6 +158,13 @@ impl<S: BlobStorage + ?Sized> BlobStorage for MeteredStorage<S> {
             })
             .boxed();
         Ok(Blob { len: blob.len, body })
+    }
+
+    async fn stat(&self, key: &str) -> Result<Stat, StorageError> {
+        let started = Instant::now();
+        let result = self.inner.stat(key).await;
+        self.record("stat", started, &result);
+        result
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

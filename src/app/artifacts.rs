@@ -5,16 +5,41 @@
 use std::collections::BTreeSet;
 
 use super::{Jade, STORAGE_WRITE_FAILED, Spooled, backend, lookup_failed};
-use crate::app::ManifestUpload;
+use crate::app::{FoundManifest, ManifestUpload};
 use crate::app::manifests::storage_read_failed;
 use crate::domain::Error;
 use crate::domain::artifact::{self, ArtifactPath, ArtifactRun};
 use crate::domain::catalog::Environment;
 use crate::domain::job_run::DagRun;
 use crate::ports::manifests::ManifestQuery;
-use crate::ports::storage::{Blob, StorageError};
+use crate::ports::storage::{Blob, Stat, StorageError};
 
 use super::undo::{ArtifactWrites, Guard, Outcome};
+
+/// A run's artifact, found for a read whose body is not opened yet: a conditional read
+/// compares [`FoundArtifact::version`] first and may never open it.
+#[derive(Debug, Clone)]
+pub struct FoundArtifact(Found);
+
+#[derive(Debug, Clone)]
+enum Found {
+    /// `manifest.json`: the run's manifest row.
+    Manifest(FoundManifest),
+    /// Any other path: object storage is its only record.
+    Stored { key: String, stat: Stat },
+}
+
+impl FoundArtifact {
+    /// Names the bytes the read answers: the manifest's version, or the stored object's key
+    /// and the version storage gives it (which changes when the artifact is uploaded again
+    /// with other bytes).
+    pub fn version(&self) -> String {
+        match &self.0 {
+            Found::Manifest(manifest) => manifest.version(),
+            Found::Stored { key, stat } => format!("{key}\n{}", stat.version),
+        }
+    }
+}
 
 /// A `POST /artifacts` as it arrived.
 #[derive(Debug)]
@@ -120,9 +145,17 @@ impl Jade {
     /// One artifact of a run of the account. `manifest.json` is the run's uploaded manifest
     /// (found by its row, as the first Jade served it); any other path is read from storage.
     pub async fn artifact(&self, account_id: i64, job_run_id: i64, path: &str) -> Result<Blob, Error> {
+        let found = self.find_artifact(account_id, job_run_id, path).await?;
+        self.open_artifact(&found).await
+    }
+
+    /// One artifact of a run of the account, found without reading its body: the manifest's
+    /// row, or the stored object's metadata (see [`Self::open_artifact`]).
+    pub async fn find_artifact(&self, account_id: i64, job_run_id: i64, path: &str) -> Result<FoundArtifact, Error> {
         let path = ArtifactPath::parse("path", path).map_err(|_| Error::not_found())?;
         if path.is_manifest() {
-            return self.manifest(&ManifestQuery::JobRun { account_id, job_run_id }, false).await;
+            let found = self.find_manifest(&ManifestQuery::JobRun { account_id, job_run_id }, false).await?;
+            return Ok(FoundArtifact(Found::Manifest(found)));
         }
         let (environment, dag_run) = self.artifact_run(account_id, job_run_id).await?;
         let run_id = dag_run.run_id.as_deref().ok_or_else(Error::not_found)?;
@@ -132,10 +165,23 @@ impl Jade {
             dag_id: &dag_run.dag_id,
             run_id,
         };
-        match self.ports.storage.get(&run.key(&path)).await {
-            Ok(blob) => Ok(blob),
+        let key = run.key(&path);
+        match self.ports.storage.stat(&key).await {
+            Ok(stat) => Ok(FoundArtifact(Found::Stored { key, stat })),
             Err(StorageError::NotFound) => Err(Error::not_found()),
             Err(error) => Err(storage_read_failed(&error)),
+        }
+    }
+
+    /// Opens the body of an artifact found by [`Self::find_artifact`].
+    pub async fn open_artifact(&self, found: &FoundArtifact) -> Result<Blob, Error> {
+        match &found.0 {
+            Found::Manifest(manifest) => self.open_manifest(manifest).await,
+            Found::Stored { key, .. } => match self.ports.storage.get(key).await {
+                Ok(blob) => Ok(blob),
+                Err(StorageError::NotFound) => Err(Error::not_found()),
+                Err(error) => Err(storage_read_failed(&error)),
+            },
         }
     }
 

@@ -76,10 +76,8 @@ impl Jade {
 
     /// The newest file the lookup names, with its body.
     pub async fn file(&self, environment_slug: &str, lookup: Option<FileLookup>) -> Result<FileBody, Error> {
-        let (file, contents) = self.file_bytes(environment_slug, lookup).await?;
-        let path = contents.path.to_path_buf();
-        let is_json = blocking(move || is_json(&path)).await?;
-        Ok(FileBody { file, contents, is_json })
+        let file = self.find_file_to_read(environment_slug, lookup).await?;
+        self.open_file(file).await
     }
 
     /// The newest file the lookup names, with its stored bytes as they are (spooled).
@@ -88,10 +86,29 @@ impl Jade {
         environment_slug: &str,
         lookup: Option<FileLookup>,
     ) -> Result<(File, Spooled), Error> {
-        let lookup = lookup.ok_or_else(|| Error::BadRequest(LOOKUP_REQUIRED.into()))?;
-        let file = self.find_file(environment_slug, &lookup).await?;
+        let file = self.find_file_to_read(environment_slug, lookup).await?;
         let contents = self.stored_body(&file).await?;
         Ok((file, contents))
+    }
+
+    /// The newest file the lookup names, by its row alone: storage is not asked (a
+    /// conditional read compares [`File::version`] first).
+    pub async fn find_file_to_read(&self, environment_slug: &str, lookup: Option<FileLookup>) -> Result<File, Error> {
+        let lookup = lookup.ok_or_else(|| Error::BadRequest(LOOKUP_REQUIRED.into()))?;
+        self.find_file(environment_slug, &lookup).await
+    }
+
+    /// A found file with its body, spooled and checked.
+    pub async fn open_file(&self, file: File) -> Result<FileBody, Error> {
+        let contents = self.stored_body(&file).await?;
+        let path = contents.path.to_path_buf();
+        let is_json = blocking(move || is_json(&path)).await?;
+        Ok(FileBody { file, contents, is_json })
+    }
+
+    /// A found file's stored bytes as they are (spooled).
+    pub async fn open_file_bytes(&self, file: &File) -> Result<Spooled, Error> {
+        self.stored_body(file).await
     }
 
     /// Replaces a file's body and filename (`upload`), renames its tag (`new_tag`), or both;

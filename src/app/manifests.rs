@@ -109,15 +109,28 @@ impl Jade {
 
     /// The manifest a query names, whole or trimmed.
     pub async fn manifest(&self, query: &ManifestQuery, trimmed: bool) -> Result<Blob, Error> {
-        let manifest = self.ports.manifests.find(query).await.map_err(backend)?.ok_or_else(Error::not_found)?;
-        if trimmed { self.trimmed_body(&manifest).await } else { self.full_body(&manifest).await }
+        let found = self.find_manifest(query, trimmed).await?;
+        self.open_manifest(&found).await
     }
 
-    /// The newest manifest of the project (found by slug) across its environments.
-    pub async fn project_manifest(&self, project_slug: &str, trimmed: bool) -> Result<Blob, Error> {
+    /// The manifest a query names, by its row alone: storage is not asked (see
+    /// [`Self::open_manifest`]).
+    pub async fn find_manifest(&self, query: &ManifestQuery, trimmed: bool) -> Result<FoundManifest, Error> {
+        let manifest = self.ports.manifests.find(query).await.map_err(backend)?.ok_or_else(Error::not_found)?;
+        Ok(FoundManifest { manifest, trimmed })
+    }
+
+    /// The newest manifest of the project (found by slug) across its environments, by its row
+    /// alone.
+    pub async fn find_project_manifest(&self, project_slug: &str, trimmed: bool) -> Result<FoundManifest, Error> {
         let project =
             self.ports.catalog.project_by_slug(project_slug).await.map_err(backend)?.ok_or_else(Error::not_found)?;
-        self.manifest(&ManifestQuery::Project { project_id: project.id }, trimmed).await
+        self.find_manifest(&ManifestQuery::Project { project_id: project.id }, trimmed).await
+    }
+
+    /// Opens the body of a manifest found by [`Self::find_manifest`].
+    pub async fn open_manifest(&self, found: &FoundManifest) -> Result<Blob, Error> {
+        if found.trimmed { self.trimmed_body(&found.manifest).await } else { self.full_body(&found.manifest).await }
     }
 
     async fn full_body(&self, manifest: &Manifest) -> Result<Blob, Error> {
@@ -179,6 +192,25 @@ impl Jade {
     async fn legacy_body(&self, manifest: &Manifest, trimmed: bool) -> Result<Blob, Error> {
         let content = self.ports.manifests.legacy_content(manifest.id, trimmed).await.map_err(backend)?;
         content.map(blob_of).ok_or_else(Error::not_found)
+    }
+}
+
+/// A manifest's row, found for a read whose body is not opened yet: a conditional read
+/// compares [`FoundManifest::version`] first and may never open it.
+#[derive(Debug, Clone)]
+pub struct FoundManifest {
+    manifest: Manifest,
+    trimmed: bool,
+}
+
+impl FoundManifest {
+    /// Names the bytes the read answers: the row and the form. A manifest's bodies do not
+    /// change once its row exists (a new upload is a new row), and its trimmed form is built
+    /// from its full one the same way every time. (Two uploads for one DAG run share their
+    /// storage key: the older row, still found by its tag, then reads the newer body under
+    /// its old version.)
+    pub fn version(&self) -> String {
+        format!("m{}-{}", self.manifest.id, if self.trimmed { "t" } else { "f" })
     }
 }
 

@@ -30,10 +30,10 @@ use crate::ports::registry::IdRegistry;
 use crate::ports::run_index::RunIndex;
 use crate::ports::storage::BlobStorage;
 
-pub use artifacts::ArtifactUpload;
+pub use artifacts::{ArtifactUpload, FoundArtifact};
 pub use files::{FileBody, FileUpload};
 pub use jobs::JobFilter;
-pub use manifests::ManifestUpload;
+pub use manifests::{FoundManifest, ManifestUpload};
 pub use operations::{Part, Readiness};
 pub use runs::RunFilter;
 pub use spool::{SpoolWriter, Spooled};

@@ -698,6 +698,9 @@ impl crate::ports::storage::BlobStorage for Stalling {
     async fn get(&self, key: &str) -> Result<Blob, crate::ports::storage::StorageError> {
         self.inner.get(key).await
     }
+    async fn stat(&self, key: &str) -> Result<crate::ports::storage::Stat, crate::ports::storage::StorageError> {
+        self.inner.stat(key).await
+    }
     async fn delete(&self, key: &str) -> Result<(), crate::ports::storage::StorageError> {
         self.inner.delete(key).await
     }

@@ -25,6 +25,15 @@ pub struct File {
     pub updated_at: Timestamp,
 }
 
+impl File {
+    /// Names the bytes and fields a read of this file answers: its row, the body it reads and
+    /// when the row last changed. Every write stores the body under a fresh key, so a new
+    /// upload, a replacement or a rename changes it.
+    pub fn version(&self) -> String {
+        format!("{}\n{}\n{}", self.id, self.key, self.updated_at.timestamp_micros())
+    }
+}
+
 /// A file about to be stored: validated tag and filename, the path they make, and a fresh
 /// key for its body.
 #[derive(Debug, Clone, PartialEq, Eq)]

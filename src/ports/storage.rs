@@ -47,6 +47,17 @@ impl std::fmt::Debug for Blob {
     }
 }
 
+/// What a metadata read tells of a stored object, without reading its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// The body's size in bytes.
+    pub len: u64,
+    /// Identifies the stored bytes (the backend's ETag, or an equivalent): it changes whenever
+    /// a put stores different bytes under the key, so two stats with the same version saw the
+    /// same body. Opaque; it may hold any printable ASCII.
+    pub version: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// No object under that key.
@@ -75,6 +86,11 @@ pub trait BlobStorage: Send + Sync + 'static {
     /// Opens the object for streaming. MUST answer `NotFound` (before any byte) when no object
     /// is stored under `key`, and `Backend` when the backend cannot be reached.
     async fn get(&self, key: &str) -> Result<Blob, StorageError>;
+
+    /// The object's size and version, from its metadata alone (no byte of the body is read).
+    /// MUST answer `NotFound` when no object is stored under `key`, and `Backend` when the
+    /// backend cannot be reached.
+    async fn stat(&self, key: &str) -> Result<Stat, StorageError>;
 
     /// Deletes the object. A missing object is success; `Backend` when the backend fails
     /// (the object may then still exist).

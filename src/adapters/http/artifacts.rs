@@ -4,7 +4,7 @@
 
 use poem::http::StatusCode;
 use poem::{Body, IntoResponse, Request, Response};
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Payload, PlainText};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::{ApiResponse, OpenApi};
@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::ApiTags;
 use super::body;
 use super::catalog::{account, id};
+use super::conditional::{self, ETag};
 use super::document::Document;
 use super::dto::{Data, Envelope};
 use super::error::ApiError;
@@ -46,15 +47,24 @@ fn content_type(path: &str) -> &'static str {
 }
 
 /// One artifact: `{"data": "<the file as a string>"}` (`API_COMPAT=jade`), or the file
-/// itself with a content type by its extension (`API_COMPAT=dbt-cloud`).
-pub struct ArtifactBody {
-    body: Body,
-    content_type: &'static str,
+/// itself with a content type by its extension (`API_COMPAT=dbt-cloud`); with its entity tag,
+/// or 304.
+pub enum ArtifactBody {
+    Ok { body: Body, content_type: &'static str, etag: ETag },
+    NotModified(ETag),
 }
 
 impl IntoResponse for ArtifactBody {
     fn into_response(self) -> Response {
-        Response::builder().content_type(self.content_type).body(self.body)
+        use poem::http::header::ETAG;
+        match self {
+            ArtifactBody::Ok { body, content_type, etag } => {
+                Response::builder().content_type(content_type).header(ETAG, etag.header()).body(body)
+            }
+            ArtifactBody::NotModified(etag) => {
+                Response::builder().status(StatusCode::NOT_MODIFIED).header(ETAG, etag.header()).finish()
+            }
+        }
     }
 }
 
@@ -74,8 +84,8 @@ impl ApiResponse for ArtifactBody {
                     media(HTML, <PlainText<String> as Payload>::schema_ref()),
                     media(OCTET_STREAM, <Binary<Body> as Payload>::schema_ref()),
                 ],
-                headers: vec![],
-            }],
+                headers: vec![conditional::etag_header()],
+            }, conditional::not_modified_response()],
         }
     }
 
@@ -147,12 +157,32 @@ impl ArtifactsApi {
         /// Accepted and ignored (dbt Cloud's run step).
         #[oai(name = "step")]
         _step: Query<Option<String>>,
+        /// Entity tags from earlier answers' `ETag` (comma-separated, or `*`): when one names
+        /// the current artifact the answer is 304 with no body, and its body is not read.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
     ) -> Result<ArtifactBody, ApiError> {
         let account_id = account(&caller, &account_id)?;
-        let blob = self.jade.artifact(account_id, id(&run_id)?, &path).await?;
-        Ok(match self.jade.settings().compat {
-            ApiCompat::Jade => ArtifactBody { body: body::data_string(blob.body), content_type: JSON },
-            ApiCompat::DbtCloud => ArtifactBody { body: body::raw(blob.body), content_type: content_type(&path) },
+        let found = self.jade.find_artifact(account_id, id(&run_id)?, &path).await?;
+        let compat = self.jade.settings().compat;
+        // `{"data": …}` and the file itself are two representations: two tags.
+        let etag = ETag::digest(
+            "a",
+            &found.version(),
+            match compat {
+                ApiCompat::Jade => "d",
+                ApiCompat::DbtCloud => "r",
+            },
+        );
+        if let Some(matched) = conditional::not_modified(if_none_match.as_deref(), &etag) {
+            return Ok(ArtifactBody::NotModified(matched));
+        }
+        let blob = self.jade.open_artifact(&found).await?;
+        Ok(match compat {
+            ApiCompat::Jade => ArtifactBody::Ok { body: body::data_string(blob.body), content_type: JSON, etag },
+            ApiCompat::DbtCloud => {
+                ArtifactBody::Ok { body: body::raw(blob.body), content_type: content_type(&path), etag }
+            }
         })
     }
 

@@ -2,7 +2,7 @@
 //! prefix `/api/internal`.
 
 use poem::Body;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponses, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiTags;
 use super::body;
+use super::conditional::{self, ETag};
 use super::document::Document;
 use super::dto::{Data, FileDto};
 use super::error::ApiError;
@@ -37,7 +38,33 @@ pub enum ManifestResponse {
     /// The manifest: trimmed (an object of exactly its `metadata` and `nodes`) unless
     /// `trimmed=false`.
     #[oai(status = 200, actual_type = "Json<poem_openapi::types::Any<serde_json::Value>>")]
-    Ok(Binary<Body>),
+    Ok(
+        Binary<Body>,
+        /// A strong entity tag of this answer; send it back in `If-None-Match` to get 304 while
+        /// it is unchanged. Answers sent compressed carry it with `-gzip` or `-zstd` appended.
+        #[oai(header = "etag")]
+        String,
+    ),
+    /// Not Modified: `If-None-Match` names the current entity tag (or is `*`). No body; the
+    /// `ETag` header repeats the tag that matched.
+    #[oai(status = 304)]
+    NotModified(
+        /// The entity tag that matched.
+        #[oai(header = "etag")]
+        String,
+    ),
+}
+
+impl ManifestResponse {
+    /// 304 when `If-None-Match` names the manifest's version, else its body, opened now.
+    async fn of(jade: &Jade, found: crate::app::FoundManifest, if_none_match: Option<&str>) -> Result<Self, ApiError> {
+        let etag = ETag::plain(found.version());
+        if let Some(matched) = conditional::not_modified(if_none_match, &etag) {
+            return Ok(ManifestResponse::NotModified(matched.header()));
+        }
+        let blob = jade.open_manifest(&found).await?;
+        Ok(ManifestResponse::Ok(Binary(body::raw(blob.body)), etag.header()))
+    }
 }
 
 #[derive(Union, Serialize)]
@@ -68,23 +95,29 @@ pub enum FileResponse {
 }
 
 /// `GET …/files`: the file with its contents as JSON, or with `Accept:
-/// application/octet-stream` its stored bytes exactly.
+/// application/octet-stream` its stored bytes exactly; each with its entity tag, or 304.
 pub enum FileDownload {
-    Json(FileResponse),
-    Bytes { body: Body, len: u64, filename: String },
+    Json { response: FileResponse, etag: ETag },
+    Bytes { body: Body, len: u64, filename: String, etag: ETag },
+    NotModified(ETag),
 }
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
 impl poem::IntoResponse for FileDownload {
     fn into_response(self) -> poem::Response {
+        use poem::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, ETAG};
         match self {
-            FileDownload::Json(response) => response.into_response(),
-            FileDownload::Bytes { body, len, filename } => poem::Response::builder()
+            FileDownload::Json { response, etag } => response.with_header(ETAG, etag.header()).into_response(),
+            FileDownload::Bytes { body, len, filename, etag } => poem::Response::builder()
                 .content_type(OCTET_STREAM)
-                .header(poem::http::header::CONTENT_LENGTH, len)
-                .header(poem::http::header::CONTENT_DISPOSITION, content_disposition(&filename))
+                .header(CONTENT_LENGTH, len)
+                .header(CONTENT_DISPOSITION, content_disposition(&filename))
+                .header(ETAG, etag.header())
                 .body(body),
+            FileDownload::NotModified(etag) => {
+                poem::Response::builder().status(poem::http::StatusCode::NOT_MODIFIED).header(ETAG, etag.header()).finish()
+            }
         }
     }
 }
@@ -116,7 +149,9 @@ impl ApiResponse for FileDownload {
                 "With `application/octet-stream`: the stored size.",
                 u64::schema_ref(),
             ));
+            response.headers.push(conditional::etag_header());
         }
+        meta.responses.push(conditional::not_modified_response());
         meta
     }
 
@@ -271,6 +306,10 @@ impl DatacovesApi {
         tag: Query<Option<String>>,
         /// `false` for the whole manifest (default: trimmed to `metadata` and `nodes`).
         trimmed: Query<Option<String>>,
+        /// Entity tags from earlier answers' `ETag` (comma-separated, or `*`): when one names
+        /// the current manifest the answer is 304 with no body, and storage is not read.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
     ) -> Result<ManifestResponse, ApiError> {
         let slug = given(environment_slug.0);
         environment(&caller, slug.as_deref())?;
@@ -280,8 +319,8 @@ impl DatacovesApi {
             (None, Some(tag)) => ManifestQuery::Tag { environment_slug, tag },
             (None, None) => ManifestQuery::Environment { environment_slug },
         };
-        let blob = self.jade.manifest(&query, wants_trimmed(&trimmed.0)).await?;
-        Ok(ManifestResponse::Ok(Binary(body::raw(blob.body))))
+        let found = self.jade.find_manifest(&query, wants_trimmed(&trimmed.0)).await?;
+        ManifestResponse::of(&self.jade, found, if_none_match.as_deref()).await
     }
 
     /// The newest manifest across the project's environments.
@@ -293,10 +332,14 @@ impl DatacovesApi {
         project_slug: Path<String>,
         /// `false` for the whole manifest (default: trimmed).
         trimmed: Query<Option<String>>,
+        /// Entity tags from earlier answers' `ETag` (comma-separated, or `*`): when one names
+        /// the current manifest the answer is 304 with no body, and storage is not read.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
     ) -> Result<ManifestResponse, ApiError> {
         caller.authorize(RequestScope { project_slug: Some(&project_slug), ..Default::default() })?;
-        let blob = self.jade.project_manifest(&project_slug, wants_trimmed(&trimmed.0)).await?;
-        Ok(ManifestResponse::Ok(Binary(body::raw(blob.body))))
+        let found = self.jade.find_project_manifest(&project_slug, wants_trimmed(&trimmed.0)).await?;
+        ManifestResponse::of(&self.jade, found, if_none_match.as_deref()).await
     }
 
     /// Upload one file or several.
@@ -351,18 +394,31 @@ impl DatacovesApi {
         tag: Query<Option<String>>,
         /// The file's name.
         filename: Query<Option<String>>,
+        /// Entity tags from earlier answers' `ETag` (comma-separated, or `*`): when one names
+        /// the current file (in the form asked: JSON or bytes) the answer is 304 with no body,
+        /// and storage is not read.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
     ) -> Result<FileDownload, ApiError> {
         environment(&caller, Some(&environment_slug))?;
         let lookup = FileLookup::from_params(slug.as_deref(), tag.as_deref(), filename.as_deref());
         let accept = request.headers().get(poem::http::header::ACCEPT).and_then(|v| v.to_str().ok());
-        if !wants_octet_stream(accept) {
-            return Ok(FileDownload::Json(file_response(self.jade.file(&environment_slug, lookup).await?).await?));
+        let octet_stream = wants_octet_stream(accept);
+        let file = self.jade.find_file_to_read(&environment_slug, lookup).await?;
+        // The JSON answer and the bytes are two representations: two tags.
+        let etag = ETag::digest("f", &file.version(), if octet_stream { "b" } else { "j" });
+        if let Some(matched) = conditional::not_modified(if_none_match.as_deref(), &etag) {
+            return Ok(FileDownload::NotModified(matched));
         }
-        let (file, contents) = self.jade.file_bytes(&environment_slug, lookup).await?;
+        if !octet_stream {
+            let response = file_response(self.jade.open_file(file).await?).await?;
+            return Ok(FileDownload::Json { response, etag });
+        }
+        let contents = self.jade.open_file_bytes(&file).await?;
         let len = contents.len;
         let blob =
             contents.into_blob().await.map_err(|e| ApiError::from(Error::internal("reading a spooled file", e)))?;
-        Ok(FileDownload::Bytes { body: body::raw(blob.body), len, filename: file.filename })
+        Ok(FileDownload::Bytes { body: body::raw(blob.body), len, filename: file.filename, etag })
     }
 
     /// Replace a file, rename its tag, or both.

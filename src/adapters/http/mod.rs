@@ -4,6 +4,8 @@
 mod artifacts;
 mod body;
 mod catalog;
+mod compress;
+mod conditional;
 mod datacoves;
 mod document;
 mod dto;
@@ -234,6 +236,7 @@ pub fn app(jade: Jade) -> impl Endpoint<Output = Response> {
         .before(params::refuse_control_characters)
         .before(legacy_paths)
         .with(error::ErrorEnvelope(compat))
+        .with(compress::Compression)
         .around(observe::observe)
 }
 

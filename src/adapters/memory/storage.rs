@@ -1,17 +1,19 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, Stat, StorageError};
 
 /// Objects in a map. `set_failing` makes every call fail as a stopped server would;
-/// `fail_puts_containing` makes only the puts of matching keys fail.
+/// `fail_puts_containing` makes only the puts of matching keys fail. Each put gets a new
+/// number, the object's version.
 #[derive(Default)]
 pub struct MemoryStorage {
-    objects: Mutex<HashMap<String, Bytes>>,
+    objects: Mutex<HashMap<String, (Bytes, u64)>>,
+    puts: AtomicU64,
     failing: AtomicBool,
     failing_puts: Mutex<Option<String>>,
 }
@@ -53,14 +55,22 @@ impl BlobStorage for MemoryStorage {
                 Bytes::from(tokio::fs::read(&path).await.map_err(|e| StorageError::Backend(e.to_string()))?)
             }
         };
-        self.objects.lock().unwrap().insert(key.to_owned(), bytes);
+        let version = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+        self.objects.lock().unwrap().insert(key.to_owned(), (bytes, version));
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Blob, StorageError> {
         self.check()?;
-        let bytes = self.objects.lock().unwrap().get(key).cloned().ok_or(StorageError::NotFound)?;
+        let (bytes, _) = self.objects.lock().unwrap().get(key).cloned().ok_or(StorageError::NotFound)?;
         Ok(Blob { len: Some(bytes.len() as u64), body: Box::pin(futures::stream::once(async move { Ok(bytes) })) })
+    }
+
+    async fn stat(&self, key: &str) -> Result<Stat, StorageError> {
+        self.check()?;
+        let objects = self.objects.lock().unwrap();
+        let (bytes, version) = objects.get(key).ok_or(StorageError::NotFound)?;
+        Ok(Stat { len: bytes.len() as u64, version: format!("put-{version}") })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncReadExt;
 
-use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, Stat, StorageError};
 
 use super::remote::{chain, idle_timeout, truncate};
 
@@ -271,6 +271,19 @@ impl BlobStorage for AzureBlobStorage {
                 .try_flatten()
                 .map_err(|e| std::io::Error::other(truncate(format!("blob body: {}", describe(&e)))));
             return Ok(Blob { len: Some(len), body: idle_timeout(chunks.boxed(), BODY_IDLE_TIMEOUT, "blob") });
+        }
+    }
+
+    async fn stat(&self, key: &str) -> Result<Stat, StorageError> {
+        let blob = self.blob_client(key)?;
+        match blob.get_properties().await {
+            Ok(response) => {
+                let properties = response.blob.properties;
+                let version = properties.etag.to_string().trim_matches('"').to_owned();
+                Ok(Stat { len: properties.content_length, version })
+            }
+            Err(e) if is_blob_not_found(&e) => Err(StorageError::NotFound),
+            Err(e) => Err(backend("get properties", &e)),
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use async_trait::async_trait;
 use tokio_util::io::ReaderStream;
 
-use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, Stat, StorageError};
 
 /// Stores objects as files under `root`. A key maps to `root/<key>` (one leading `/`
 /// dropped); a key with an empty, `.` or `..` segment is refused, so nothing is ever read
@@ -77,6 +77,21 @@ fn walk(directory: &Path, base: &str, out: &mut Vec<String>) -> std::io::Result<
     Ok(())
 }
 
+/// Size, modification time (ns) and inode: a put renames a new file into place, so the inode
+/// changes with every put even when the clock is coarse.
+fn version(metadata: &std::fs::Metadata) -> String {
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_nanos());
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(metadata);
+    #[cfg(not(unix))]
+    let inode = 0;
+    format!("{}-{modified}-{inode}", metadata.len())
+}
+
 fn backend(error: std::io::Error) -> StorageError {
     StorageError::Backend(error.to_string())
 }
@@ -131,6 +146,18 @@ impl BlobStorage for FsStorage {
             return Err(StorageError::NotFound);
         }
         Ok(Blob { len: Some(metadata.len()), body: Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)) })
+    }
+
+    async fn stat(&self, key: &str) -> Result<Stat, StorageError> {
+        let metadata = match tokio::fs::metadata(self.path(key)?).await {
+            Ok(metadata) if metadata.is_file() => metadata,
+            Ok(_) => return Err(StorageError::NotFound),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                return Err(StorageError::NotFound);
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        Ok(Stat { len: metadata.len(), version: version(&metadata) })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

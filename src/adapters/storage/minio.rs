@@ -20,7 +20,7 @@ use minio::s3::types::{BucketName, ObjectKey, S3Api, ToStream};
 use minio::s3::{MinioClient, MinioClientBuilder};
 use tokio_util::io::ReaderStream;
 
-use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, Stat, StorageError};
 
 use super::remote::{chain, idle_timeout, truncate};
 
@@ -171,6 +171,32 @@ impl BlobStorage for MinioStorage {
             std::io::Error::other(truncate(format!("minio body: {}", chain(&e))))
         });
         Ok(Blob { len, body: idle_timeout(stream.boxed(), BODY_IDLE_TIMEOUT, "minio") })
+    }
+
+    async fn stat(&self, key: &str) -> Result<Stat, StorageError> {
+        use minio::s3::response_traits::HasS3Fields;
+        let object = Self::object_key(key)?;
+        let response = timed(REQUEST_TIMEOUT, "stat", async {
+            self.client.stat_object(&self.bucket, object).map_err(MinioError::from)?.build().send().await
+        })
+        .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(Failure::Minio(e)) if matches!(s3_code(&e), Some(MinioErrorCode::NoSuchKey)) => {
+                return Err(StorageError::NotFound);
+            }
+            Err(e) => return Err(e.into_storage("stat")),
+        };
+        // Read from the HEAD answer's own headers: an S3 server need not send the
+        // `x-amz-object-size` the crate's accessor reads.
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let len = header("content-length").and_then(|l| l.parse().ok()).unwrap_or_default();
+        let version = match (header("etag"), header("last-modified")) {
+            (Some(etag), _) if !etag.is_empty() => etag.trim_matches('"').to_owned(),
+            (_, Some(modified)) => format!("{len}-{modified}"),
+            _ => return Err(StorageError::Backend("minio stat: the object has no ETag".into())),
+        };
+        Ok(Stat { len, version })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -21,7 +21,7 @@ use aws_sdk_s3::primitives::{ByteStream as S3Body, Length};
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use futures::StreamExt;
 
-use crate::ports::storage::{Blob, BlobSource, BlobStorage, StorageError};
+use crate::ports::storage::{Blob, BlobSource, BlobStorage, Stat, StorageError};
 
 use super::remote::{chain, idle_timeout, truncate};
 
@@ -213,6 +213,25 @@ impl BlobStorage for S3Storage {
             }
         });
         Ok(Blob { len, body: idle_timeout(body.boxed(), BODY_IDLE_TIMEOUT, "s3") })
+    }
+
+    async fn stat(&self, key: &str) -> Result<Stat, StorageError> {
+        check_key(key)?;
+        let output = match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(output) => output,
+            // A HEAD answer has no body, so no error code: its 404 is the object missing.
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) || http_status(&e) == Some(404) => {
+                return Err(StorageError::NotFound);
+            }
+            Err(e) => return Err(backend("head", &e)),
+        };
+        let len = output.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or_default();
+        let version = match (output.e_tag(), output.last_modified()) {
+            (Some(etag), _) => etag.trim_matches('"').to_owned(),
+            (None, Some(modified)) => format!("{len}-{modified}"),
+            (None, None) => return Err(StorageError::Backend("s3 head: the object has no ETag".into())),
+        };
+        Ok(Stat { len, version })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
