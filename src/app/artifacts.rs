@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::{Jade, STORAGE_WRITE_FAILED, Spooled, backend, lookup_failed};
-use crate::app::{FoundManifest, ManifestUpload};
 use crate::app::manifests::storage_read_failed;
+use crate::app::{FoundManifest, ManifestUpload};
 use crate::domain::Error;
 use crate::domain::artifact::{self, ArtifactPath, ArtifactRun};
 use crate::domain::catalog::Environment;

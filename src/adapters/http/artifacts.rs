@@ -72,20 +72,23 @@ impl ApiResponse for ArtifactBody {
     fn meta() -> MetaResponses {
         let media = |content_type, schema| MetaMediaType { content_type, schema };
         MetaResponses {
-            responses: vec![MetaResponse {
-                description: "With `API_COMPAT=jade`: `{\"data\": \"<the file as a string>\"}`. With \
+            responses: vec![
+                MetaResponse {
+                    description: "With `API_COMPAT=jade`: `{\"data\": \"<the file as a string>\"}`. With \
                               `API_COMPAT=dbt-cloud`: the file itself, JSON artifacts as `application/json`, \
                               others as text or bytes by their extension.",
-                status: Some(200),
-                status_range: None,
-                content: vec![
-                    media(JSON, <Document<Data<String>> as Payload>::schema_ref()),
-                    media(TEXT, <PlainText<String> as Payload>::schema_ref()),
-                    media(HTML, <PlainText<String> as Payload>::schema_ref()),
-                    media(OCTET_STREAM, <Binary<Body> as Payload>::schema_ref()),
-                ],
-                headers: vec![conditional::etag_header()],
-            }, conditional::not_modified_response()],
+                    status: Some(200),
+                    status_range: None,
+                    content: vec![
+                        media(JSON, <Document<Data<String>> as Payload>::schema_ref()),
+                        media(TEXT, <PlainText<String> as Payload>::schema_ref()),
+                        media(HTML, <PlainText<String> as Payload>::schema_ref()),
+                        media(OCTET_STREAM, <Binary<Body> as Payload>::schema_ref()),
+                    ],
+                    headers: vec![conditional::etag_header()],
+                },
+                conditional::not_modified_response(),
+            ],
         }
     }
 

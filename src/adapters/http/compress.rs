@@ -133,7 +133,8 @@ impl<E: Endpoint> Endpoint for CompressionEndpoint<E> {
 
     async fn call(&self, request: Request) -> poem::Result<Response> {
         let head = request.method() == Method::HEAD;
-        let coding = negotiate(request.headers().get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()));
+        let coding =
+            negotiate(request.headers().get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()));
         let response = match self.inner.call(request).await {
             Ok(response) => response.into_response(),
             Err(error) => error.into_response(),
@@ -258,12 +259,11 @@ fn compressed(chunks: Chunks, coding: Coding) -> Body {
 
 /// Adds `Accept-Encoding` to `Vary` unless it is there.
 fn vary(headers: &mut HeaderMap) {
-    let present = headers.get_all(header::VARY).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
-        |name| {
+    let present =
+        headers.get_all(header::VARY).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|name| {
             let name = name.trim();
             name == "*" || name.eq_ignore_ascii_case("accept-encoding")
-        },
-    );
+        });
     if !present {
         headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
@@ -386,9 +386,12 @@ mod tests {
         let head = encode(Response::builder().body(body()), Some(Coding::Zstd), true).await;
         assert!(!head.headers().contains_key(header::CONTENT_ENCODING));
         assert_eq!(head.headers()[header::VARY], "accept-encoding");
-        let not_modified =
-            encode(Response::builder().status(StatusCode::NOT_MODIFIED).header(header::ETAG, "\"x\"").finish(), Some(Coding::Zstd), false)
-                .await;
+        let not_modified = encode(
+            Response::builder().status(StatusCode::NOT_MODIFIED).header(header::ETAG, "\"x\"").finish(),
+            Some(Coding::Zstd),
+            false,
+        )
+        .await;
         assert_eq!(not_modified.headers()[header::ETAG], "\"x\"");
         assert_eq!(not_modified.headers()[header::VARY], "accept-encoding");
         let encoded = Response::builder().header(header::CONTENT_ENCODING, "br").body(body());
@@ -451,4 +454,5 @@ mod tests {
                 assert!(best > 100.0, "zstd compressed at {best:.0} MB/s at best");
             }
         }
+    }
 }

@@ -115,9 +115,10 @@ impl poem::IntoResponse for FileDownload {
                 .header(CONTENT_DISPOSITION, content_disposition(&filename))
                 .header(ETAG, etag.header())
                 .body(body),
-            FileDownload::NotModified(etag) => {
-                poem::Response::builder().status(poem::http::StatusCode::NOT_MODIFIED).header(ETAG, etag.header()).finish()
-            }
+            FileDownload::NotModified(etag) => poem::Response::builder()
+                .status(poem::http::StatusCode::NOT_MODIFIED)
+                .header(ETAG, etag.header())
+                .finish(),
         }
     }
 }
