@@ -10,6 +10,7 @@ use std::path::Path;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use support::seed::{ACME, GLOBEX};
+use support::transfer::{self, answers_not_modified, sent_compressed};
 use support::{Backend, Scenario, TestJade, message};
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/manifest.json");
@@ -22,6 +23,7 @@ on_every_backend!(
     several_files_are_stored_together,
     a_new_tag_renames_a_file_and_moves_its_body,
     binary_files_answer_valid_json_or_their_exact_bytes,
+    manifests_and_files_are_sent_compressed_and_conditionally,
 );
 
 /// A msgpack-like blob, as dbt's `partial_parse.msgpack`: bytes 0x80-0xFF that are not
@@ -717,4 +719,122 @@ mod a_stopped_storage_server_answers_422_and_writes_no_row {
     async fn blob() {
         super::a_stopped_storage_server_answers_422_and_writes_no_row(Backend::Blob).await
     }
+}
+
+/// The id of the newest manifest row.
+async fn newest_manifest(jade: &TestJade) -> i64 {
+    let client = support::connect(&jade.seeded.jade_db).await;
+    client.query_one("SELECT max(id) FROM manifests", &[]).await.unwrap().get(0)
+}
+
+/// Contract §8: manifests and files over 1 KiB go out compressed as asked (the stored bytes
+/// again once decoded), smaller ones as they are; each carries a strong ETag, and
+/// `If-None-Match` with it answers 304 from the row alone: with the stored bodies removed
+/// behind Jade's back, the 304 still comes.
+async fn manifests_and_files_are_sent_compressed_and_conditionally(backend: Backend) {
+    let jade = TestJade::with_storage(Scenario::default(), backend, &[]).await;
+    let (status, ..) = post(&jade, "/api/v2/datacoves/manifests", manifest_form("dev123", FIXTURE)).await;
+    assert_eq!(status, 201);
+    let id = newest_manifest(&jade).await;
+    let directory = format!("accounts/1/environments/dev123/manifests/{id}");
+    let full = jade.storage.object(&format!("{directory}/manifest.json")).await.unwrap();
+    let trimmed = jade.storage.object(&format!("{directory}/manifest.trimmed.json")).await.unwrap();
+    assert!(full == FIXTURE);
+
+    let reads = [
+        ("/api/v2/datacoves/manifests?environment_slug=dev123&trimmed=false", &full, "f"),
+        ("/api/v2/datacoves/manifests?environment_slug=dev123", &trimmed, "t"),
+        ("/api/internal/manifests?environment_slug=dev123&trimmed=false", &full, "f"),
+        ("/api/v2/datacoves/projects/analytics/latest-manifest", &trimmed, "t"),
+        ("/api/internal/projects/analytics/latest-manifest?trimmed=false", &full, "f"),
+    ];
+    for (path, stored, form) in &reads {
+        let etag = sent_compressed(&jade, ACME, path, &[], stored).await;
+        assert_eq!(etag, format!("\"m{id}-{form}\""), "{path}");
+        answers_not_modified(&jade, ACME, path, &[], &etag).await;
+    }
+    // Small answers go out as they are, though they vary.
+    let small = br#"{"metadata": {"v": 1}, "nodes": {}}"#;
+    let (status, ..) = post(&jade, "/api/v2/datacoves/manifests", manifest_form("prod123", small)).await;
+    assert_eq!(status, 201);
+    let answer =
+        transfer::get(&jade, ACME, "/api/v2/datacoves/manifests?environment_slug=prod123", &[("accept-encoding", "gzip")])
+            .await;
+    assert_eq!((answer.status, answer.header("content-encoding")), (200, None));
+    assert!(answer.varies_by_encoding());
+    assert_eq!(serde_json::from_slice::<Value>(&answer.wire).unwrap(), json!({"metadata": {"v": 1}, "nodes": {}}));
+
+    // A new upload is a new ETag; the old one no longer answers 304.
+    let old = format!("\"m{id}-t\"");
+    let (status, ..) = post(&jade, "/api/v2/datacoves/manifests", manifest_form("dev123", FIXTURE)).await;
+    assert_eq!(status, 201);
+    let newer = newest_manifest(&jade).await;
+    let path = "/api/v2/datacoves/manifests?environment_slug=dev123";
+    let answer = transfer::conditional(&jade, ACME, path, &[], &old).await;
+    assert_eq!((answer.status, answer.etag()), (200, format!("\"m{newer}-t\"").as_str()));
+    assert!(answer.wire == trimmed.as_slice());
+
+    // 304 reads nothing from storage: the bodies are gone, the row still answers.
+    let directory = format!("accounts/1/environments/dev123/manifests/{newer}");
+    for key in ["manifest.json", "manifest.trimmed.json"] {
+        jade.storage.delete(&format!("{directory}/{key}")).await;
+    }
+    for (path, form) in [(path, "t"), ("/api/v2/datacoves/projects/analytics/latest-manifest?trimmed=false", "f")] {
+        let etag = format!("\"m{newer}-{form}\"");
+        assert_eq!(transfer::conditional(&jade, ACME, path, &[], &etag).await.status, 304, "{path}");
+        assert_eq!(transfer::get(&jade, ACME, path, &[]).await.status, 404, "{path}: the body is gone");
+    }
+
+    // Files: a large JSON file, as JSON and as its bytes (two representations, two tags).
+    let base = "/api/v2/datacoves/environments/dev123/files";
+    let (status, body, _) = post(&jade, base, file_form("big", FIXTURE, "manifest.json")).await;
+    assert_eq!(status, 201, "{body}");
+    let slug = serde_json::from_str::<Value>(&body).unwrap()["data"]["slug"].as_str().unwrap().to_owned();
+    let octet = [("accept", "application/octet-stream")];
+    let url = format!("{base}?tag=big");
+    let bytes_etag = sent_compressed(&jade, ACME, &url, &octet, FIXTURE).await;
+    let as_json = transfer::get(&jade, ACME, &url, &[]).await;
+    let parsed: Value = serde_json::from_slice(&as_json.wire).unwrap();
+    assert_eq!(parsed["data"]["contents"], serde_json::from_slice::<Value>(FIXTURE).unwrap());
+    let json_etag = sent_compressed(&jade, ACME, &url, &[], &as_json.wire).await;
+    assert_ne!(bytes_etag, json_etag);
+    answers_not_modified(&jade, ACME, &url, &octet, &bytes_etag).await;
+    answers_not_modified(&jade, ACME, &format!("{base}?slug={slug}"), &[], &json_etag).await;
+    let crossed = transfer::conditional(&jade, ACME, &url, &[], &bytes_etag).await;
+    assert_eq!((crossed.status, crossed.etag()), (200, json_etag.as_str()), "the bytes' tag is not the JSON's");
+
+    // A small file goes out as it is, its length declared.
+    let blob = binary_blob();
+    let (status, ..) = post(&jade, base, file_form("small", &blob, "partial_parse.msgpack")).await;
+    assert_eq!(status, 201);
+    let answer =
+        transfer::get(&jade, ACME, &format!("{base}?tag=small"), &[octet[0], ("accept-encoding", "zstd")]).await;
+    assert_eq!((answer.status, answer.header("content-encoding")), (200, None));
+    assert_eq!(answer.header("content-length"), Some(blob.len().to_string().as_str()));
+    assert!(answer.wire == blob && answer.varies_by_encoding());
+
+    // A new version of the tag: new tags; the old ones answer 200.
+    let changed = [FIXTURE, b"\n"].concat();
+    let (status, ..) = post(&jade, base, file_form("big", &changed, "manifest.json")).await;
+    assert_eq!(status, 201);
+    for (old, extra) in [(&bytes_etag, &octet[..]), (&json_etag, &[][..])] {
+        let answer = transfer::conditional(&jade, ACME, &url, extra, old).await;
+        assert_eq!(answer.status, 200);
+        assert_ne!(answer.etag(), old.as_str());
+    }
+    let current = transfer::get(&jade, ACME, &url, &octet).await;
+    assert!(current.wire == changed);
+    let current_etag = current.etag().to_owned();
+
+    // 304 reads nothing from storage: the body is gone, the row still answers.
+    let new_slug = serde_json::from_slice::<Value>(&transfer::get(&jade, ACME, &url, &[]).await.wire).unwrap()["data"]
+        ["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    jade.storage.delete(&jade.body_key(&new_slug).await.unwrap()).await;
+    assert_eq!(transfer::conditional(&jade, ACME, &url, &octet, &current_etag).await.status, 304);
+    let gone = transfer::get(&jade, ACME, &url, &octet).await;
+    assert_eq!(gone.status, 404);
+    jade.stop().await;
 }

@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod seed;
 pub mod servers;
 pub mod storage;
+pub mod transfer;
 pub mod verify;
 
 use std::collections::HashMap;
