@@ -119,6 +119,8 @@ async fn behaviour_suite(storage: &dyn BlobStorage) {
     assert_not_found(storage, key).await;
     delete(storage, key).await;
 
+    stat(storage).await;
+
     // Empty body.
     let key = "accounts/1/empty.json";
     put(storage, key, BlobSource::Bytes(Bytes::new())).await;
@@ -169,6 +171,42 @@ async fn behaviour_suite(storage: &dyn BlobStorage) {
     }
 
     listing(storage).await;
+}
+
+/// `stat(key)`: the size and a version from metadata alone; a put of other bytes changes the
+/// version, reading does not; a missing key is `NotFound`.
+async fn stat(storage: &dyn BlobStorage) {
+    let name = storage.backend();
+    let files = tempfile::tempdir().expect("tempdir");
+    let key = "/environments/dev/files/t/stat me.json";
+    match storage.stat(key).await {
+        Err(StorageError::NotFound) => {}
+        other => panic!("{name}: stat of a missing key: {other:?}"),
+    }
+    let stat = |what: &'static str| async move {
+        storage.stat(key).await.unwrap_or_else(|e| panic!("{name}: stat {what}: {e}"))
+    };
+    put(storage, key, BlobSource::Bytes(Bytes::from_static(b"{\"v\":1}"))).await;
+    let first = stat("after a put").await;
+    assert_eq!(first.len, 7, "{name}");
+    assert!(!first.version.is_empty(), "{name}: an empty version");
+    assert_content(storage, key, b"{\"v\":1}").await;
+    assert_eq!(stat("after a read").await, first, "{name}: a read changed the version");
+    // Other bytes of the same size, then of another size from a file.
+    put(storage, key, BlobSource::Bytes(Bytes::from_static(b"{\"v\":2}"))).await;
+    let second = stat("after a second put").await;
+    assert_eq!(second.len, 7, "{name}");
+    assert_ne!(second.version, first.version, "{name}: the version did not change with the bytes");
+    let body = pattern(5000, 9);
+    put(storage, key, write_file(files.path(), "stat", &body)).await;
+    let third = stat("after a put of a file").await;
+    assert_eq!(third.len, 5000, "{name}");
+    assert!(third.version != first.version && third.version != second.version, "{name}");
+    delete(storage, key).await;
+    match storage.stat(key).await {
+        Err(StorageError::NotFound) => {}
+        other => panic!("{name}: stat after delete: {other:?}"),
+    }
 }
 
 /// `list(prefix)`: every key below the prefix, relative to it, sorted; nested keys included,
@@ -230,6 +268,7 @@ async fn server_stopped(storage: &dyn BlobStorage, server: &mut Server, secret: 
         ("put bytes", Box::pin(storage.put(key, BlobSource::Bytes(Bytes::from_static(b"after"))))),
         ("put file", Box::pin(storage.put(key, file))),
         ("get", Box::pin(async { storage.get(key).await.map(|_| ()) })),
+        ("stat", Box::pin(async { storage.stat(key).await.map(|_| ()) })),
         ("delete", Box::pin(storage.delete(key))),
         ("list", Box::pin(async { storage.list("/environments/dev/files/t/").await.map(|_| ()) })),
         ("ping", Box::pin(storage.ping())),
