@@ -10,6 +10,7 @@ mod support;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use support::seed::{ACME, GLOBEX};
+use support::transfer::{self, answers_not_modified, sent_compressed};
 use support::{Backend, Scenario, TestJade, message};
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/manifest.json");
@@ -18,7 +19,10 @@ const RUN_RESULTS: &[u8] =
 const CATALOG: &[u8] = br#"{"metadata": {}, "nodes": {"model.a": {"columns": {}}}, "sources": {}}"#;
 const COMPILED: &[u8] = b"select \"id\",\n\t'\xc3\xa9t\xc3\xa9' as summer\nfrom raw.orders -- \\ done\n";
 
-on_every_backend!(a_target_directory_is_uploaded_listed_served_and_replaced);
+on_every_backend!(
+    a_target_directory_is_uploaded_listed_served_and_replaced,
+    artifacts_are_sent_compressed_and_conditionally,
+);
 
 /// The dbt `target/` set every test uploads: (path, body).
 fn target() -> Vec<(&'static str, &'static [u8])> {
@@ -162,6 +166,62 @@ async fn a_target_directory_is_uploaded_listed_served_and_replaced(backend: Back
     jade.stop().await;
 }
 
+/// Contract §8 for artifacts: over 1 KiB compressed as asked, a strong ETag from the stored
+/// object's version (the manifest's from its row), 304 for it, a new one after a re-upload.
+async fn artifacts_are_sent_compressed_and_conditionally(backend: Backend) {
+    let jade = TestJade::with_storage(Scenario::default(), backend, &[]).await;
+    let (id, dag_id, run_id) = a_run(&jade, 1).await;
+    let mut files = target();
+    files.push(("catalog_big.json", FIXTURE));
+    let (status, body) =
+        post(&jade, ACME, "/api/v2/datacoves/artifacts", form("dev123", &dag_id, &run_id, &files)).await;
+    assert_eq!(status, 201, "{body}");
+
+    let mut tags = Vec::new();
+    for path in ["catalog_big.json", "manifest.json"] {
+        let url = format!("/api/v2/accounts/1/runs/{id}/artifacts/{path}");
+        // `{"data": "<the file>"}`: what the identity answer holds, compared byte for byte.
+        let plain = transfer::get(&jade, ACME, &url, &[]).await;
+        let wrapped: Value = serde_json::from_slice(&plain.wire).unwrap();
+        assert!(wrapped["data"].as_str().unwrap().as_bytes() == FIXTURE, "{backend:?}: {path}");
+        let etag = sent_compressed(&jade, ACME, &url, &[], &plain.wire).await;
+        answers_not_modified(&jade, ACME, &url, &[], &etag).await;
+        tags.push(etag);
+    }
+    assert_ne!(tags[0], tags[1]);
+    // The run's manifest as an artifact is another representation than on the manifest route.
+    let manifest = transfer::get(&jade, ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&trimmed=false", &[]).await;
+    assert_ne!(manifest.etag(), tags[1]);
+    // Small artifacts go out as they are.
+    let url = format!("/api/v2/accounts/1/runs/{id}/artifacts/run_results.json");
+    let small = transfer::get(&jade, ACME, &url, &[("accept-encoding", "gzip, zstd")]).await;
+    assert_eq!((small.status, small.header("content-encoding")), (200, None));
+    assert!(small.varies_by_encoding());
+    let small_etag = small.etag().to_owned();
+    answers_not_modified(&jade, ACME, &url, &[], &small_etag).await;
+
+    // Uploaded again with other bytes: a new tag, the old one answers 200 with the new body.
+    let url = format!("/api/v2/accounts/1/runs/{id}/artifacts/catalog_big.json");
+    let changed = [FIXTURE, b" "].concat();
+    let again: &[(&str, &[u8])] = &[("catalog_big.json", &changed)];
+    let (status, _) = post(&jade, ACME, "/api/v2/datacoves/artifacts", form("dev123", &dag_id, &run_id, again)).await;
+    assert_eq!(status, 201);
+    let answer = transfer::conditional(&jade, ACME, &url, &[], &tags[0]).await;
+    assert_eq!(answer.status, 200, "{backend:?}: the old tag still matched");
+    assert_ne!(answer.etag(), tags[0]);
+    let wrapped: Value = serde_json::from_slice(&answer.wire).unwrap();
+    assert!(wrapped["data"].as_str().unwrap().as_bytes() == changed.as_slice());
+    let current = answer.etag().to_owned();
+    assert_eq!(transfer::conditional(&jade, ACME, &url, &[], &current).await.status, 304);
+    // Removed behind Jade's back: the stat finds nothing, so no 304 but 404.
+    jade.storage.delete(&run_key(&dag_id, &run_id, "catalog_big.json")).await;
+    assert_eq!(transfer::conditional(&jade, ACME, &url, &[], &current).await.status, 404);
+    // Errors answer no ETag.
+    let missing = transfer::conditional(&jade, ACME, &url, &[], "*").await;
+    assert_eq!((missing.status, missing.header("etag")), (404, None));
+    jade.stop().await;
+}
+
 #[tokio::test]
 async fn artifacts_are_the_files_themselves_in_dbt_cloud_mode() {
     let jade = TestJade::with_storage(Scenario::default(), Backend::S3, &[("API_COMPAT", "dbt-cloud")]).await;
@@ -182,6 +242,14 @@ async fn artifacts_are_the_files_themselves_in_dbt_cloud_mode() {
         };
         assert!(content_type.starts_with(expected_type), "{path}: {content_type}");
     }
+    // Compressed, they decode to the stored bytes exactly; a 304 for their tag.
+    let url = format!("/api/v2/accounts/1/runs/{id}/artifacts/manifest.json");
+    let etag = sent_compressed(&jade, ACME, &url, &[], FIXTURE).await;
+    answers_not_modified(&jade, ACME, &url, &[], &etag).await;
+    let url = format!("/api/v2/accounts/1/runs/{id}/artifacts/graph.gpickle");
+    let small = transfer::get(&jade, ACME, &url, &[("accept-encoding", "zstd")]).await;
+    assert_eq!(small.header("content-encoding"), None);
+    answers_not_modified(&jade, ACME, &url, &[], small.etag()).await;
     // JSON artifacts decode as themselves, as dbtc and Airflow's operator read them.
     let (_, _, body) = raw(&jade, &format!("/api/v2/accounts/1/runs/{id}/artifacts/run_results.json")).await;
     let decoded: Value = serde_json::from_slice(&body).unwrap();
@@ -343,12 +411,20 @@ async fn the_document_declares_every_artifact_route_and_status() {
     };
     let reads = ["200", "400", "401", "404", "413", "422", "503"];
     assert_eq!(statuses("/api/v2/accounts/{account_id}/runs/{run_id}/artifacts", "get"), reads);
-    assert_eq!(statuses("/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{path}", "get"), reads);
+    let conditional = ["200", "304", "400", "401", "404", "413", "422", "503"];
+    assert_eq!(statuses("/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{path}", "get"), conditional);
     let upload = ["201", "400", "401", "404", "413", "415", "422", "503"];
     assert_eq!(statuses("/api/v2/datacoves/artifacts", "post"), upload);
     assert_eq!(statuses("/api/internal/artifacts", "post"), upload);
     let route = &spec["paths"]["/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{path}"]["get"];
     let content = route["responses"]["200"]["content"].as_object().unwrap();
     assert!(content.contains_key("application/json") && content.contains_key("text/plain; charset=utf-8"));
+    // Conditional reads: the request header, the tag, and 304 with it.
+    let parameter = route["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "If-None-Match").unwrap();
+    assert_eq!(parameter["in"], "header");
+    assert!(parameter["description"].as_str().unwrap().contains("304"));
+    for status in ["200", "304"] {
+        assert!(route["responses"][status]["headers"]["etag"]["description"].is_string(), "{status}");
+    }
     jade.stop().await;
 }
