@@ -190,7 +190,8 @@ async fn artifacts_are_sent_compressed_and_conditionally(backend: Backend) {
     }
     assert_ne!(tags[0], tags[1]);
     // The run's manifest as an artifact is another representation than on the manifest route.
-    let manifest = transfer::get(&jade, ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&trimmed=false", &[]).await;
+    let manifest =
+        transfer::get(&jade, ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&trimmed=false", &[]).await;
     assert_ne!(manifest.etag(), tags[1]);
     // Small artifacts go out as they are.
     let url = format!("/api/v2/accounts/1/runs/{id}/artifacts/run_results.json");

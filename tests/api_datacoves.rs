@@ -757,9 +757,13 @@ async fn manifests_and_files_are_sent_compressed_and_conditionally(backend: Back
     let small = br#"{"metadata": {"v": 1}, "nodes": {}}"#;
     let (status, ..) = post(&jade, "/api/v2/datacoves/manifests", manifest_form("prod123", small)).await;
     assert_eq!(status, 201);
-    let answer =
-        transfer::get(&jade, ACME, "/api/v2/datacoves/manifests?environment_slug=prod123", &[("accept-encoding", "gzip")])
-            .await;
+    let answer = transfer::get(
+        &jade,
+        ACME,
+        "/api/v2/datacoves/manifests?environment_slug=prod123",
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
     assert_eq!((answer.status, answer.header("content-encoding")), (200, None));
     assert!(answer.varies_by_encoding());
     assert_eq!(serde_json::from_slice::<Value>(&answer.wire).unwrap(), json!({"metadata": {"v": 1}, "nodes": {}}));

@@ -101,6 +101,81 @@ async fn metrics_are_served_apart_from_the_api_with_route_templates_for_labels()
     .expect("the test finished in time");
 }
 
+/// The sum of a storage counter of the `blob` backend over its other labels: operations
+/// counted by their latency histogram, or bytes.
+fn blob_counter(text: &str, series: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{series}{{")))
+        .filter(|line| line.contains(r#"backend="blob""#) && line.contains(label))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Contract §8: a 304 reads nothing from storage. The Azure Blob backend is used by no other
+/// test of this binary, so its `jade_storage_*` counters move only with this test's requests:
+/// a conditional read that matches opens no stored body (manifests and files do not even ask
+/// storage; an artifact costs one metadata read, its only record).
+#[tokio::test]
+async fn a_304_reads_no_stored_body() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let jade = TestJade::with_storage(Scenario::default(), support::Backend::Blob, &[]).await;
+        let metrics = jade::startup::spawn_metrics("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let metrics_url = format!("{}/metrics", metrics.url());
+        let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+        let run = &runs["data"][1];
+        let (run, dag_id, run_id) =
+            (run["id"].as_i64().unwrap(), run["dag_id"].as_str().unwrap(), run["dag_run_run_id"].as_str().unwrap());
+        let send = |path: &str, form: Form| jade.client.post(jade.url(path)).bearer_auth(ACME).multipart(form).send();
+        let manifest = Part::bytes(br#"{"metadata": {}, "nodes": {}}"#.to_vec()).file_name("manifest.json");
+        let created =
+            send("/api/v2/datacoves/manifests", Form::new().text("environment_slug", "dev123").part("file", manifest));
+        assert_eq!(created.await.unwrap().status(), 201);
+        assert_eq!(send("/api/v2/datacoves/environments/dev123/files", file_form()).await.unwrap().status(), 201);
+        let artifact = Part::bytes(br#"{"results": []}"#.to_vec()).file_name("run_results.json");
+        let form = Form::new()
+            .text("environment_slug", "dev123")
+            .text("dag_id", dag_id.to_owned())
+            .text("run_id", run_id.to_owned())
+            .part("file", artifact);
+        assert_eq!(send("/api/v2/datacoves/artifacts", form).await.unwrap().status(), 201);
+
+        let reads = [
+            "/api/v2/datacoves/manifests?environment_slug=dev123".to_owned(),
+            "/api/v2/datacoves/projects/analytics/latest-manifest?trimmed=false".to_owned(),
+            "/api/v2/datacoves/environments/dev123/files?tag=nightly".to_owned(),
+            format!("/api/v2/accounts/1/runs/{run}/artifacts/run_results.json"),
+        ];
+        let mut tags = Vec::new();
+        for path in &reads {
+            let answer = support::transfer::get(&jade, ACME, path, &[]).await;
+            assert_eq!(answer.status, 200, "{path}");
+            tags.push(answer.etag().to_owned());
+        }
+        let count = |text: &str, operation: &str| {
+            blob_counter(text, "jade_storage_operation_duration_seconds_count", &format!("operation=\"{operation}\""))
+        };
+        let before = scrape(&jade.client, &metrics_url).await;
+        assert!(count(&before, "get") >= 4.0, "the plain reads were counted");
+        for (path, tag) in reads.iter().zip(&tags) {
+            let answer = support::transfer::conditional(&jade, ACME, path, &[("accept-encoding", "zstd")], tag).await;
+            assert_eq!(answer.status, 304, "{path}");
+        }
+        let after = scrape(&jade.client, &metrics_url).await;
+        assert_eq!(count(&after, "get"), count(&before, "get"), "a 304 opened a stored body");
+        assert_eq!(count(&after, "stat"), count(&before, "stat") + 1.0, "one metadata read, for the artifact");
+        let read = |text: &str| blob_counter(text, "jade_storage_bytes_total", r#"direction="read""#);
+        assert_eq!(read(&after), read(&before));
+        // The counters do move: a read without the header opens the body.
+        support::transfer::get(&jade, ACME, &reads[3], &[]).await;
+        let again = scrape(&jade.client, &metrics_url).await;
+        assert_eq!(count(&again, "get"), count(&after, "get") + 1.0);
+        metrics.stop().await.unwrap();
+        jade.stop().await;
+    })
+    .await
+    .expect("the test finished in time");
+}
+
 fn request_id(response: &reqwest::Response) -> String {
     response.headers().get("x-request-id").expect("x-request-id echoed").to_str().unwrap().to_owned()
 }

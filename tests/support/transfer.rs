@@ -64,7 +64,13 @@ pub async fn get(jade: &TestJade, token: &str, path: &str, headers: &[(&str, &st
 
 /// What every read route must do with a body over 1 KiB: `expected` is exactly what the
 /// identity answer holds. Answers the plain answer's ETag.
-pub async fn sent_compressed(jade: &TestJade, token: &str, path: &str, extra: &[(&str, &str)], expected: &[u8]) -> String {
+pub async fn sent_compressed(
+    jade: &TestJade,
+    token: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    expected: &[u8],
+) -> String {
     assert!(expected.len() > 1024, "{path}: a body over 1 KiB is needed");
     let plain = get(jade, token, path, extra).await;
     assert_eq!(plain.status, 200, "{path}: {}", String::from_utf8_lossy(&plain.wire));
