@@ -178,6 +178,27 @@ async fn the_openapi_document_lists_every_route_with_parameters_and_schemas() {
             assert_eq!(operation["tags"] == json!(["legacy"]), legacy, "{method} {path}: {}", operation["tags"]);
         }
     }
+    // Conditional reads (contract §8): the request header, the tag on 200 and 304, 304 itself.
+    for path in [
+        "/api/v2/datacoves/manifests",
+        "/api/internal/manifests",
+        "/api/v2/datacoves/projects/{project_slug}/latest-manifest",
+        "/api/internal/projects/{project_slug}/latest-manifest",
+        "/api/v2/datacoves/environments/{environment_slug}/files",
+        "/api/internal/environments/{environment_slug}/files",
+        "/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{path}",
+    ] {
+        let operation = &spec["paths"][path]["get"];
+        let parameters = operation["parameters"].as_array().unwrap();
+        let header = parameters.iter().find(|p| p["name"] == "If-None-Match" && p["in"] == "header");
+        assert!(header.is_some_and(|h| h["required"] == false), "{path}: no If-None-Match");
+        for status in ["200", "304"] {
+            let headers = operation["responses"][status]["headers"].as_object();
+            let etag = headers.and_then(|h| h.iter().find(|(name, _)| name.eq_ignore_ascii_case("etag")));
+            assert!(etag.is_some_and(|(_, h)| h["description"].is_string()), "{path} {status}: no ETag");
+        }
+        assert!(operation["responses"]["304"]["content"].as_object().is_none_or(|c| c.is_empty()), "{path}");
+    }
     let manifest_read = &spec["paths"]["/api/v2/datacoves/manifests"]["get"]["parameters"];
     let slug = manifest_read.as_array().unwrap().iter().find(|p| p["name"] == "environment_slug").unwrap();
     assert_eq!(slug["required"], true);

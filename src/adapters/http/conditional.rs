@@ -106,7 +106,11 @@ pub fn not_modified_response() -> MetaResponse {
         status: Some(304),
         status_range: None,
         content: vec![],
-        headers: vec![etag_header()],
+        headers: vec![MetaHeader {
+            description: Some("The entity tag that matched.".to_owned()),
+            required: true,
+            ..etag_header()
+        }],
     }
 }
 
