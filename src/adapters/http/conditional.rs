@@ -47,14 +47,14 @@ impl ETag {
 pub fn not_modified(if_none_match: Option<&str>, etag: &ETag) -> Option<ETag> {
     let mut rest = if_none_match?;
     loop {
-        rest = rest.trim_start_matches(|c: char| c == ',' || c == ' ' || c == '\t');
+        rest = rest.trim_start_matches([',', ' ', '\t']);
         if rest.is_empty() {
             return None;
         }
-        if let Some(after) = rest.strip_prefix('*') {
-            if after.trim_start_matches([' ', '\t']).is_empty() || after.trim_start().starts_with(',') {
-                return Some(etag.clone());
-            }
+        if let Some(after) = rest.strip_prefix('*')
+            && (after.trim_start().is_empty() || after.trim_start().starts_with(','))
+        {
+            return Some(etag.clone());
         }
         let tagged = rest.strip_prefix("W/").unwrap_or(rest);
         if let Some(quoted) = tagged.strip_prefix('"')
