@@ -424,35 +424,22 @@ mod tests {
         }
     }
 
-    /// The best of three runs over 32 MB of JSON must beat 100 MB/s with zstd, even in a debug
-    /// build (the codecs are optimized in dev builds too, see Cargo.toml); gzip is printed.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn large_bodies_stream_fast() {
-        let original = json(32 << 20);
+    /// A large body goes out compressed chunk by chunk, never gathered whole, and decodes to
+    /// itself. (Its speed is measured by `bench/manifests.sh`, not here.)
+    #[tokio::test]
+    async fn large_bodies_stream_chunk_by_chunk() {
+        let original = json(8 << 20);
         for coding in [Coding::Zstd, Coding::Gzip] {
-            let mut best = 0f64;
-            for _ in 0..3 {
-                let response = Response::builder().body(streamed(original.clone(), 64 * 1024));
-                let started = std::time::Instant::now();
-                let mut stream = encode(response, Some(coding), false).await.into_body().into_bytes_stream();
-                let (mut wire, mut chunks) = (0usize, 0usize);
-                while let Some(chunk) = stream.next().await {
-                    wire += chunk.unwrap().len();
-                    chunks += 1;
-                }
-                let seconds = started.elapsed().as_secs_f64();
-                let rate = original.len() as f64 / seconds / 1e6;
-                eprintln!(
-                    "{coding:?}: {} MiB in {seconds:.3} s = {rate:.0} MB/s, {:.1}x smaller, {chunks} chunks",
-                    original.len() >> 20,
-                    original.len() as f64 / wire as f64
-                );
-                assert!(chunks > 1, "streamed, not whole");
-                best = best.max(rate);
+            let response = Response::builder().body(streamed(original.clone(), 64 * 1024));
+            let mut stream = encode(response, Some(coding), false).await.into_body().into_bytes_stream();
+            let (mut wire, mut chunks) = (Vec::new(), 0usize);
+            while let Some(chunk) = stream.next().await {
+                wire.extend_from_slice(&chunk.unwrap());
+                chunks += 1;
             }
-            if coding == Coding::Zstd {
-                assert!(best > 100.0, "zstd compressed at {best:.0} MB/s at best");
-            }
+            assert!(chunks > 1, "{coding:?}: streamed, not whole");
+            assert!(wire.len() * 4 < original.len(), "{coding:?}: {} bytes on the wire", wire.len());
+            assert!(decode(coding, &wire) == original, "{coding:?}: decodes to the body");
         }
     }
 }
