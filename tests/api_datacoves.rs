@@ -103,6 +103,14 @@ async fn manifests_for_runs_are_served_whole_trimmed_and_as_artifacts(backend: B
         raw(&jade, "/api/v2/datacoves/manifests?environment_slug=dev123&dag_id=daily&trimmed=false").await;
     assert_eq!(status, 200);
     assert!(whole == FIXTURE, "the full manifest round-trips byte for byte");
+    // Both bodies announce their stored length.
+    for trimmed in ["false", "true"] {
+        let path = format!("/api/v2/datacoves/manifests?environment_slug=dev123&dag_id=daily&trimmed={trimmed}");
+        let response = jade.get(ACME, &path).await;
+        let length = response.headers().get("content-length").map(|v| v.to_str().unwrap().to_owned());
+        let body = response.bytes().await.unwrap();
+        assert_eq!(length, Some(body.len().to_string()), "trimmed={trimmed}");
+    }
     let trimmed = jade.json(ACME, "/api/v2/datacoves/manifests?environment_slug=dev123&dag_id=daily", 200).await;
     assert_eq!(trimmed.as_object().unwrap().keys().collect::<Vec<_>>(), ["metadata", "nodes"]);
     assert_eq!(trimmed["metadata"], full["metadata"]);

@@ -183,9 +183,7 @@ impl ArtifactsApi {
         let blob = self.jade.open_artifact(&found).await?;
         Ok(match compat {
             ApiCompat::Jade => ArtifactBody::Ok { body: body::data_string(blob.body), content_type: JSON, etag },
-            ApiCompat::DbtCloud => {
-                ArtifactBody::Ok { body: body::raw(blob.body), content_type: content_type(&path), etag }
-            }
+            ApiCompat::DbtCloud => ArtifactBody::Ok { body: body::raw(blob), content_type: content_type(&path), etag },
         })
     }
 

@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt, stream};
 use poem::Body;
 
-use crate::ports::storage::ByteStream;
+use crate::ports::storage::{Blob, ByteStream};
 
 type Chunks = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
@@ -14,9 +14,46 @@ fn text(bytes: impl Into<Bytes>) -> Chunks {
     Box::pin(stream::once(async move { Ok(bytes) }))
 }
 
-/// The body as stored.
-pub fn raw(body: ByteStream) -> Body {
-    Body::from_bytes_stream(body)
+/// The body as stored, with `Content-Length` when the backend told its size (a body that
+/// then ends short or runs long aborts the answer: the client never takes it as whole).
+pub fn raw(blob: Blob) -> Body {
+    match blob.len {
+        Some(len) => Body::from(http_body_util::combinators::BoxBody::new(Sized {
+            body: std::sync::Mutex::new(blob.body),
+            remaining: len,
+        })),
+        None => Body::from_bytes_stream(blob.body),
+    }
+}
+
+/// A stream of known length, so hyper writes `Content-Length` instead of chunking.
+struct Sized {
+    /// Only ever reached through `&mut` (`get_mut`, no locking): the Mutex makes it `Sync`.
+    body: std::sync::Mutex<ByteStream>,
+    remaining: u64,
+}
+
+impl hyper::body::Body for Sized {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::io::Result<hyper::body::Frame<Bytes>>>> {
+        let body = self.body.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        body.poll_next_unpin(cx).map(|chunk| {
+            chunk.map(|chunk| {
+                let chunk = chunk?;
+                self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+                Ok(hyper::body::Frame::data(chunk))
+            })
+        })
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// `{"data":"<the body as a JSON string>"}`, how the first Jade answered artifacts.

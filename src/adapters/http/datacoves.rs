@@ -63,7 +63,7 @@ impl ManifestResponse {
             return Ok(ManifestResponse::NotModified(matched.header()));
         }
         let blob = jade.open_manifest(&found).await?;
-        Ok(ManifestResponse::Ok(Binary(body::raw(blob.body)), etag.header()))
+        Ok(ManifestResponse::Ok(Binary(body::raw(blob)), etag.header()))
     }
 }
 
@@ -419,7 +419,7 @@ impl DatacovesApi {
         let len = contents.len;
         let blob =
             contents.into_blob().await.map_err(|e| ApiError::from(Error::internal("reading a spooled file", e)))?;
-        Ok(FileDownload::Bytes { body: body::raw(blob.body), len, filename: file.filename, etag })
+        Ok(FileDownload::Bytes { body: body::raw(blob), len, filename: file.filename, etag })
     }
 
     /// Replace a file, rename its tag, or both.
