@@ -514,6 +514,52 @@ async fn refused_manifests_leave_no_row_and_no_object() {
     jade.stop().await;
 }
 
+/// The trimmed form as a reference computes it: each kept member's value, byte for byte, in
+/// the order `members` names them.
+fn reference_trim(body: &[u8], members: [&str; 2]) -> Vec<u8> {
+    let parsed: std::collections::HashMap<String, &serde_json::value::RawValue> = serde_json::from_slice(body).unwrap();
+    let kept: Vec<String> = members.iter().map(|m| format!("\"{m}\":{}", parsed[*m].get())).collect();
+    format!("{{{}}}", kept.join(",")).into_bytes()
+}
+
+#[tokio::test]
+async fn trimmed_manifests_are_byte_identical_to_a_reference_trim_and_bad_bodies_store_nothing() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+    let crafted = format!(
+        r#"{{ "macros": {{"m": "{{{{ x }}}}"}}, "nodes" :
+            {{"model.a\"b": {{"sql": "select \"x\" -- \u00e9\ud83d\ude00 \\", "deep": {deep}, "n": -1.5e+3}}}},
+            "child_map": {{}}, "metadata"  :  {{"dbt_version": "1.7.0", "note": "caf\u00e9 \"quoted\"", "empty": []}} }}"#
+    );
+    let cases: [(&[u8], [&str; 2]); 2] =
+        [(FIXTURE, ["metadata", "nodes"]), (crafted.as_bytes(), ["nodes", "metadata"])];
+    for (n, (body, order)) in cases.into_iter().enumerate() {
+        let tag = format!("reference-{n}");
+        let (status, answer, _) =
+            post(&jade, "/api/v2/datacoves/manifests", manifest_form("dev123", body).text("tag", tag.clone())).await;
+        assert_eq!(status, 201, "{answer}");
+        let (status, trimmed) =
+            raw(&jade, &format!("/api/v2/datacoves/manifests?environment_slug=dev123&tag={tag}")).await;
+        assert_eq!(status, 200);
+        assert!(
+            trimmed == reference_trim(body, order),
+            "case {n}: {}",
+            String::from_utf8_lossy(&trimmed[..200.min(trimmed.len())])
+        );
+    }
+    let objects = stored(jade.storage.dir.path());
+    let rows = count(&jade, "manifests").await;
+    // Cut short, or followed by more than whitespace: 422, nothing stored.
+    for body in [&FIXTURE[..FIXTURE.len() - 10], &[FIXTURE, b" x"].concat()[..], &[FIXTURE, b"{}"].concat()[..]] {
+        let (status, answer, _) = post(&jade, "/api/v2/datacoves/manifests", manifest_form("dev123", body)).await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer.contains("is not valid JSON"), "{answer}");
+    }
+    assert_eq!(count(&jade, "manifests").await, rows);
+    assert_eq!(stored(jade.storage.dir.path()), objects);
+    jade.stop().await;
+}
+
 /// `POST …/manifests` with `query` in the query string and `form` as the body, as `token`.
 async fn post_manifest(jade: &TestJade, token: &str, path: &str, query: &[(&str, &str)], form: Form) -> (u16, String) {
     let response =
