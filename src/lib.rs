@@ -4,6 +4,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod config;
 #[cfg(feature = "http")]
 pub mod demo;
 pub mod domain;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 // faster and with less fragmentation than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use jade::app::config::Config;
+use jade::config::Config;
 use jade::startup;
 
 #[derive(Parser)]

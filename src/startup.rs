@@ -5,19 +5,44 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::app::config::{Config, LogFormat, Storage};
-use crate::app::{Jade, Settings};
-use crate::ports::storage::BlobStorage;
+use crate::adapters::storage;
+use crate::app::Jade;
+use crate::config::{Config, ConfigError, LogFormat};
+use crate::ports::storage::{BlobStorage, StorageError};
 
 /// Why Jade cannot start; printed as one line.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartupError(pub String);
-
-impl From<crate::app::config::ConfigError> for StartupError {
-    fn from(error: crate::app::config::ConfigError) -> Self {
-        StartupError(format!("configuration: {error}"))
-    }
+pub enum StartupError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Never printed: a URL may carry a password.
+    #[error("configuration: {variable}: is not a valid PostgreSQL URL")]
+    DatabaseUrl { variable: &'static str },
+    #[error("{0}")]
+    DatabasePool(String),
+    #[error("{0} (set by DB_URL, or DB_HOST/DB_PORT/DB_USER/DB_PASS/DB_NAME)")]
+    JadeDatabase(String),
+    #[error("Datacoves database: {0} (set by DATACOVES_DB_URL, or DATACOVES_DB_HOST/_PORT/_USER/_PASS/_NAME)")]
+    DatacovesDatabase(String),
+    #[error("FERNET_KEY: {0}")]
+    FernetKey(String),
+    #[error("{0}")]
+    VerifyClient(String),
+    #[error("AUTH_VERIFIER=http needs the Cargo feature `http`")]
+    VerifierNeedsHttp,
+    #[error(
+        "CONNECT_TO_AIRFLOW is on but the Airflow adapter is not compiled in: rebuild with `--features airflow` \
+         or set CONNECT_TO_AIRFLOW=false"
+    )]
+    AirflowNotCompiled,
+    #[error("jade serve reads the Jade and Datacoves databases: rebuild with `--features postgres`")]
+    PostgresNotCompiled,
+    #[error("STORAGE_ADAPTER={adapter} is not compiled into this build: rebuild with `--features {feature}`")]
+    StorageNotCompiled { adapter: &'static str, feature: &'static str },
+    #[error("STORAGE_ADAPTER={adapter}: {error}")]
+    Storage { adapter: &'static str, error: StorageError },
+    #[error("FS_STORAGE_ROOT {}: {error}", root.display())]
+    FsRoot { root: std::path::PathBuf, error: std::io::Error },
 }
 
 /// Driver crates whose own debug or trace output can carry secrets (tokio-postgres logs
@@ -189,80 +214,37 @@ async fn signal() {
     }
 }
 
-#[cfg_attr(
-    all(feature = "storage-minio", feature = "storage-s3", feature = "storage-blob", feature = "storage-fs"),
-    allow(dead_code)
-)]
-fn missing(adapter: &str, feature: &str) -> StartupError {
-    StartupError(format!(
-        "STORAGE_ADAPTER={adapter} is not compiled into this build: rebuild with `--features {feature}`"
-    ))
-}
-
-#[cfg_attr(not(any(feature = "storage-minio", feature = "storage-s3", feature = "storage-blob")), allow(dead_code))]
-fn failed(adapter: &str, error: crate::ports::storage::StorageError) -> StartupError {
-    StartupError(format!("STORAGE_ADAPTER={adapter}: {error}"))
-}
-
 /// The storage adapter `STORAGE_ADAPTER` names, or a line saying which Cargo feature the
 /// build lacks for it.
-pub async fn storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupError> {
-    let storage = unmetered_storage(config).await?;
+pub async fn storage(settings: &storage::Settings) -> Result<Arc<dyn BlobStorage>, StartupError> {
+    let storage = unmetered_storage(settings).await?;
     Ok(Arc::new(crate::adapters::metrics::MeteredStorage::new(storage)))
 }
 
-async fn unmetered_storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, StartupError> {
-    match config {
+async fn unmetered_storage(settings: &storage::Settings) -> Result<Arc<dyn BlobStorage>, StartupError> {
+    let (adapter, feature) = settings.adapter();
+    #[cfg_attr(not(any(feature = "storage-minio", feature = "storage-s3", feature = "storage-blob")), allow(unused))]
+    let failed = |error| StartupError::Storage { adapter, error };
+    match settings {
         #[cfg(feature = "storage-minio")]
-        Storage::Minio { url, access_key, secret_key, bucket } => {
-            use crate::adapters::storage::minio::{MinioSettings, MinioStorage};
-            let settings = MinioSettings {
-                url: url.clone(),
-                access_key: access_key.expose().to_owned(),
-                secret_key: secret_key.secret(),
-                bucket: bucket.clone(),
-            };
-            Ok(Arc::new(MinioStorage::new(settings).await.map_err(|e| failed("minio", e))?))
+        storage::Settings::Minio(settings) => {
+            Ok(Arc::new(storage::minio::MinioStorage::new(settings.clone()).await.map_err(failed)?))
         }
-        #[cfg(not(feature = "storage-minio"))]
-        Storage::Minio { .. } => Err(missing("minio", "storage-minio")),
         #[cfg(feature = "storage-s3")]
-        Storage::S3 { bucket, access_key, secret_key, region, endpoint_url } => {
-            use crate::adapters::storage::s3::{S3Settings, S3Storage};
-            let settings = S3Settings {
-                bucket: bucket.clone(),
-                access_key: access_key.expose().to_owned(),
-                secret_key: secret_key.secret(),
-                region: region.clone(),
-                endpoint_url: endpoint_url.clone(),
-            };
-            Ok(Arc::new(S3Storage::new(settings).await.map_err(|e| failed("s3", e))?))
+        storage::Settings::S3(settings) => {
+            Ok(Arc::new(storage::s3::S3Storage::new(settings.clone()).await.map_err(failed)?))
         }
-        #[cfg(not(feature = "storage-s3"))]
-        Storage::S3 { .. } => Err(missing("s3", "storage-s3")),
         #[cfg(feature = "storage-blob")]
-        Storage::Blob { container, connection } => {
-            use crate::adapters::storage::blob::{AzureBlobStorage, BlobConnection, BlobSettings};
-            use crate::app::config::BlobConnection as Configured;
-            let connection = match connection {
-                Configured::ConnectionString(value) => BlobConnection::ConnectionString(value.secret()),
-                Configured::AccountKey { account, key } => {
-                    BlobConnection::AccountKey { account: account.clone(), key: key.secret() }
-                }
-            };
-            let settings = BlobSettings { container: container.clone(), connection };
-            Ok(Arc::new(AzureBlobStorage::new(settings).await.map_err(|e| failed("blob", e))?))
+        storage::Settings::Blob(settings) => {
+            Ok(Arc::new(storage::blob::AzureBlobStorage::new(settings.clone()).await.map_err(failed)?))
         }
-        #[cfg(not(feature = "storage-blob"))]
-        Storage::Blob { .. } => Err(missing("blob", "storage-blob")),
         #[cfg(feature = "storage-fs")]
-        Storage::Fs { root } => {
-            let storage = crate::adapters::storage::fs::FsStorage::new(root)
-                .map_err(|e| StartupError(format!("FS_STORAGE_ROOT {}: {e}", root.display())))?;
-            Ok(Arc::new(storage))
-        }
-        #[cfg(not(feature = "storage-fs"))]
-        Storage::Fs { .. } => Err(missing("fs", "storage-fs")),
+        storage::Settings::Fs(settings) => Ok(Arc::new(
+            storage::fs::FsStorage::new(&settings.root)
+                .map_err(|error| StartupError::FsRoot { root: settings.root.clone(), error })?,
+        )),
+        #[allow(unreachable_patterns)]
+        _ => Err(StartupError::StorageNotCompiled { adapter, feature }),
     }
 }
 
@@ -270,76 +252,56 @@ async fn unmetered_storage(config: &Storage) -> Result<Arc<dyn BlobStorage>, Sta
 /// Jade database first.
 #[cfg(feature = "postgres")]
 pub async fn build(config: &Config) -> Result<Jade, StartupError> {
-    use crate::adapters::auth::CachedVerifier;
+    use secrecy::ExposeSecret;
+
+    use crate::adapters::auth::{self, CachedVerifier};
     use crate::adapters::datacoves::DatacovesCatalog;
     use crate::adapters::memory::SystemClock;
-    use crate::adapters::pg::{self, read_only};
-    let bound = config.db_statement_timeout;
+    use crate::adapters::pg::{self, OpenError};
     use crate::adapters::postgres::JadeDatabase;
-    use crate::app::config::Verifier;
 
-    let jade_db =
-        pg::Database::new(pg_config(&config.jade_db, "DB")?, config.jade_db.pool_size, tls(&config.jade_db), bound)
-            .map(JadeDatabase::new)
-            .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
-    jade_db.migrate().await.map_err(|e| {
-        StartupError(format!(
-            "{} (set by DB_URL, or DB_HOST/DB_PORT/DB_USER/DB_PASS/DB_NAME)",
-            crate::adapters::error_chain(&e)
-        ))
-    })?;
+    let open = |settings: &pg::Settings, read_only: bool, variable: &'static str| {
+        pg::Database::open(settings, read_only).map_err(|e| match e {
+            OpenError::InvalidUrl => StartupError::DatabaseUrl { variable },
+            OpenError::Pool(e) => StartupError::DatabasePool(crate::adapters::error_chain(&e)),
+        })
+    };
+    let jade_db = JadeDatabase::new(open(&config.jade_db, false, "DB_URL")?);
+    jade_db.migrate().await.map_err(|e| StartupError::JadeDatabase(crate::adapters::error_chain(&e)))?;
 
-    let datacoves_pool = pg::Database::new(
-        read_only(pg_config(&config.datacoves_db, "DATACOVES_DB")?),
-        config.datacoves_db.pool_size,
-        tls(&config.datacoves_db),
-        bound,
-    )
-    .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
+    let datacoves_pool = open(&config.datacoves_db, true, "DATACOVES_DB_URL")?;
     crate::adapters::metrics::watch_pool("datacoves_db", datacoves_pool.pool());
-    let _connected = datacoves_pool.client().await.map_err(|e| {
-        StartupError(format!(
-            "Datacoves database: {} (set by DATACOVES_DB_URL, or DATACOVES_DB_HOST/_PORT/_USER/_PASS/_NAME)",
-            crate::adapters::error_chain(&e)
-        ))
-    })?;
-    let fernet_key = config.airflow.fernet_key.as_ref().map(|k| k.expose());
+    let _connected =
+        datacoves_pool.client().await.map_err(|e| StartupError::DatacovesDatabase(crate::adapters::error_chain(&e)))?;
+    let fernet_key = config.fernet_key.as_ref().map(|key| key.expose_secret());
     let catalog =
-        DatacovesCatalog::new(datacoves_pool, fernet_key).map_err(|e| StartupError(format!("FERNET_KEY: {e}")))?;
+        DatacovesCatalog::new(datacoves_pool, fernet_key).map_err(|e| StartupError::FernetKey(e.to_string()))?;
 
+    let cache_ttl = config.auth.cache_ttl;
     let verifier: Arc<dyn crate::ports::auth::TokenVerifier> = match &config.auth.verifier {
         #[cfg(feature = "http")]
-        Verifier::Http { url } => {
-            let verifier = crate::adapters::auth::VerifyUrl::new(url.clone(), std::time::Duration::from_secs(10))
-                .map_err(StartupError)?;
-            Arc::new(CachedVerifier::new(verifier, config.auth.cache_ttl))
+        auth::Verifier::Http { url } => {
+            let verifier = auth::VerifyUrl::new(url.clone(), std::time::Duration::from_secs(10))
+                .map_err(StartupError::VerifyClient)?;
+            Arc::new(CachedVerifier::new(verifier, cache_ttl))
         }
         #[cfg(not(feature = "http"))]
-        Verifier::Http { .. } => {
-            return Err(StartupError("AUTH_VERIFIER=http needs the Cargo feature `http`".into()));
-        }
-        Verifier::Database => {
+        auth::Verifier::Http { .. } => return Err(StartupError::VerifierNeedsHttp),
+        auth::Verifier::Database => {
             // A pool of its own: made-up tokens cannot take the catalog's connections.
-            let auth_pool = pg::Database::new(
-                read_only(pg_config(&config.datacoves_db, "DATACOVES_DB")?),
-                config.auth.pool_size,
-                tls(&config.datacoves_db),
-                bound,
-            )
-            .map_err(|e| StartupError(crate::adapters::error_chain(&e)))?;
+            let settings = pg::Settings { pool_size: config.auth.pool_size, ..config.datacoves_db.clone() };
+            let auth_pool = open(&settings, true, "DATACOVES_DB_URL")?;
             crate::adapters::metrics::watch_pool("datacoves_auth", auth_pool.pool());
-            Arc::new(CachedVerifier::new(
-                crate::adapters::auth::DatabaseVerifier::new(auth_pool),
-                config.auth.cache_ttl,
-            ))
+            Arc::new(CachedVerifier::new(auth::DatabaseVerifier::new(auth_pool), cache_ttl))
         }
     };
 
-    let airflow: Option<Arc<dyn crate::ports::airflow::AirflowRuns>> = if config.airflow.enabled {
-        airflow(config)?
-    } else {
-        tracing::info!("CONNECT_TO_AIRFLOW=false: job and run lists are empty");
-        None
+    let airflow = match &config.airflow {
+        Some(settings) => Some(airflow(settings)?),
+        None => {
+            tracing::info!("CONNECT_TO_AIRFLOW=false: job and run lists are empty");
+            None
+        }
     };
 
     let storage = storage(&config.storage).await?;
@@ -356,75 +318,74 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         verifier,
         clock: Arc::new(SystemClock),
     };
-    Ok(Jade::new(ports, settings(config)))
+    Ok(Jade::new(ports, config.app.clone()))
 }
 
 #[cfg(not(feature = "postgres"))]
 pub async fn build(_config: &Config) -> Result<Jade, StartupError> {
-    Err(StartupError("jade serve reads the Jade and Datacoves databases: rebuild with `--features postgres`".into()))
+    Err(StartupError::PostgresNotCompiled)
 }
 
 #[cfg(all(feature = "postgres", feature = "airflow"))]
-fn airflow(config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::AirflowRuns>>, StartupError> {
-    use crate::adapters::airflow::{AirflowDatabases, AirflowSettings};
-    let settings = AirflowSettings {
-        url_template: config.airflow.url_template.as_ref().map(|t| t.secret()),
-        pool_size: config.airflow.pool_size,
-        tls: tls(&config.datacoves_db),
-        statement_timeout: config.airflow.statement_timeout,
-        pool_idle: config.airflow.pool_idle,
-        ..AirflowSettings::default()
-    };
-    Ok(Some(Arc::new(AirflowDatabases::new(settings))))
+fn airflow(
+    settings: &crate::adapters::airflow::AirflowSettings,
+) -> Result<Arc<dyn crate::ports::airflow::AirflowRuns>, StartupError> {
+    Ok(Arc::new(crate::adapters::airflow::AirflowDatabases::new(settings.clone())))
 }
 
 #[cfg(all(feature = "postgres", not(feature = "airflow")))]
-fn airflow(_config: &Config) -> Result<Option<Arc<dyn crate::ports::airflow::AirflowRuns>>, StartupError> {
-    Err(StartupError(
-        "CONNECT_TO_AIRFLOW is on but the Airflow adapter is not compiled in: rebuild with `--features airflow` \
-         or set CONNECT_TO_AIRFLOW=false"
-            .into(),
-    ))
+fn airflow(
+    _settings: &crate::adapters::airflow::AirflowSettings,
+) -> Result<Arc<dyn crate::ports::airflow::AirflowRuns>, StartupError> {
+    Err(StartupError::AirflowNotCompiled)
 }
 
-pub fn settings(config: &Config) -> Settings {
-    Settings {
-        compat: config.compat,
-        max_upload_bytes: config.max_upload_bytes,
-        spool_dir: None,
-        run_index_refresh: config.run_index_refresh,
-        airflow_ui_url_template: config.airflow_ui_url_template.clone(),
-        max_concurrent_uploads: config.max_concurrent_uploads,
-        shutdown_grace: config.shutdown_grace,
-        header_read_timeout: config.header_read_timeout,
-        idle_timeout: config.idle_timeout,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Problem;
+
+    fn config(vars: &[(&'static str, &'static str)]) -> Config {
+        let vars = [&[("FERNET_KEY", "k"), ("DATACOVES_VERIFY_URL", "http://verify")], vars].concat();
+        Config::from_lookup(move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).unwrap()
     }
-}
 
-#[cfg(feature = "postgres")]
-fn tls(database: &crate::app::config::Database) -> crate::adapters::pg::Tls {
-    if database.ssl { crate::adapters::pg::Tls::Unverified } else { crate::adapters::pg::Tls::None }
-}
+    #[test]
+    fn each_failure_is_one_line_naming_what_to_change() {
+        let line = |error: StartupError| error.to_string();
+        assert_eq!(line(ConfigError::new("PORT", Problem::Missing).into()), "configuration: PORT: is required");
+        assert_eq!(
+            line(StartupError::StorageNotCompiled { adapter: "s3", feature: "storage-s3" }),
+            "STORAGE_ADAPTER=s3 is not compiled into this build: rebuild with `--features storage-s3`"
+        );
+        assert_eq!(
+            line(StartupError::DatabaseUrl { variable: "DB_URL" }),
+            "configuration: DB_URL: is not a valid PostgreSQL URL"
+        );
+    }
 
-/// A database's connection settings; a URL that does not parse is named, never printed.
-#[cfg(feature = "postgres")]
-fn pg_config(database: &crate::app::config::Database, prefix: &str) -> Result<tokio_postgres::Config, StartupError> {
-    use std::str::FromStr;
-
-    use crate::app::config::Connection;
-    let mut config = match &database.connection {
-        Connection::Url(url) => tokio_postgres::Config::from_str(url.expose())
-            .map_err(|_| StartupError(format!("configuration: {prefix}_URL: is not a valid PostgreSQL URL")))?,
-        Connection::Parts { host, port, user, password, database } => {
-            let mut config = tokio_postgres::Config::new();
-            config.host(host).port(*port).user(user).password(password.expose()).dbname(database);
-            config
+    /// A root that is a file cannot hold objects; without `storage-fs` the build says so.
+    #[tokio::test]
+    async fn storage_that_cannot_start_says_why() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let settings = storage::Settings::Fs(storage::fs::FsSettings { root: file.path().to_owned() });
+        let error = storage(&settings).await.err().expect("a file is no storage root");
+        if cfg!(feature = "storage-fs") {
+            assert!(matches!(error, StartupError::FsRoot { .. }), "{error}");
+            assert!(error.to_string().starts_with("FS_STORAGE_ROOT /"), "{error}");
+        } else {
+            assert!(matches!(error, StartupError::StorageNotCompiled { feature: "storage-fs", .. }), "{error}");
         }
-    };
-    if database.ssl {
-        config.ssl_mode(tokio_postgres::config::SslMode::Require);
     }
-    config.connect_timeout(std::time::Duration::from_secs(10));
-    config.application_name("jade");
-    Ok(config)
+
+    /// Checked before any connection is tried, and the URL (it may carry a password) is not
+    /// printed.
+    #[cfg(feature = "postgres")]
+    #[tokio::test]
+    async fn an_invalid_database_url_is_named_never_printed() {
+        let config = config(&[("DB_URL", "postgres://u:hunter2@h:port/db")]);
+        let error = build(&config).await.err().expect("the URL does not parse");
+        assert!(matches!(error, StartupError::DatabaseUrl { variable: "DB_URL" }), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
 }

@@ -1,7 +1,7 @@
 //! Adapters: the outside world behind the ports. Each is compiled in by its Cargo feature;
-//! none imports another.
+//! none imports another. Each reads its own settings from the environment whatever the
+//! build (so start-up can name the feature a build lacks).
 
-#[cfg(feature = "airflow")]
 pub mod airflow;
 pub mod auth;
 #[cfg(feature = "postgres")]
@@ -10,7 +10,6 @@ pub mod datacoves;
 pub mod http;
 pub mod memory;
 pub mod metrics;
-#[cfg(any(feature = "postgres", feature = "airflow"))]
 pub mod pg;
 #[cfg(feature = "postgres")]
 pub mod postgres;

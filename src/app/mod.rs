@@ -1,8 +1,7 @@
-//! The use cases: one service over the ports, and the typed configuration.
+//! The use cases: one service over the ports, and their settings.
 
 mod artifacts;
 mod catalog;
-pub mod config;
 mod files;
 mod jobs;
 mod manifests;

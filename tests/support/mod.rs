@@ -34,7 +34,7 @@ pub mod verify;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use jade::app::config::Config;
+use jade::config::Config;
 use jade::startup::{self, Running};
 use tokio_postgres::NoTls;
 

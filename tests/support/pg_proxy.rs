@@ -14,7 +14,7 @@ use super::seed::Seeded;
 use super::storage::Storage;
 use super::verify::VerifyServer;
 use super::{TestJade, pg_base, seed};
-use jade::app::config::Config;
+use jade::config::Config;
 use jade::startup;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
