@@ -345,11 +345,6 @@ mod tests {
     use super::*;
     use crate::config::Problem;
 
-    fn config(vars: &[(&'static str, &'static str)]) -> Config {
-        let vars = [&[("FERNET_KEY", "k"), ("DATACOVES_VERIFY_URL", "http://verify")], vars].concat();
-        Config::from_lookup(move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).unwrap()
-    }
-
     #[test]
     fn each_failure_is_one_line_naming_what_to_change() {
         let line = |error: StartupError| error.to_string();
@@ -383,7 +378,9 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[tokio::test]
     async fn an_invalid_database_url_is_named_never_printed() {
-        let config = config(&[("DB_URL", "postgres://u:hunter2@h:port/db")]);
+        let vars = [("FERNET_KEY", "k"), ("DATACOVES_VERIFY_URL", "v"), ("DB_URL", "postgres://u:hunter2@h:port/db")];
+        let config =
+            Config::from_lookup(move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).unwrap();
         let error = build(&config).await.err().expect("the URL does not parse");
         assert!(matches!(error, StartupError::DatabaseUrl { variable: "DB_URL" }), "{error}");
         assert!(!error.to_string().contains("hunter2"), "{error}");
