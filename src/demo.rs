@@ -2,7 +2,6 @@
 //! two accounts, their projects and environments, DAGs with runs in every state, a
 //! manifest uploaded for a run, and files.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -194,10 +193,11 @@ fn seed_airflow(airflow: &MemoryAirflow, environment_id: i64, now: chrono::DateT
     }
 }
 
-fn spooled(body: &[u8], filename: &str) -> Result<Spooled, String> {
-    let mut file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-    file.write_all(body).map_err(|e| e.to_string())?;
-    Ok(Spooled { len: body.len() as u64, path: file.into_temp_path(), filename: Some(filename.into()), trimmed: None })
+/// `body` spooled as an upload is (a manifest trimmed as it is written).
+async fn spooled(jade: &Jade, body: &[u8], filename: &str, manifest: bool) -> Result<Spooled, String> {
+    let mut writer = jade.spool_writer(manifest).map_err(|e| e.to_string())?;
+    writer.write(bytes::Bytes::copy_from_slice(body)).await.map_err(|e| e.to_string())?;
+    writer.finish(Some(filename.into())).await.map_err(|e| e.to_string())
 }
 
 /// A manifest for the first successful run of `acme-prod` and a tagged one for `acme-dev`,
@@ -231,7 +231,7 @@ async fn seed_uploads(jade: &Jade) -> Result<(), String> {
         dag_id: Some(run.dag_run.dag_id.clone()),
         run_id: run.dag_run.run_id.clone(),
         tag: None,
-        file: Some(spooled(manifest.as_bytes(), "manifest.json")?),
+        file: Some(spooled(jade, manifest.as_bytes(), "manifest.json", true).await?),
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -240,7 +240,7 @@ async fn seed_uploads(jade: &Jade) -> Result<(), String> {
         dag_id: None,
         run_id: None,
         tag: Some("release-1.0".into()),
-        file: Some(spooled(manifest.as_bytes(), "manifest.json")?),
+        file: Some(spooled(jade, manifest.as_bytes(), "manifest.json", true).await?),
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -249,9 +249,12 @@ async fn seed_uploads(jade: &Jade) -> Result<(), String> {
         vec![
             FileUpload {
                 tag: Some("settings".into()),
-                file: Some(spooled(br#"{"threads": 8, "target": "dev"}"#, "settings.json")?),
+                file: Some(spooled(jade, br#"{"threads": 8, "target": "dev"}"#, "settings.json", false).await?),
             },
-            FileUpload { tag: Some("notes".into()), file: Some(spooled(b"Rebuild marts after 6am.", "notes.txt")?) },
+            FileUpload {
+                tag: Some("notes".into()),
+                file: Some(spooled(jade, b"Rebuild marts after 6am.", "notes.txt", false).await?),
+            },
         ],
     )
     .await
