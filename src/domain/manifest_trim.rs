@@ -8,6 +8,8 @@
 
 use std::io::{Read, Write};
 
+use wide::u8x16;
+
 use super::manifest::ManifestError;
 
 /// Nesting at this depth is refused, the top-level object counted (serde_json's limit).
@@ -133,25 +135,55 @@ const STRING_STOP: [bool; 256] = {
     stop
 };
 
-/// How many bytes of `bytes` are plain string content, in one pass: eight at a time while
-/// none of them may end the run (SWAR: no byte below 0x20, equal to `"` or to `\\`), then
-/// byte by byte.
+/// How many bytes of `bytes` are plain string content: sixteen at a time while none of them
+/// may end the run, then byte by byte.
 #[inline]
 fn string_run(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
     let mut at = 0;
-    while let Some(word) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        // A byte below 0x20 (0x80 and above are UTF-8 and never stop a run).
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-        if control | has_zero(word ^ (ONES * u64::from(b'"'))) | has_zero(word ^ (ONES * u64::from(b'\\'))) != 0 {
-            break;
+    while let Some(block) = bytes.get(at..at + 16) {
+        let stops = string_stops(block.try_into().expect("sixteen bytes"));
+        if stops != 0 {
+            return at + stops.trailing_zeros() as usize;
         }
-        at += 8;
+        at += 16;
     }
     at + bytes[at..].iter().position(|&b| STRING_STOP[usize::from(b)]).unwrap_or(bytes.len() - at)
+}
+
+/// A bit for each byte of `block` that ends a run of string content (`"`, `\\`, below 0x20),
+/// the first byte in the lowest bit: one SIMD comparison per kind (SSE2 on x86_64, NEON on
+/// aarch64, plain code elsewhere).
+#[inline]
+fn string_stops(block: [u8; 16]) -> u32 {
+    let bytes = u8x16::new(block);
+    let quote = bytes.simd_eq(u8x16::splat(b'"'));
+    let backslash = bytes.simd_eq(u8x16::splat(b'\\'));
+    // min(byte, 0x1f) == byte exactly for the bytes below 0x20.
+    let control = bytes.min(u8x16::splat(0x1f)).simd_eq(bytes);
+    (quote | backslash | control).to_bitmask()
+}
+
+/// How many bytes at the start of `bytes` are JSON whitespace: sixteen at a time, then byte
+/// by byte (pretty-printed manifests indent every line).
+#[inline]
+fn whitespace_run(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(block) = bytes.get(at..at + 16) {
+        let other = !whitespace(block.try_into().expect("sixteen bytes")) & 0xffff;
+        if other != 0 {
+            return at + other.trailing_zeros() as usize;
+        }
+        at += 16;
+    }
+    at + bytes[at..].iter().position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')).unwrap_or(bytes.len() - at)
+}
+
+/// A bit for each whitespace byte of `block`, the first byte in the lowest bit.
+#[inline]
+fn whitespace(block: [u8; 16]) -> u32 {
+    let bytes = u8x16::new(block);
+    let is = |byte: u8| bytes.simd_eq(u8x16::splat(byte));
+    (is(b' ') | is(b'\n') | is(b'\t') | is(b'\r')).to_bitmask()
 }
 
 fn invalid(what: &str, offset: u64) -> ManifestError {
@@ -208,6 +240,17 @@ impl Trimmer {
                     match chunk.get(i) {
                         None => break,
                         Some(b'\\') => {
+                            // A two-byte escape whole in this chunk is read at once; `\u` and an
+                            // escape the chunk cuts go through the escape states.
+                            if let Some(&next) = chunk.get(i + 1)
+                                && matches!(next, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+                            {
+                                if remember {
+                                    self.remember_key(&chunk[i..i + 2]);
+                                }
+                                i += 2;
+                                continue;
+                            }
                             if remember {
                                 self.remember_key(b"\\");
                             }
@@ -273,7 +316,7 @@ impl Trimmer {
                 }
                 Token::None => {
                     if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
-                        i += 1;
+                        i += 1 + whitespace_run(&chunk[i + 1..]);
                         continue;
                     }
                     if self.starts_kept_value() {
@@ -281,6 +324,14 @@ impl Trimmer {
                         copy_from = i;
                     }
                     self.structure(byte, at)?;
+                    if let Token::Literal { word, .. } = self.token
+                        && chunk[i..].starts_with(word)
+                    {
+                        // The whole `true`, `false` or `null` is in this chunk: read at once.
+                        self.token = Token::None;
+                        self.expect = self.after_value();
+                        i += word.len() - 1;
+                    }
                     if self.ends_kept_value() {
                         self.finish_copy(out, &chunk[copy_from..=i])?;
                     }
@@ -501,10 +552,10 @@ impl Trimmer {
                 self.utf8 = (pending, have, need);
                 return Ok(());
             }
-            std::str::from_utf8(&pending[..need]).map_err(|_| invalid("invalid UTF-8", self.offset))?;
+            simdutf8::compat::from_utf8(&pending[..need]).map_err(|_| invalid("invalid UTF-8", self.offset))?;
             self.utf8 = ([0; 4], 0, 0);
         }
-        if let Err(error) = std::str::from_utf8(rest) {
+        if let Err(error) = simdutf8::compat::from_utf8(rest) {
             let valid = error.valid_up_to();
             let at = self.offset + (chunk.len() - rest.len() + valid) as u64;
             if error.error_len().is_some() {
@@ -677,7 +728,7 @@ mod tests {
     }
 
     #[test]
-    fn every_byte_that_ends_a_string_run_is_seen_wherever_it_falls_in_a_word() {
+    fn every_byte_that_ends_a_string_run_is_seen_wherever_it_falls_in_a_block() {
         let text = "abcdefghijklmnopqrstuvwxyz0123456789é€";
         for at in 0..text.len() {
             // Escapes (valid) and raw control bytes (invalid).
@@ -691,6 +742,20 @@ mod tests {
                 body.extend_from_slice(&string);
                 body.extend_from_slice(br#""}, "nodes": []}"#);
                 agrees(&body);
+            }
+        }
+    }
+
+    #[test]
+    fn whitespace_runs_of_any_length_end_at_the_next_token() {
+        for length in 0..40 {
+            let run: String = " \n\t\r".chars().cycle().take(length).collect();
+            for body in [
+                format!(r#"{{"metadata":{run}{{"a":{run}[1,{run}null{run}]}},{run}"nodes":{run}true{run}}}"#),
+                format!(r#"{{"metadata":{run}x}}"#),
+                format!(r#"{{"nodes":{run}"#),
+            ] {
+                agrees(body.as_bytes());
             }
         }
     }
