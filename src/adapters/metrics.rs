@@ -191,4 +191,8 @@ impl<S: BlobStorage + ?Sized> BlobStorage for MeteredStorage<S> {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+
+    fn keeps_spool_files(&self) -> bool {
+        self.inner.keeps_spool_files()
+    }
 }

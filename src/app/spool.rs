@@ -2,15 +2,15 @@
 //! stored bodies being checked before they are served. One writer for both, so a body is
 //! never held in memory.
 //!
-//! A manifest upload is trimmed while it arrives: the writer hands each chunk to a blocking
-//! thread running the streaming [`Trimmer`], which writes the trimmed form to a second spool
-//! file. Receiving, writing and validating overlap, and the body is read once.
+//! The writer hands each chunk (shared, not copied) to a blocking thread that writes the spool
+//! file, and for a manifest upload to a second one running the streaming [`Trimmer`], which
+//! writes the trimmed form to a second spool file. Receiving, writing and validating overlap,
+//! and the body is read once.
 
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::{Jade, STORAGE_READ_FAILED};
@@ -21,8 +21,10 @@ use crate::ports::storage::{Blob, BlobSource};
 
 /// Write buffer of a spool file.
 const BUFFER: usize = 256 * 1024;
-/// Chunks on their way to a trimming thread; the sender waits beyond this.
-const TRIM_QUEUE: usize = 32;
+/// Chunks on their way to a writing or trimming thread; the sender waits beyond this.
+const QUEUE: usize = 32;
+/// How often a spool file that storage keeps is written back to disk while it is written.
+const WRITEBACK: u64 = 8 * 1024 * 1024;
 
 /// A body spooled to local disk; the file is removed when this is dropped.
 #[derive(Debug)]
@@ -53,60 +55,142 @@ impl Spooled {
     }
 }
 
-/// Writes a body to a new spool file chunk by chunk.
+/// Writes a body to a new spool file chunk by chunk. Blocking threads do the work while the
+/// next chunks arrive: one writes the file, and when trimming, another trims.
 pub struct SpoolWriter {
-    file: tokio::io::BufWriter<tokio::fs::File>,
     path: tempfile::TempPath,
     len: u64,
-    trim: Option<Trimming>,
+    file: Pipe<std::io::Result<()>>,
+    trim: Option<Pipe<Result<Spooled, ManifestError>>>,
 }
 
-/// A trimming thread and the queue feeding it.
-struct Trimming {
+/// A blocking thread and the queue of chunks feeding it.
+struct Pipe<T> {
     chunks: Option<mpsc::Sender<Bytes>>,
-    thread: tokio::task::JoinHandle<Result<Spooled, ManifestError>>,
+    thread: Option<tokio::task::JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Pipe<T> {
+    fn spawn(work: impl FnOnce(mpsc::Receiver<Bytes>) -> T + Send + 'static) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let thread = tokio::task::spawn_blocking(move || work(receiver));
+        Pipe { chunks: Some(sender), thread: Some(thread) }
+    }
+
+    /// Hands `chunk` to the thread; `false` once the thread has stopped.
+    async fn send(&mut self, chunk: Bytes) -> bool {
+        let stopped = match &self.chunks {
+            Some(sender) => sender.send(chunk).await.is_err(),
+            None => true,
+        };
+        if stopped {
+            self.chunks = None;
+        }
+        !stopped
+    }
+
+    /// What the thread answered, once its queue is closed and drained.
+    async fn finish(&mut self) -> std::io::Result<T> {
+        self.chunks = None;
+        let thread = self.thread.take().ok_or_else(|| std::io::Error::other("the spool thread already ended"))?;
+        thread.await.map_err(std::io::Error::other)
+    }
 }
 
 impl SpoolWriter {
     pub async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
         self.len += chunk.len() as u64;
-        if let Some(trim) = &mut self.trim
-            && let Some(sender) = &trim.chunks
-            && sender.send(chunk.clone()).await.is_err()
-        {
-            // The thread stopped at the first invalid byte: it needs no more.
-            trim.chunks = None;
+        if let Some(trim) = &mut self.trim {
+            // A trimmer that stopped found an invalid byte: it needs no more, and `finish`
+            // tells why.
+            trim.send(chunk.clone()).await;
         }
-        self.file.write_all(&chunk).await
+        if self.file.send(chunk).await {
+            return Ok(());
+        }
+        // The writing thread stopped: it failed.
+        Err(self.file.finish().await?.err().unwrap_or_else(|| std::io::Error::other("the spool writer stopped")))
     }
 
     /// The spooled body, with its trimmed form when it was being trimmed.
     pub async fn finish(mut self, filename: Option<String>) -> std::io::Result<Spooled> {
-        self.file.flush().await?;
-        let trimmed = match self.trim {
-            Some(Trimming { chunks, thread }) => {
-                drop(chunks);
-                Some(Box::new(thread.await.map_err(std::io::Error::other)?))
-            }
+        self.file.finish().await??;
+        let trimmed = match &mut self.trim {
+            Some(trim) => Some(Box::new(trim.finish().await?)),
             None => None,
         };
         Ok(Spooled { path: self.path, len: self.len, filename, trimmed })
     }
 }
 
+/// A spool file being written, buffered. With `writeback`, the kernel is asked every
+/// [`WRITEBACK`] bytes to start writing what came so far to disk (without waiting for it):
+/// a storage that keeps the file and syncs it then finds little left to write.
+struct SpoolFile {
+    out: BufWriter<std::fs::File>,
+    writeback: bool,
+    /// Bytes given to the kernel and written back, and bytes written since.
+    written_back: u64,
+    pending: u64,
+}
+
+impl SpoolFile {
+    fn new(file: std::fs::File, writeback: bool) -> Self {
+        SpoolFile { out: BufWriter::with_capacity(BUFFER, file), writeback, written_back: 0, pending: 0 }
+    }
+}
+
+impl Write for SpoolFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.pending += written as u64;
+        if self.writeback && self.pending >= WRITEBACK {
+            self.out.flush()?;
+            start_writeback(self.out.get_ref(), self.written_back);
+            self.written_back += self.pending;
+            self.pending = 0;
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Starts writing the file's dirty pages from `offset` on to disk, without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, as PostgreSQL's `*_flush_after` settings do).
+/// Advisory: an error only means the final sync does all the writing.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, offset: u64) {
+    use std::os::fd::AsRawFd;
+    let offset = libc::off64_t::try_from(offset).unwrap_or(0);
+    // SAFETY: the descriptor is open (borrowed from `file`) and the call takes no pointer.
+    unsafe { libc::sync_file_range(file.as_raw_fd(), offset, 0, libc::SYNC_FILE_RANGE_WRITE) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &std::fs::File, _: u64) {}
+
+/// Writes the chunks the queue brings to a spool file.
+fn write_chunks(mut chunks: mpsc::Receiver<Bytes>, mut out: SpoolFile) -> std::io::Result<()> {
+    while let Some(chunk) = chunks.blocking_recv() {
+        out.write_all(&chunk)?;
+    }
+    out.flush()
+}
+
 /// Feeds a trimmer the chunks the queue brings, writing the trimmed form to `out`.
 fn trim_chunks(
     mut chunks: mpsc::Receiver<Bytes>,
-    out: std::fs::File,
+    mut out: SpoolFile,
     path: tempfile::TempPath,
 ) -> Result<Spooled, ManifestError> {
     let mut trimmer = Trimmer::new();
-    let mut out = BufWriter::with_capacity(BUFFER, out);
     while let Some(chunk) = chunks.blocking_recv() {
         trimmer.feed(&chunk, &mut out)?;
     }
     let len = trimmer.finish(&mut out)?;
-    out.into_inner().map_err(|e| e.into_error())?;
     Ok(Spooled { path, len, filename: None, trimmed: None })
 }
 
@@ -131,17 +215,17 @@ impl Jade {
     /// A writer to a new spool file; with `trim`, the body is also validated and trimmed as
     /// a manifest while it is written.
     pub fn spool_writer(&self, trim: bool) -> std::io::Result<SpoolWriter> {
+        let writeback = self.ports.storage.keeps_spool_files();
         let (file, path) = spool_file(self.spool_dir())?.into_parts();
         let trim = if trim {
             let (out, out_path) = spool_file(self.spool_dir())?.into_parts();
-            let (sender, receiver) = mpsc::channel(TRIM_QUEUE);
-            let thread = tokio::task::spawn_blocking(move || trim_chunks(receiver, out, out_path));
-            Some(Trimming { chunks: Some(sender), thread })
+            let out = SpoolFile::new(out, writeback);
+            Some(Pipe::spawn(move |chunks| trim_chunks(chunks, out, out_path)))
         } else {
             None
         };
-        let file = tokio::io::BufWriter::with_capacity(BUFFER, tokio::fs::File::from_std(file));
-        Ok(SpoolWriter { file, path, len: 0, trim })
+        let file = SpoolFile::new(file, writeback);
+        Ok(SpoolWriter { path, len: 0, file: Pipe::spawn(move |chunks| write_chunks(chunks, file)), trim })
     }
 
     /// Streams a stored body to a spool file, so it can be checked before it is served

@@ -108,4 +108,11 @@ pub trait BlobStorage: Send + Sync + 'static {
 
     /// Short name for logs and health output: `minio`, `s3`, `blob`, `fs`, `memory`.
     fn backend(&self) -> &'static str;
+
+    /// Whether `put` keeps a [`BlobSource::File`] as the stored body (links it) and syncs it
+    /// to disk. Spool files are then written back to disk while they are being written, so
+    /// the sync at the end has little left to wait for.
+    fn keeps_spool_files(&self) -> bool {
+        false
+    }
 }

@@ -194,6 +194,10 @@ impl BlobStorage for FsStorage {
     fn backend(&self) -> &'static str {
         "fs"
     }
+
+    fn keeps_spool_files(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
