@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-150}
 BIG_MB=${BIG_MB:-1000}
 REPS=${REPS:-3}
+DL_REPS=${DL_REPS:-7}
 PORT=${PORT:-4812}
 METRICS_PORT=${METRICS_PORT:-4813}
 NGINX_PORT=${NGINX_PORT:-4814}
@@ -117,11 +118,11 @@ NGINX="http://127.0.0.1:$NGINX_PORT"
 kb() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 # Median of the numbers on stdin.
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-# Seconds one curl takes (its arguments after the output file), median of $REPS runs.
+# Seconds one download takes (curl's arguments after the output file), median of $DL_REPS.
 timed() {
     local out=$1
     shift
-    for _ in $(seq 1 "$REPS"); do
+    for _ in $(seq 1 "$DL_REPS"); do
         curl -sf -o "$out" -w '%{time_total}\n' "$@"
     done | median
 }
@@ -152,6 +153,13 @@ start_jade() {
     exit 1
 }
 
+# Every timed upload starts with no dirty page left to write back from the steps before
+# it (nginx's PUTs leave their files unsynced): each pays for its own writes only.
+settle() { sync; }
+# Seconds since the epoch, to the nanosecond, and since such a time.
+now() { date +%s.%N; }
+elapsed() { awk -v end="$(now)" -v start="$1" 'BEGIN {print end - start}'; }
+
 AUTH=(-H "Authorization: Token $TOKEN")
 BASE="http://127.0.0.1:$PORT/api/v2/datacoves/manifests"
 # Uploads $2 with tag $1; its time goes to $WORK/upload-time.
@@ -164,7 +172,17 @@ tag() { echo "$1-$(date +%s%N)"; }
 # nginx first: the same bytes, PUT and GET.
 echo "measuring nginx" >&2
 nginx_put=$(for _ in $(seq 1 "$REPS"); do
+    settle
     curl -sf -o /dev/null -w '%{time_total}\n' -T "$WORK/manifest.json" "$NGINX/m-$RANDOM.json"
+done | median)
+# The same PUT, then the file synced to disk (`sync FILE` = fsync): the durability Jade's fs
+# storage gives before it answers.
+nginx_durable=$(for i in $(seq 1 "$REPS"); do
+    settle
+    start=$(now)
+    curl -sf -o /dev/null -T "$WORK/manifest.json" "$NGINX/durable-$i.json"
+    sync "$WORK/nginx/root/durable-$i.json"
+    elapsed "$start"
 done | median)
 curl -sf -T "$WORK/manifest.json" "$NGINX/full.json"
 nginx_full=$(timed /dev/null "$NGINX/full.json")
@@ -183,6 +201,19 @@ for backend in fs s3; do
         MOTO_PID=$!
         for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$MOTO_PORT/" >/dev/null && break; sleep 0.1; done
         curl -sf -X PUT "http://127.0.0.1:$MOTO_PORT/jade-bench" >/dev/null
+        # What moto itself takes to accept the bytes (PUT with curl): the full body alone, and
+        # the full and the trimmed body at once, as Jade stores them.
+        head -c "$((BYTES * 4 / 5))" "$WORK/manifest.json" >"$WORK/trimmed-size.bin"
+        moto_one=$(for i in $(seq 1 "$REPS"); do
+            curl -sf -o /dev/null -w '%{time_total}\n' -T "$WORK/manifest.json" "http://127.0.0.1:$MOTO_PORT/jade-bench/raw-$i"
+        done | median)
+        moto_both=$(for i in $(seq 1 "$REPS"); do
+            start=$(now)
+            curl -sf -o /dev/null -T "$WORK/manifest.json" "http://127.0.0.1:$MOTO_PORT/jade-bench/full-$i" &
+            curl -sf -o /dev/null -T "$WORK/trimmed-size.bin" "http://127.0.0.1:$MOTO_PORT/jade-bench/cut-$i"
+            wait
+            elapsed "$start"
+        done | median)
         start_jade STORAGE_ADAPTER=s3 S3_BUCKET_NAME=jade-bench S3_ACCESS_KEY=bench S3_SECRET_ACCESS_KEY=bench \
             S3_REGION=us-east-1 S3_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
     fi
@@ -191,6 +222,7 @@ for backend in fs s3; do
     up_kb=()
     for _ in $(seq 1 "$REPS"); do
         t=$(tag "up-$backend")
+        settle
         up_kb+=("$(rss_growth upload "$t" "$WORK/manifest.json")")
         up_times+=("$(cat "$WORK/upload-time")")
     done
@@ -207,10 +239,13 @@ for backend in fs s3; do
     curl -sf -T "$WORK/trimmed.json" "$NGINX/trimmed.json"
     nginx_trimmed=$(timed /dev/null "$NGINX/trimmed.json")
     sendfile_trimmed=$(timed /dev/null "$SENDFILE/trimmed.json")
-    rows+="| $backend | upload (multipart; validate, trim, store both) | $BYTES | $up | $nginx_put | - |"$'\n'
+    durable="-"
+    [ "$backend" = fs ] && durable=$nginx_durable
+    rows+="| $backend | upload (multipart; validate, trim, store both) | $BYTES | $up | $nginx_put | $durable |"$'\n'
     rows+="| $backend | trimmed download | $trimmed_bytes | $trimmed | $nginx_trimmed | $sendfile_trimmed |"$'\n'
     rows+="| $backend | full download | $BYTES | $full | $nginx_full | $sendfile_full |"$'\n'
 
+    settle
     big_kb=$(rss_growth upload "$(tag "big-$backend")" "$WORK/big.json")
     four() {
         local pids=()
@@ -220,6 +255,7 @@ for backend in fs s3; do
         done
         for pid in "${pids[@]}"; do wait "$pid"; done
     }
+    settle
     four_kb=$(rss_growth four)
     memory+="| $backend | $one_kb | $big_kb | $four_kb |"$'\n'
 
@@ -265,9 +301,9 @@ for backend in fs s3; do
 done
 
 python3 - "$OUT" "$SIZE_MB" "$BIG_MB" "$BYTES" "$BIG_BYTES" "$REPS" "$(git rev-parse --short HEAD)" \
-    "$not_modified" "$latency" "$p99" "$((gets_after - gets_before))" <<PY
+    "$not_modified" "$latency" "$p99" "$((gets_after - gets_before))" "$DL_REPS" "$moto_one" "$moto_both" <<PY
 import sys
-out, size_mb, big_mb, size, big, reps, rev, not_modified, latency, p99, gets = sys.argv[1:]
+out, size_mb, big_mb, size, big, reps, rev, not_modified, latency, p99, gets, dl_reps, moto_one, moto_both = sys.argv[1:]
 size, big = int(size), int(big)
 mb = lambda n: float(n) / 1e6
 mib = lambda kb: f"{max(int(kb), 0) / 1024:.0f} MiB"
@@ -298,16 +334,23 @@ text = f"""# Manifest benchmark
 Release build of \`jade serve\`, PostgreSQL on loopback, S3 = moto_server on loopback; nginx
 {"$(nginx -v 2>&1 | cut -d/ -f2)"} (nginx-light) with WebDAV \`PUT\` to disk and static \`GET\`, on the same machine
 and the same bytes. The manifest is the fixture with its nodes replicated: {size} bytes
-({big} for the large one). Times are the median of {reps} \`curl\` runs. Jade's upload is a
-multipart \`POST\` that validates the JSON, trims it and stores the full and the trimmed
-body; nginx's is a \`PUT\` of the same file (to a temporary file renamed into place, no
-fsync). Ratio = Jade's throughput / nginx's, nginx with its own defaults; the last column is
-nginx's \`GET\` with \`sendfile on\` (the kernel sends the file; Debian's configuration turns
-it on) and Jade's ratio to it.
+({big} for the large one). Times are the median of {reps} \`curl\` runs for uploads and
+{dl_reps} for downloads; every timed upload starts after a \`sync\`, so none pays for the writes
+of the one before. Jade's upload is a multipart \`POST\` that validates the JSON, trims it and
+stores the full and the trimmed body (on fs: both synced to disk before it answers); nginx's
+is a \`PUT\` of the same file (to a temporary file renamed into place, no fsync). Ratio =
+Jade's throughput / nginx's, nginx with its own defaults. The last column is, for downloads,
+nginx's \`GET\` with \`sendfile on\` (the kernel sends the file; Debian's configuration turns it
+on) and, for the fs upload, nginx's \`PUT\` followed by an fsync of the file (\`sync FILE\`),
+the durability Jade gives; Jade's ratio to it.
 
-| storage | request | body | Jade | nginx | ratio | nginx with sendfile (ratio) |
+| storage | request | body | Jade | nginx | ratio | nginx variant (ratio) |
 |---|---|---|---|---|---|---|
 {nl.join(lines)}
+
+On S3 the upload is bounded by moto_server, a Python server: by itself it takes
+{float(moto_one):.2f} s to accept a \`PUT\` of the {mb(size):.0f} MB body from curl, and {float(moto_both):.2f} s for the full
+body and one of the trimmed body's size at once, as Jade stores them.
 
 ## Memory
 
