@@ -115,6 +115,8 @@ CONF
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
 NGINX="http://127.0.0.1:$NGINX_PORT"
 
+# CPU time (user + system, clock ticks) of a process so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 kb() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 # Median of the numbers on stdin.
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -201,12 +203,15 @@ for backend in fs s3; do
         MOTO_PID=$!
         for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$MOTO_PORT/" >/dev/null && break; sleep 0.1; done
         curl -sf -X PUT "http://127.0.0.1:$MOTO_PORT/jade-bench" >/dev/null
-        # What moto itself takes to accept the bytes (PUT with curl): the full body alone, and
-        # the full and the trimmed body at once, as Jade stores them.
+        # What moto itself takes to accept the bytes (PUT with curl, public so that curl can
+        # GET them back): the full body alone, and the full and the trimmed body at once, as
+        # Jade stores them.
         head -c "$((BYTES * 4 / 5))" "$WORK/manifest.json" >"$WORK/trimmed-size.bin"
         moto_one=$(for i in $(seq 1 "$REPS"); do
-            curl -sf -o /dev/null -w '%{time_total}\n' -T "$WORK/manifest.json" "http://127.0.0.1:$MOTO_PORT/jade-bench/raw-$i"
+            curl -sf -o /dev/null -w '%{time_total}\n' -H "x-amz-acl: public-read" -T "$WORK/manifest.json" \
+                "http://127.0.0.1:$MOTO_PORT/jade-bench/raw-$i"
         done | median)
+        moto_get=$(timed /dev/null "http://127.0.0.1:$MOTO_PORT/jade-bench/raw-1")
         moto_both=$(for i in $(seq 1 "$REPS"); do
             start=$(now)
             curl -sf -o /dev/null -T "$WORK/manifest.json" "http://127.0.0.1:$MOTO_PORT/jade-bench/full-$i" &
@@ -220,12 +225,20 @@ for backend in fs s3; do
     echo "measuring Jade on $backend" >&2
     up_times=()
     up_kb=()
+    jade_ticks=$(cpu_ticks "$JADE_PID")
+    moto_ticks=$(cpu_ticks "${MOTO_PID:-$JADE_PID}")
     for _ in $(seq 1 "$REPS"); do
         t=$(tag "up-$backend")
         settle
         up_kb+=("$(rss_growth upload "$t" "$WORK/manifest.json")")
         up_times+=("$(cat "$WORK/upload-time")")
     done
+    # CPU seconds per upload: Jade's, and on S3 moto_server's.
+    jade_cpu=$(awk -v t="$(($(cpu_ticks "$JADE_PID") - jade_ticks))" -v hz="$(getconf CLK_TCK)" -v n="$REPS" 'BEGIN {print t / hz / n}')
+    [ -n "${MOTO_PID:-}" ] &&
+        moto_cpu=$(awk -v t="$(($(cpu_ticks "$MOTO_PID") - moto_ticks))" -v hz="$(getconf CLK_TCK)" -v n="$REPS" 'BEGIN {print t / hz / n}') &&
+        s3_jade_cpu=$jade_cpu
+    [ "$backend" = fs ] && fs_jade_cpu=$jade_cpu
     up=$(printf '%s\n' "${up_times[@]}" | median)
     one_kb=$(printf '%s\n' "${up_kb[@]}" | median)
     last="$BASE?environment_slug=bench&tag=$t"
@@ -301,9 +314,9 @@ for backend in fs s3; do
 done
 
 python3 - "$OUT" "$SIZE_MB" "$BIG_MB" "$BYTES" "$BIG_BYTES" "$REPS" "$(git rev-parse --short HEAD)" \
-    "$not_modified" "$latency" "$p99" "$((gets_after - gets_before))" "$DL_REPS" "$moto_one" "$moto_both" <<PY
+    "$not_modified" "$latency" "$p99" "$((gets_after - gets_before))" "$DL_REPS" "$moto_one" "$moto_both" "$moto_get" "$moto_cpu" "$s3_jade_cpu" "$fs_jade_cpu" <<PY
 import sys
-out, size_mb, big_mb, size, big, reps, rev, not_modified, latency, p99, gets, dl_reps, moto_one, moto_both = sys.argv[1:]
+out, size_mb, big_mb, size, big, reps, rev, not_modified, latency, p99, gets, dl_reps, moto_one, moto_both, moto_get, moto_cpu, s3_jade_cpu, fs_jade_cpu = sys.argv[1:]
 size, big = int(size), int(big)
 mb = lambda n: float(n) / 1e6
 mib = lambda kb: f"{max(int(kb), 0) / 1024:.0f} MiB"
@@ -348,9 +361,14 @@ the durability Jade gives; Jade's ratio to it.
 |---|---|---|---|---|---|---|
 {nl.join(lines)}
 
-On S3 the upload is bounded by moto_server, a Python server: by itself it takes
-{float(moto_one):.2f} s to accept a \`PUT\` of the {mb(size):.0f} MB body from curl, and {float(moto_both):.2f} s for the full
-body and one of the trimmed body's size at once, as Jade stores them.
+On fs, Jade used {float(fs_jade_cpu):.2f} s of CPU per upload (receiving, writing two files, validating
+and trimming), on a machine whose two cores curl shares.
+
+On S3, uploads and downloads are bounded by moto_server, a Python server: by itself it takes
+{float(moto_one):.2f} s to accept a \`PUT\` of the {mb(size):.0f} MB body from curl, {float(moto_both):.2f} s for the full body and
+one of the trimmed body's size at once (as Jade stores them), and {float(moto_get):.2f} s to answer a \`GET\` of
+the full body. During Jade's S3 uploads moto_server used {float(moto_cpu):.2f} s of CPU per upload (its
+request handling runs on one core at a time) and Jade {float(s3_jade_cpu):.2f} s.
 
 ## Memory
 
