@@ -12,14 +12,14 @@
 #     (Jade's own storage metrics).
 # Writes bench/results/manifests.md.
 #
-#   bench/manifests.sh                       # 150 MB and 1000 MB manifests, 3 repetitions
+#   bench/manifests.sh                       # 150 MB and 1000 MB manifests, 5 repetitions
 #   SIZE_MB=20 BIG_MB=50 REPS=1 bench/manifests.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MB=${SIZE_MB:-150}
 BIG_MB=${BIG_MB:-1000}
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 DL_REPS=${DL_REPS:-7}
 PORT=${PORT:-4812}
 METRICS_PORT=${METRICS_PORT:-4813}
