@@ -367,8 +367,8 @@ and trimming), on a machine whose two cores curl shares.
 On S3, uploads and downloads are bounded by moto_server, a Python server: by itself it takes
 {float(moto_one):.2f} s to accept a \`PUT\` of the {mb(size):.0f} MB body from curl, {float(moto_both):.2f} s for the full body and
 one of the trimmed body's size at once (as Jade stores them), and {float(moto_get):.2f} s to answer a \`GET\` of
-the full body. During Jade's S3 uploads moto_server used {float(moto_cpu):.2f} s of CPU per upload (its
-request handling runs on one core at a time) and Jade {float(s3_jade_cpu):.2f} s.
+the full body. During Jade's S3 uploads moto_server used {float(moto_cpu):.2f} s of CPU per upload and
+Jade {float(s3_jade_cpu):.2f} s: the time goes to moto.
 
 ## Memory
 
