@@ -256,12 +256,20 @@ impl Trimmer {
                             }
                             self.token = Token::String { name, escape: true, hex: 0 };
                         }
+                        Some(_) if name && self.stack.len() > 1 && chunk.get(i + 1) == Some(&b':') => {
+                            // A nested member name and its `:` (and a space after it) at once;
+                            // at the top level the `:` decides which member is kept.
+                            self.token = Token::None;
+                            self.expect = Expect::Value;
+                            i += if chunk.get(i + 2) == Some(&b' ') { 2 } else { 1 };
+                        }
                         Some(_) => {
                             self.token = Token::None;
                             self.expect = if name { Expect::Colon } else { self.after_value() };
                             if self.ends_kept_value() {
                                 self.finish_copy(out, &chunk[copy_from..=i])?;
                             }
+                            i += self.nested_comma(&chunk[i + 1..]);
                         }
                     }
                     i += 1;
@@ -335,6 +343,14 @@ impl Trimmer {
                     if self.ends_kept_value() {
                         self.finish_copy(out, &chunk[copy_from..=i])?;
                     }
+                    if matches!(self.token, Token::None) {
+                        // A `,` after a nested container or literal, or the space of `", "` and
+                        // `": "` (as Python's json writes them), read here.
+                        i += match self.nested_comma(&chunk[i + 1..]) {
+                            0 => usize::from(chunk.get(i + 1) == Some(&b' ')),
+                            read => read,
+                        };
+                    }
                 }
             }
             i += 1;
@@ -379,6 +395,17 @@ impl Trimmer {
         self.write(out, b"}")?;
         out.flush()?;
         Ok(self.written)
+    }
+
+    /// Right after a value below the top level (where no kept member ends), reads a `,` (and
+    /// one space after it) at once when `rest` starts with it; answers how many bytes it read.
+    #[inline]
+    fn nested_comma(&mut self, rest: &[u8]) -> usize {
+        if self.expect != Expect::Next || self.stack.len() < 2 || rest.first() != Some(&b',') {
+            return 0;
+        }
+        self.expect = if self.stack.last() == Some(&true) { Expect::Key } else { Expect::Value };
+        if rest.get(1) == Some(&b' ') { 2 } else { 1 }
     }
 
     /// One byte outside any token: punctuation, or the start of a value.
