@@ -129,14 +129,13 @@ impl SpoolWriter {
 struct SpoolFile {
     out: BufWriter<std::fs::File>,
     writeback: bool,
-    /// Bytes given to the kernel and written back, and bytes written since.
-    written_back: u64,
+    /// Bytes written since the last writeback began.
     pending: u64,
 }
 
 impl SpoolFile {
     fn new(file: std::fs::File, writeback: bool) -> Self {
-        SpoolFile { out: BufWriter::with_capacity(BUFFER, file), writeback, written_back: 0, pending: 0 }
+        SpoolFile { out: BufWriter::with_capacity(BUFFER, file), writeback, pending: 0 }
     }
 }
 
@@ -146,8 +145,7 @@ impl Write for SpoolFile {
         self.pending += written as u64;
         if self.writeback && self.pending >= WRITEBACK {
             self.out.flush()?;
-            start_writeback(self.out.get_ref(), self.written_back);
-            self.written_back += self.pending;
+            start_writeback(self.out.get_ref());
             self.pending = 0;
         }
         Ok(written)
@@ -158,19 +156,19 @@ impl Write for SpoolFile {
     }
 }
 
-/// Starts writing the file's dirty pages from `offset` on to disk, without waiting
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, as PostgreSQL's `*_flush_after` settings do).
-/// Advisory: an error only means the final sync does all the writing.
+/// Starts writing the file's dirty pages to disk, without waiting (pages already being
+/// written are skipped): `sync_file_range(SYNC_FILE_RANGE_WRITE)`, as PostgreSQL's
+/// `*_flush_after` settings do. Advisory: an error only means the final sync does all the
+/// writing.
 #[cfg(target_os = "linux")]
-fn start_writeback(file: &std::fs::File, offset: u64) {
+fn start_writeback(file: &std::fs::File) {
     use std::os::fd::AsRawFd;
-    let offset = libc::off64_t::try_from(offset).unwrap_or(0);
     // SAFETY: the descriptor is open (borrowed from `file`) and the call takes no pointer.
-    unsafe { libc::sync_file_range(file.as_raw_fd(), offset, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_: &std::fs::File, _: u64) {}
+fn start_writeback(_: &std::fs::File) {}
 
 /// Writes the chunks the queue brings to a spool file.
 fn write_chunks(mut chunks: mpsc::Receiver<Bytes>, mut out: SpoolFile) -> std::io::Result<()> {

@@ -175,7 +175,13 @@ fn whitespace_run(bytes: &[u8]) -> usize {
         }
         at += 16;
     }
-    at + bytes[at..].iter().position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')).unwrap_or(bytes.len() - at)
+    at + bytes[at..].iter().position(|&b| !is_whitespace(b)).unwrap_or(bytes.len() - at)
+}
+
+/// JSON's four whitespace bytes.
+#[inline]
+fn is_whitespace(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// A bit for each whitespace byte of `block`, the first byte in the lowest bit.
@@ -323,7 +329,7 @@ impl Trimmer {
                     }
                 }
                 Token::None => {
-                    if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+                    if is_whitespace(byte) {
                         i += 1 + whitespace_run(&chunk[i + 1..]);
                         continue;
                     }
@@ -378,10 +384,8 @@ impl Trimmer {
             self.token = Token::None;
             self.expect = Expect::End;
         }
-        match self.expect {
-            Expect::End if self.token == Token::None => {}
-            Expect::Document => return Err(invalid("EOF while parsing a value", self.offset)),
-            _ => return Err(invalid("EOF while parsing a value", self.offset)),
+        if self.expect != Expect::End || self.token != Token::None {
+            return Err(invalid("EOF while parsing a value", self.offset));
         }
         if self.not_object {
             return Err(ManifestError::NotAnObject);

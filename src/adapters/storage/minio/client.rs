@@ -145,13 +145,7 @@ impl BlobStorage for MinioStorage {
             self.client.get_object(&self.bucket, object).map_err(MinioError::from)?.build().send().await
         })
         .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(Failure::Minio(e)) if matches!(s3_code(&e), Some(MinioErrorCode::NoSuchKey)) => {
-                return Err(StorageError::NotFound);
-            }
-            Err(e) => return Err(e.into_storage("get")),
-        };
+        let response = found(response, "get")?;
         let len = response.object_size().ok();
         let (stream, _) = response
             .content()
@@ -172,13 +166,7 @@ impl BlobStorage for MinioStorage {
             self.client.stat_object(&self.bucket, object).map_err(MinioError::from)?.build().send().await
         })
         .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(Failure::Minio(e)) if matches!(s3_code(&e), Some(MinioErrorCode::NoSuchKey)) => {
-                return Err(StorageError::NotFound);
-            }
-            Err(e) => return Err(e.into_storage("stat")),
-        };
+        let response = found(response, "stat")?;
         // Read from the HEAD answer's own headers: an S3 server need not send the
         // `x-amz-object-size` the crate's accessor reads.
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -200,7 +188,7 @@ impl BlobStorage for MinioStorage {
         match deleted {
             Ok(_) => Ok(()),
             // S3 answers 204 for a missing object; be lenient with servers that say 404.
-            Err(Failure::Minio(e)) if matches!(s3_code(&e), Some(MinioErrorCode::NoSuchKey)) => Ok(()),
+            Err(e) if e.is_missing() => Ok(()),
             Err(e) => Err(e.into_storage("delete")),
         }
     }
@@ -256,6 +244,11 @@ enum Failure {
 }
 
 impl Failure {
+    /// Whether the server said no object is stored under the key.
+    fn is_missing(&self) -> bool {
+        matches!(self, Failure::Minio(e) if matches!(s3_code(e), Some(MinioErrorCode::NoSuchKey)))
+    }
+
     fn into_storage(self, op: &str) -> StorageError {
         let message = match self {
             Failure::Minio(e) => describe(&e),
@@ -266,6 +259,11 @@ impl Failure {
         tracing::debug!(op, error = %message, "minio request failed");
         StorageError::Backend(truncate(format!("minio {op}: {message}")))
     }
+}
+
+/// A request's answer, or `NotFound` when no object is stored under the key.
+fn found<T>(answer: Result<T, Failure>, op: &str) -> Result<T, StorageError> {
+    answer.map_err(|e| if e.is_missing() { StorageError::NotFound } else { e.into_storage(op) })
 }
 
 impl From<Failure> for StorageError {
