@@ -481,6 +481,55 @@ async fn a_rename_that_cannot_store_its_body_changes_nothing() {
     jade.stop().await;
 }
 
+/// Replacements and uploads that meet on one path, at the same time, all succeed (none
+/// deadlocks on the other's locks), and leave every row of the path on one stored body.
+#[tokio::test]
+async fn writers_meeting_on_one_path_all_succeed() {
+    let jade = TestJade::start(Scenario::default(), &[]).await;
+    let base = "/api/v2/datacoves/environments/dev123/files";
+    let mut slugs = Vec::new();
+    for body in [b"one", b"two"] {
+        let (status, body, _) = post(&jade, base, file_form("shared", body, "same.json")).await;
+        assert_eq!(status, 201, "{body}");
+        slugs.push(serde_json::from_str::<Value>(&body).unwrap()["data"]["slug"].as_str().unwrap().to_owned());
+    }
+    for round in 0..15 {
+        let replace = |slug: &String, method: reqwest::Method| {
+            let form = Form::new().part("file", file(format!("{slug} {round}").as_bytes(), "same.json"));
+            jade.client
+                .request(method, jade.url(&format!("{base}?slug={slug}")))
+                .bearer_auth(ACME)
+                .multipart(form)
+                .send()
+        };
+        let (a, b, c, d) = tokio::join!(
+            replace(&slugs[0], reqwest::Method::PUT),
+            replace(&slugs[1], reqwest::Method::PATCH),
+            jade.client
+                .post(jade.url(base))
+                .bearer_auth(ACME)
+                .multipart(file_form("shared", b"new", "same.json"))
+                .send(),
+            replace(&slugs[0], reqwest::Method::PUT),
+        );
+        for response in [a, b, c, d] {
+            let response = response.unwrap();
+            let status = response.status();
+            assert!(status.is_success(), "round {round}: {status} {}", response.text().await.unwrap());
+        }
+    }
+    let client = support::connect(&jade.seeded.jade_db).await;
+    let keys = client
+        .query("SELECT DISTINCT coalesce(storage_key, path) FROM files WHERE path = '/environments/dev123/files/shared/same.json'", &[])
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "every row of the path reads one body");
+    let key: String = keys[0].get(0);
+    assert!(jade.storage.object(&key).await.is_some());
+    assert_eq!(stored(jade.storage.dir.path()), vec![key.trim_start_matches('/').to_owned()], "no body left behind");
+    jade.stop().await;
+}
+
 #[tokio::test]
 async fn refused_manifests_leave_no_row_and_no_object() {
     let jade = TestJade::start(Scenario::default(), &[("MAX_UPLOAD_BYTES", "4096")]).await;

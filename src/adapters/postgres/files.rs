@@ -28,9 +28,23 @@ fn file(row: &Row) -> File {
     }
 }
 
-/// Within a transaction: serializes writers of these paths (so two uploads of one path
-/// cannot leave its rows on different bodies), points every row of each path at `key`, and
-/// answers the keys that no row reads any more.
+/// Within a transaction, first of all: waits for the environment's other file writers to
+/// finish. Every writer of `files` takes this one lock before it reads or locks any row, so
+/// two writers of one path can neither leave its rows on different bodies nor deadlock on
+/// each other's row locks (a replacement locks its row, then the rows of its new path).
+async fn lock_environment(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    environment_slug: &str,
+) -> Result<(), BackendError> {
+    transaction
+        .execute("SELECT pg_advisory_xact_lock(hashtextextended('jade files ' || $1, 0))", &[&environment_slug])
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Within a transaction holding the environment's lock: points every row of each path at
+/// `key`, and answers the keys that no row reads any more.
 async fn switch_paths(
     transaction: &deadpool_postgres::Transaction<'_>,
     environment_slug: &str,
@@ -41,14 +55,6 @@ async fn switch_paths(
     targets.dedup_by(|later, earlier| later.0 == earlier.0);
     let paths: Vec<&str> = targets.iter().map(|(path, _)| *path).collect();
     let keys: Vec<&str> = targets.iter().map(|(_, key)| *key).collect();
-    // Locks in path order: two writers of overlapping paths cannot deadlock.
-    transaction
-        .execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || p, 0)) FROM unnest($2::text[]) AS p ORDER BY p",
-            &[&environment_slug, &paths],
-        )
-        .await
-        .map_err(db)?;
     let rows = transaction
         .query(
             "WITH target AS (SELECT * FROM unnest($2::text[], $3::text[]) AS t(path, key)), \
@@ -88,6 +94,7 @@ impl FileStore for JadeDatabase {
         let targets = files.iter().rev().map(|f| (f.path.as_str(), f.key.as_str()));
         // Writes are per environment (one request's files share it).
         let environment = first.environment_slug.as_str();
+        lock_environment(&transaction, environment).await?;
         let sql = format!(
             "INSERT INTO files (filename, environment_slug, tag, path, storage_key, inserted_at, updated_at) \
              SELECT f, e, t, p, k, {NOW}, {NOW} \
@@ -146,6 +153,7 @@ impl FileStore for JadeDatabase {
     async fn update(&self, id: i64, new: &NewFile) -> Result<Option<Written<File>>, BackendError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(db)?;
+        lock_environment(&transaction, &new.environment_slug).await?;
         let old = transaction
             .query_opt("SELECT coalesce(storage_key, path) FROM files WHERE id = $1 FOR UPDATE", &[&id])
             .await
@@ -177,14 +185,18 @@ impl FileStore for JadeDatabase {
     }
 
     async fn delete_by_path(&self, environment_slug: &str, path: &str, key: &str) -> Result<u64, BackendError> {
-        let client = self.client().await?;
-        client
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(db)?;
+        lock_environment(&transaction, environment_slug).await?;
+        let deleted = transaction
             .execute(
                 "DELETE FROM files WHERE environment_slug = $1 AND path = $2 AND coalesce(storage_key, path) = $3",
                 &[&environment_slug, &path, &key],
             )
             .await
-            .map_err(db)
+            .map_err(db)?;
+        transaction.commit().await.map_err(db)?;
+        Ok(deleted)
     }
 
     async fn key_in_use(&self, key: &str) -> Result<bool, BackendError> {
