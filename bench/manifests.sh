@@ -117,6 +117,10 @@ NGINX="http://127.0.0.1:$NGINX_PORT"
 
 # CPU time (user + system, clock ticks) of a process so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU seconds per upload of process $1 since it stood at $2 ticks, over $REPS uploads.
+cpu_per_upload() {
+    awk -v t="$(($(cpu_ticks "$1") - $2))" -v hz="$(getconf CLK_TCK)" -v n="$REPS" 'BEGIN {print t / hz / n}'
+}
 kb() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 # Median of the numbers on stdin.
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -226,7 +230,7 @@ for backend in fs s3; do
     up_times=()
     up_kb=()
     jade_ticks=$(cpu_ticks "$JADE_PID")
-    moto_ticks=$(cpu_ticks "${MOTO_PID:-$JADE_PID}")
+    if [ "$backend" = s3 ]; then moto_ticks=$(cpu_ticks "$MOTO_PID"); fi
     for _ in $(seq 1 "$REPS"); do
         t=$(tag "up-$backend")
         settle
@@ -234,11 +238,12 @@ for backend in fs s3; do
         up_times+=("$(cat "$WORK/upload-time")")
     done
     # CPU seconds per upload: Jade's, and on S3 moto_server's.
-    jade_cpu=$(awk -v t="$(($(cpu_ticks "$JADE_PID") - jade_ticks))" -v hz="$(getconf CLK_TCK)" -v n="$REPS" 'BEGIN {print t / hz / n}')
-    [ -n "${MOTO_PID:-}" ] &&
-        moto_cpu=$(awk -v t="$(($(cpu_ticks "$MOTO_PID") - moto_ticks))" -v hz="$(getconf CLK_TCK)" -v n="$REPS" 'BEGIN {print t / hz / n}') &&
-        s3_jade_cpu=$jade_cpu
-    [ "$backend" = fs ] && fs_jade_cpu=$jade_cpu
+    if [ "$backend" = s3 ]; then
+        moto_cpu=$(cpu_per_upload "$MOTO_PID" "$moto_ticks")
+        s3_jade_cpu=$(cpu_per_upload "$JADE_PID" "$jade_ticks")
+    else
+        fs_jade_cpu=$(cpu_per_upload "$JADE_PID" "$jade_ticks")
+    fi
     up=$(printf '%s\n' "${up_times[@]}" | median)
     one_kb=$(printf '%s\n' "${up_kb[@]}" | median)
     last="$BASE?environment_slug=bench&tag=$t"

@@ -6,9 +6,13 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{JadeDatabase, NOW, db, utc};
+use crate::adapters::pg;
 use crate::domain::file::{File, FileLookup, NewFile};
 use crate::ports::BackendError;
 use crate::ports::files::{FileStore, Written};
+
+/// Whether any row reads the body stored under `$1`.
+const KEY_READ: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE coalesce(storage_key, path) = $1)";
 
 const COLUMNS: &str = "id, slug, filename, environment_slug, tag, path, coalesce(storage_key, path) AS body_key, \
                        inserted_at, updated_at";
@@ -32,10 +36,7 @@ fn file(row: &Row) -> File {
 /// finish. Every writer of `files` takes this one lock before it reads or locks any row, so
 /// two writers of one path can neither leave its rows on different bodies nor deadlock on
 /// each other's row locks (a replacement locks its row, then the rows of its new path).
-async fn lock_environment(
-    transaction: &deadpool_postgres::Transaction<'_>,
-    environment_slug: &str,
-) -> Result<(), BackendError> {
+async fn lock_environment(transaction: &pg::Transaction<'_>, environment_slug: &str) -> Result<(), BackendError> {
     transaction
         .execute("SELECT pg_advisory_xact_lock(hashtextextended('jade files ' || $1, 0))", &[&environment_slug])
         .await
@@ -46,7 +47,7 @@ async fn lock_environment(
 /// Within a transaction holding the environment's lock: points every row of each path at
 /// `key`, and answers the keys that no row reads any more.
 async fn switch_paths(
-    transaction: &deadpool_postgres::Transaction<'_>,
+    transaction: &pg::Transaction<'_>,
     environment_slug: &str,
     targets: &[(&str, &str)],
 ) -> Result<Vec<String>, BackendError> {
@@ -72,10 +73,7 @@ async fn switch_paths(
     let mut released = Vec::new();
     for row in rows {
         let key: String = row.get(0);
-        let in_use = transaction
-            .query_one("SELECT EXISTS (SELECT 1 FROM files WHERE coalesce(storage_key, path) = $1)", &[&key])
-            .await
-            .map_err(db)?;
+        let in_use = transaction.query_one(KEY_READ, &[&key]).await.map_err(db)?;
         if !in_use.get::<_, bool>(0) {
             released.push(key);
         }
@@ -171,10 +169,7 @@ impl FileStore for JadeDatabase {
             .await
             .map_err(db)?;
         let mut released = switch_paths(&transaction, &new.environment_slug, &[(&new.path, &new.key)]).await?;
-        let in_use = transaction
-            .query_one("SELECT EXISTS (SELECT 1 FROM files WHERE coalesce(storage_key, path) = $1)", &[&old_key])
-            .await
-            .map_err(db)?;
+        let in_use = transaction.query_one(KEY_READ, &[&old_key]).await.map_err(db)?;
         if !in_use.get::<_, bool>(0) && !released.contains(&old_key) {
             released.push(old_key);
         }
@@ -201,10 +196,7 @@ impl FileStore for JadeDatabase {
 
     async fn key_in_use(&self, key: &str) -> Result<bool, BackendError> {
         let client = self.client().await?;
-        let row = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM files WHERE coalesce(storage_key, path) = $1)", &[&key])
-            .await
-            .map_err(db)?;
+        let row = client.query_one(KEY_READ, &[&key]).await.map_err(db)?;
         Ok(row.get(0))
     }
 
