@@ -7,10 +7,12 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const INSTALL_HINT: &str = "run `scripts/install-storage-servers.sh` and `source .tools/env`";
@@ -53,8 +55,21 @@ impl Drop for Server {
     }
 }
 
+/// A loopback port free now and never handed out before in this process. The kernel may
+/// offer a port again once its probe socket is closed; two servers started at once were
+/// then given the same port, and the second one's readiness probe reached the first (CI
+/// saw Azurite's test answered by moto's `NoSuchBucket`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("no free loopback port").port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("no free loopback port")
+            .port();
+        if HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The server binary: `$var`, else what the install script put under `.tools/`, else
@@ -70,8 +85,25 @@ fn binary(var: &str, installed: &str, default: &str) -> String {
     default.to_string()
 }
 
-/// Spawns `program args…`, then waits until it answers HTTP on `port`.
-fn spawn_server(name: &'static str, var: &str, program: &str, args: &[String], port: u16) -> Server {
+/// Spawns `program args(port)…` on a free port, then waits until it answers HTTP there. A
+/// port taken by another process between the probe and the server's bind (the server exits
+/// saying so) is given up for another, up to three times.
+fn spawn_on_free_port(name: &'static str, var: &str, program: &str, args: impl Fn(u16) -> Vec<String>) -> Server {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let port = free_port();
+        match spawn_server(name, var, program, &args(port), port) {
+            Ok(server) => return server,
+            Err(log) if attempts < 3 => eprintln!("{name}: port {port} was taken, trying another:\n{log}"),
+            Err(log) => panic!("{name} (`{program}`) found its port taken {attempts} times:\n{log}"),
+        }
+    }
+}
+
+/// Spawns `program args…`, then waits until it answers HTTP on `port`; `Err` with the log's
+/// tail when it exits saying its address is in use.
+fn spawn_server(name: &'static str, var: &str, program: &str, args: &[String], port: u16) -> Result<Server, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join(format!("{name}.log"));
     let log_file = std::fs::File::create(&log).expect("server log file");
@@ -95,10 +127,14 @@ fn spawn_server(name: &'static str, var: &str, program: &str, args: &[String], p
     loop {
         if answers_http(port) {
             eprintln!("{name} ready on port {port} after {} ms", started.elapsed().as_millis());
-            return server;
+            return Ok(server);
         }
         if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            panic!("{name} (`{program}`) exited with {status} before answering:\n{}", server.log_tail());
+            let log = server.log_tail();
+            if log.contains("EADDRINUSE") || log.to_ascii_lowercase().contains("address already in use") {
+                return Err(log);
+            }
+            panic!("{name} (`{program}`) exited with {status} before answering:\n{}", log);
         }
         if started.elapsed() > Duration::from_secs(60) {
             panic!("{name} (`{program}`) did not answer on port {port} within 60 s:\n{}", server.log_tail());
@@ -121,27 +157,28 @@ fn answers_http(port: u16) -> bool {
 
 pub fn start_moto() -> Server {
     let program = binary("JADE_MOTO_SERVER", "venv/bin/moto_server", "moto_server");
-    let port = free_port();
-    let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
-    spawn_server("moto_server", "JADE_MOTO_SERVER", &program, &args, port)
+    spawn_on_free_port("moto_server", "JADE_MOTO_SERVER", &program, |port| {
+        ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from).to_vec()
+    })
 }
 
 pub fn start_azurite() -> Server {
     let program = binary("JADE_AZURITE_BLOB", "node/node_modules/.bin/azurite-blob", "azurite-blob");
-    let port = free_port();
-    let args = [
-        "--blobHost",
-        "127.0.0.1",
-        "--blobPort",
-        &port.to_string(),
-        "--inMemoryPersistence",
-        "--skipApiVersionCheck",
-        "--loose",
-        "--disableTelemetry",
-        "--silent",
-    ]
-    .map(String::from);
-    spawn_server("azurite-blob", "JADE_AZURITE_BLOB", &program, &args, port)
+    spawn_on_free_port("azurite-blob", "JADE_AZURITE_BLOB", &program, |port| {
+        [
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+            "--silent",
+        ]
+        .map(String::from)
+        .to_vec()
+    })
 }
 
 /// Azurite's connection string, with its endpoint as a custom cloud location.
