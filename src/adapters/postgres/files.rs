@@ -11,8 +11,9 @@ use crate::domain::file::{File, FileLookup, NewFile};
 use crate::ports::BackendError;
 use crate::ports::files::{FileStore, Written};
 
-/// Whether any row reads the body stored under `$1`.
-const KEY_READ: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE coalesce(storage_key, path) = $1)";
+/// Those of the keys `$1` that no row reads the body of.
+const UNREAD: &str = "SELECT DISTINCT k FROM unnest($1::text[]) AS k \
+                      WHERE NOT EXISTS (SELECT 1 FROM files WHERE coalesce(storage_key, path) = k)";
 
 const COLUMNS: &str = "id, slug, filename, environment_slug, tag, path, coalesce(storage_key, path) AS body_key, \
                        inserted_at, updated_at";
@@ -44,16 +45,13 @@ async fn lock_environment(transaction: &pg::Transaction<'_>, environment_slug: &
     Ok(())
 }
 
-/// Within a transaction holding the environment's lock: points every row of each path at
-/// `key`, and answers the keys that no row reads any more.
+/// Within a transaction holding the environment's lock: points every row of each path (each
+/// given once) at its key, and answers the keys the rows were moved off.
 async fn switch_paths(
     transaction: &pg::Transaction<'_>,
     environment_slug: &str,
     targets: &[(&str, &str)],
 ) -> Result<Vec<String>, BackendError> {
-    let mut targets = targets.to_vec();
-    targets.sort();
-    targets.dedup_by(|later, earlier| later.0 == earlier.0);
     let paths: Vec<&str> = targets.iter().map(|(path, _)| *path).collect();
     let keys: Vec<&str> = targets.iter().map(|(_, key)| *key).collect();
     let rows = transaction
@@ -70,15 +68,13 @@ async fn switch_paths(
         )
         .await
         .map_err(db)?;
-    let mut released = Vec::new();
-    for row in rows {
-        let key: String = row.get(0);
-        let in_use = transaction.query_one(KEY_READ, &[&key]).await.map_err(db)?;
-        if !in_use.get::<_, bool>(0) {
-            released.push(key);
-        }
-    }
-    Ok(released)
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Those of `keys` that no row reads any more, in one query.
+async fn unread(transaction: &pg::Transaction<'_>, keys: Vec<String>) -> Result<Vec<String>, BackendError> {
+    let rows = transaction.query(UNREAD, &[&keys]).await.map_err(db)?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 #[async_trait]
@@ -120,7 +116,8 @@ impl FileStore for JadeDatabase {
             unique.entry(path).or_insert(key);
         }
         let targets: Vec<(&str, &str)> = unique.into_iter().collect();
-        let released = switch_paths(&transaction, environment, &targets).await?;
+        let moved = switch_paths(&transaction, environment, &targets).await?;
+        let released = unread(&transaction, moved).await?;
         let sql = format!("SELECT {COLUMNS} FROM files WHERE id = ANY($1) ORDER BY id");
         let rows = transaction.query(&sql, &[&ids]).await.map_err(db)?;
         transaction.commit().await.map_err(db)?;
@@ -168,11 +165,9 @@ impl FileStore for JadeDatabase {
             )
             .await
             .map_err(db)?;
-        let mut released = switch_paths(&transaction, &new.environment_slug, &[(&new.path, &new.key)]).await?;
-        let in_use = transaction.query_one(KEY_READ, &[&old_key]).await.map_err(db)?;
-        if !in_use.get::<_, bool>(0) && !released.contains(&old_key) {
-            released.push(old_key);
-        }
+        let mut moved = switch_paths(&transaction, &new.environment_slug, &[(&new.path, &new.key)]).await?;
+        moved.push(old_key);
+        let released = unread(&transaction, moved).await?;
         let row =
             transaction.query_one(&format!("SELECT {COLUMNS} FROM files WHERE id = $1"), &[&id]).await.map_err(db)?;
         transaction.commit().await.map_err(db)?;
@@ -196,8 +191,8 @@ impl FileStore for JadeDatabase {
 
     async fn key_in_use(&self, key: &str) -> Result<bool, BackendError> {
         let client = self.client().await?;
-        let row = client.query_one(KEY_READ, &[&key]).await.map_err(db)?;
-        Ok(row.get(0))
+        let unread = client.query(UNREAD, &[&[key].as_slice()]).await.map_err(db)?;
+        Ok(unread.is_empty())
     }
 
     async fn keys_of_paths(&self, environment_slug: &str, paths: &[&str]) -> Result<Vec<String>, BackendError> {
