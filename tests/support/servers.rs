@@ -55,10 +55,8 @@ impl Drop for Server {
     }
 }
 
-/// A loopback port free now and never handed out before in this process. The kernel may
-/// offer a port again once its probe socket is closed; two servers started at once were
-/// then given the same port, and the second one's readiness probe reached the first (CI
-/// saw Azurite's test answered by moto's `NoSuchBucket`).
+/// A loopback port free now and never handed out before in this process (the kernel may
+/// offer a port again once its probe socket is closed).
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
@@ -85,24 +83,28 @@ fn binary(var: &str, installed: &str, default: &str) -> String {
     default.to_string()
 }
 
-/// Spawns `program args(port)…` on a free port, then waits until it answers HTTP there. A
-/// port taken by another process between the probe and the server's bind (the server exits
-/// saying so) is given up for another, up to three times.
+/// Spawns `program args(port)…` on a free port, then waits until it listens there itself
+/// and answers HTTP. A port can still be taken between the probe and the server's bind (by
+/// another process, or by a listener of this one binding port 0): the server then exits,
+/// and is started again on another port, up to three times. A probe answered by whoever
+/// took the port does not count (CI once saw Azurite's test answered by a moto given the
+/// same port).
 fn spawn_on_free_port(name: &'static str, var: &str, program: &str, args: impl Fn(u16) -> Vec<String>) -> Server {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
+    for attempt in 1..=3 {
         let port = free_port();
         match spawn_server(name, var, program, &args(port), port) {
             Ok(server) => return server,
-            Err(log) if attempts < 3 => eprintln!("{name}: port {port} was taken, trying another:\n{log}"),
-            Err(log) => panic!("{name} (`{program}`) found its port taken {attempts} times:\n{log}"),
+            Err(log) if attempt < 3 => {
+                eprintln!("{name} exited before answering on port {port}; trying another:\n{log}")
+            }
+            Err(log) => panic!("{name} (`{program}`) exited before answering, {attempt} times:\n{log}"),
         }
     }
+    unreachable!("the last attempt returns or panics")
 }
 
-/// Spawns `program args…`, then waits until it answers HTTP on `port`; `Err` with the log's
-/// tail when it exits saying its address is in use.
+/// Spawns `program args…`, then waits until it listens on `port` and answers HTTP there;
+/// `Err` with the log's tail when it exits first.
 fn spawn_server(name: &'static str, var: &str, program: &str, args: &[String], port: u16) -> Result<Server, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join(format!("{name}.log"));
@@ -122,25 +124,39 @@ fn spawn_server(name: &'static str, var: &str, program: &str, args: &[String], p
         ),
         Err(e) => panic!("cannot start {name} (`{program}`, from {var}): {e}; {INSTALL_HINT}"),
     };
+    let pid = child.id();
     let mut server = Server { name, child: Some(child), port, log, _dir: dir };
     let started = Instant::now();
     loop {
-        if answers_http(port) {
+        if listens(pid, port) && answers_http(port) {
             eprintln!("{name} ready on port {port} after {} ms", started.elapsed().as_millis());
             return Ok(server);
         }
-        if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            let log = server.log_tail();
-            if log.contains("EADDRINUSE") || log.to_ascii_lowercase().contains("address already in use") {
-                return Err(log);
-            }
-            panic!("{name} (`{program}`) exited with {status} before answering:\n{}", log);
+        if server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()).is_some() {
+            return Err(server.log_tail());
         }
         if started.elapsed() > Duration::from_secs(60) {
             panic!("{name} (`{program}`) did not answer on port {port} within 60 s:\n{}", server.log_tail());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux's procfs:
+/// the socket's inode in `/proc/net/tcp`, among the process's descriptors).
+fn listens(pid: u32, port: u16) -> bool {
+    let address = format!("0100007F:{port:04X}");
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let Some(inode) = tcp.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local_address, state (0A: LISTEN), inode
+        (fields.get(1) == Some(&address.as_str()) && fields.get(3) == Some(&"0A")).then(|| fields.get(9).copied())?
+    }) else {
+        return false;
+    };
+    let socket = PathBuf::from(format!("socket:[{inode}]"));
+    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    descriptors.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == socket))
 }
 
 fn answers_http(port: u16) -> bool {
