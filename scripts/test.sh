@@ -2,9 +2,9 @@
 # Runs every test of Jade: unit tests, and black-box tests over real HTTP against real
 # PostgreSQL, an S3 server (moto_server) and Azure's Blob emulator (Azurite).
 #
-# Sets up what the tests need: installs moto_server, Azurite, an OpenAPI validator and the
+# Sets up what the tests need: installs moto_server, Azurite, an OpenAPI validator, the
 # pinned dbt Cloud clients with schemathesis and selenium (scripts/install-client-tools.sh)
-# under .tools/ (first run only) and Debian's chromium and chromium-driver (apt-get, when
+# and real Airflow 2.11 and 3.3 (scripts/install-airflow.sh) under .tools/ (first run only) and Debian's chromium and chromium-driver (apt-get, when
 # missing), checks that PostgreSQL answers on 127.0.0.1:5432 (and
 # starts the local cluster if it is installed but down), and drops databases that earlier,
 # interrupted runs left behind. Any missing service fails the run with a line naming it.
@@ -49,6 +49,9 @@ fi
 
 # --- dbt Cloud clients and schemathesis (tests/clients.rs) -----------------------------------
 scripts/install-client-tools.sh || fail "cannot install the pinned dbt Cloud clients into .tools/venv (scripts/install-client-tools.sh)"
+
+# --- Real Airflow 2 and 3 (tests/airflow_versions.rs makes its databases with them) --------
+scripts/install-airflow.sh || fail "cannot install the pinned Airflow 2 and 3 into .tools (scripts/install-airflow.sh)"
 
 # --- Headless Chromium for the Swagger UI walk (tests/swagger_ui.rs) --------------------------
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then

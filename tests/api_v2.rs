@@ -5,6 +5,7 @@ mod support;
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
+use support::listing::{ORDERS, assert_in_order, assert_paging_exact, walk};
 use support::seed::{ACME, GLOBEX, NOBODY};
 use support::{Scenario, TestJade, message};
 
@@ -368,27 +369,15 @@ async fn dbt_cloud_compat_uses_dbt_cloud_status_codes() {
     jade.stop().await;
 }
 
-async fn walk(jade: &TestJade, order: &str, limit: usize) -> (Vec<Value>, HashSet<i64>) {
-    let mut runs = Vec::new();
-    let mut totals = HashSet::new();
-    loop {
-        let path = format!("/api/v2/accounts/1/runs?order_by={order}&limit={limit}&offset={}", runs.len());
-        let page = jade.json(ACME, &path, 200).await;
-        totals.insert(page["extra"]["pagination"]["total_count"].as_i64().unwrap());
-        let items = page["data"].as_array().unwrap().clone();
-        assert!(items.len() <= limit);
-        if items.is_empty() {
-            return (runs, totals);
-        }
-        runs.extend(items);
-    }
-}
-
 #[tokio::test]
 async fn paging_with_offset_yields_every_run_once_in_order_across_databases() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 10, unreachable_environment: true }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 10, unreachable_environment: true, ..Scenario::default() },
+        &[],
+    )
+    .await;
     // dev123 and mkt123 share one Airflow database (a schema each); prod123 has its own.
-    for order in ["id", "-id", "created_at", "-created_at", "finished_at", "-finished_at"] {
+    for order in ORDERS {
         let (runs, totals) = walk(&jade, order, 7).await;
         assert_eq!(totals, HashSet::from([30]), "{order}");
         assert_eq!(runs.len(), 30, "{order}");
@@ -407,45 +396,13 @@ async fn paging_with_offset_yields_every_run_once_in_order_across_databases() {
     jade.stop().await;
 }
 
-/// Each run follows the one before it in `order` (ties and missing times by id).
-fn assert_in_order(order: &str, runs: &[Value]) {
-    let descending = order.starts_with('-');
-    let ids: Vec<i64> = runs.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-    for (i, pair) in runs.windows(2).enumerate() {
-        let key = |run: &Value| match order.trim_start_matches('-') {
-            "id" => None,
-            "created_at" => run["created_at"].as_str().map(str::to_owned),
-            _ => run["finished_at"].as_str().map(str::to_owned),
-        };
-        let by_id = if descending { ids[i] > ids[i + 1] } else { ids[i] < ids[i + 1] };
-        let in_order = match (key(&pair[0]), key(&pair[1])) {
-            (None, None) => by_id,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(a), Some(b)) if a == b => by_id,
-            (Some(a), Some(b)) => (a > b) == descending,
-        };
-        assert!(in_order, "{order}: run {} before run {}", ids[i], ids[i + 1]);
-    }
-}
-
-/// Walks every order two runs at a time: each of the `expected` runs exactly once, in order.
-async fn assert_paging_exact(jade: &TestJade, expected: usize) {
-    for order in ["id", "-id", "created_at", "-created_at", "finished_at", "-finished_at"] {
-        let (runs, totals) = walk(jade, order, 2).await;
-        assert_eq!(totals, HashSet::from([expected as i64]), "{order}");
-        let unique: HashSet<(String, i64)> = runs
-            .iter()
-            .map(|r| (r["environment_slug"].as_str().unwrap().to_owned(), r["dag_run_id"].as_i64().unwrap()))
-            .collect();
-        assert_eq!((runs.len(), unique.len()), (expected, expected), "{order}: a run missing or twice");
-        assert_in_order(order, &runs);
-    }
-}
-
 #[tokio::test]
 async fn paging_is_exact_over_a_registry_adopted_from_the_first_jade() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 8, unreachable_environment: false }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 8, unreachable_environment: false, ..Scenario::default() },
+        &[],
+    )
+    .await;
     // The first Jade registered runs as it happened to meet them: newest first, environments
     // interleaved, with gaps in the ids.
     let registry = support::connect(&jade.seeded.jade_db).await;
@@ -470,7 +427,11 @@ async fn paging_is_exact_over_a_registry_adopted_from_the_first_jade() {
 
 #[tokio::test]
 async fn paging_is_exact_after_latest_run_and_a_job_show_registered_runs_first() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 8, unreachable_environment: false }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 8, unreachable_environment: false, ..Scenario::default() },
+        &[],
+    )
+    .await;
     jade.json(ACME, "/api/v2/accounts/1/projects/10/latest-run", 200).await;
     let jobs = jade.json(ACME, "/api/v2/accounts/1/jobs?environment_id=101", 200).await;
     for job in jobs["data"].as_array().unwrap() {
@@ -482,7 +443,11 @@ async fn paging_is_exact_after_latest_run_and_a_job_show_registered_runs_first()
 
 #[tokio::test]
 async fn a_dag_run_committed_late_is_listed_once() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 4, unreachable_environment: false }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 4, unreachable_environment: false, ..Scenario::default() },
+        &[],
+    )
+    .await;
     assert_paging_exact(&jade, 12).await;
     // Two Airflow sessions: the first takes id 5 but commits after the second's id 6 was listed.
     let mut slow = jade.seeded.airflow("mkt123").await;
@@ -506,7 +471,11 @@ async fn a_dag_run_committed_late_is_listed_once() {
 
 #[tokio::test]
 async fn a_huge_offset_answers_an_empty_page_and_the_total() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 5, unreachable_environment: false }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 5, unreachable_environment: false, ..Scenario::default() },
+        &[],
+    )
+    .await;
     for order in ["id", "-created_at", "finished_at"] {
         let page = jade
             .json(ACME, &format!("/api/v2/accounts/1/runs?order_by={order}&offset=1000000000&limit=100"), 200)
@@ -519,7 +488,11 @@ async fn a_huge_offset_answers_an_empty_page_and_the_total() {
 
 #[tokio::test]
 async fn a_large_environment_is_indexed_in_bulk_and_paged_deep() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 2, unreachable_environment: false }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 2, unreachable_environment: false, ..Scenario::default() },
+        &[],
+    )
+    .await;
     let airflow = jade.seeded.airflow("mkt123").await;
     airflow
         .batch_execute(
@@ -595,7 +568,11 @@ async fn a_new_run_is_the_newest_by_id() {
 
 #[tokio::test]
 async fn fifty_concurrent_first_listings_assign_one_id_per_run() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 40, unreachable_environment: false }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 40, unreachable_environment: false, ..Scenario::default() },
+        &[],
+    )
+    .await;
     let requests = (0..50).map(|_| jade.json(ACME, "/api/v2/accounts/1/runs?limit=100&order_by=-id", 200));
     let pages = futures::future::join_all(requests).await;
     let mut ids: HashMap<(String, i64), i64> = HashMap::new();
@@ -647,7 +624,11 @@ async fn an_unreachable_airflow_database_drops_only_its_environment() {
 
 #[tokio::test]
 async fn latest_run_is_the_newest_success_across_the_projects_environments() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 12, unreachable_environment: true }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 12, unreachable_environment: true, ..Scenario::default() },
+        &[],
+    )
+    .await;
     // Successful runs are 1 and 7 of each environment; prod123's run 7 is queued a minute
     // after dev123's and runs as long, so it ends last.
     let latest = jade.json(ACME, "/api/v2/accounts/1/projects/10/latest-run/", 200).await;

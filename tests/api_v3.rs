@@ -35,7 +35,11 @@ async fn both_slashes(jade: &TestJade, path: &str) -> Value {
 
 #[tokio::test]
 async fn every_list_pages_by_one_hundred_and_reports_limit_and_offset() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 40, unreachable_environment: false }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 40, unreachable_environment: false, ..Scenario::default() },
+        &[],
+    )
+    .await;
     for path in [
         "/api/v2/accounts/",
         "/api/v2/accounts/1/projects/",
@@ -140,7 +144,11 @@ async fn project_and_environment_filters_are_honoured() {
 
 #[tokio::test]
 async fn runs_filter_on_created_and_finished_ranges() {
-    let jade = TestJade::start(Scenario { runs_per_environment: 12, unreachable_environment: false }, &[]).await;
+    let jade = TestJade::start(
+        Scenario { runs_per_environment: 12, unreachable_environment: false, ..Scenario::default() },
+        &[],
+    )
+    .await;
     let all = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100", 200).await;
     let runs = all["data"].as_array().unwrap();
     let (from, to) = ("2024-03-01T08:20:00Z", "2024-03-01T09:00:00Z");

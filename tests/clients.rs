@@ -152,7 +152,8 @@ async fn upload_manifest(jade: &TestJade, environment: &str, dag_id: &str, run_i
 /// `dev123`, and runs every client check of `drive.py` through the TLS terminator.
 async fn clients_work_unchanged(compat: &str) {
     require_clients().await;
-    let scenario = Scenario { runs_per_environment: RUNS_PER_ENVIRONMENT, unreachable_environment: false };
+    let scenario =
+        Scenario { runs_per_environment: RUNS_PER_ENVIRONMENT, unreachable_environment: false, ..Scenario::default() };
     let jade = TestJade::start(scenario, &[("API_COMPAT", compat)]).await;
 
     // The job and run the checks name, read through plain v2 routes that work today.
@@ -208,7 +209,7 @@ async fn dbt_cloud_clients_work_unchanged_in_dbt_cloud_mode() {
 /// declared and its body conforming to the declared schema.
 async fn schemathesis_finds_nothing(compat: &str) {
     require_clients().await;
-    let scenario = Scenario { runs_per_environment: 6, unreachable_environment: false };
+    let scenario = Scenario { runs_per_environment: 6, unreachable_environment: false, ..Scenario::default() };
     let jade = TestJade::start(scenario, &[("API_COMPAT", compat)]).await;
     upload_manifest(&jade, "dev123", "hourly", &{
         let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;

@@ -23,6 +23,8 @@ macro_rules! on_every_backend {
     )*};
 }
 
+pub mod airflow;
+pub mod listing;
 pub mod pg_proxy;
 pub mod proxy;
 pub mod seed;
@@ -69,10 +71,15 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// A database of its own for one test, named `jade_test_<pid>_<n>_<what>`. The test command
 /// drops leftovers of earlier runs.
 pub async fn create_database(what: &str) -> String {
+    copy_database(what, "template1").await
+}
+
+/// The same, a copy of `template`.
+pub async fn copy_database(what: &str, template: &str) -> String {
     let name = format!("jade_test_{}_{}_{what}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
     let admin = connect("postgres").await;
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await.unwrap();
     name
 }
 

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use super::{connect, create_database, drop_database};
+use super::airflow::{self, Airflow};
+use super::{connect, copy_database, create_database, drop_database};
 
 pub const ACME: &str = "token-acme";
 pub const GLOBEX: &str = "token-globex";
@@ -37,13 +38,31 @@ pub struct Scenario {
     pub runs_per_environment: i64,
     /// Whether `broken123` (Airflow enabled, its database unreachable) exists.
     pub unreachable_environment: bool,
+    /// Whether acme's environments with Airflow have databases made by Airflow itself
+    /// ([`REAL_AIRFLOW`]) instead of the hand-written subset of Airflow 2's schema.
+    pub real_airflow: bool,
 }
 
 impl Default for Scenario {
     fn default() -> Self {
-        Scenario { runs_per_environment: 6, unreachable_environment: true }
+        Scenario { runs_per_environment: 6, unreachable_environment: true, real_airflow: false }
     }
 }
+
+impl Scenario {
+    /// acme's environments on databases made by Airflow 2 and 3 ([`REAL_AIRFLOW`]); globex
+    /// keeps the hand-written schema.
+    pub fn real_airflow() -> Self {
+        Scenario { real_airflow: true, ..Scenario::default() }
+    }
+}
+
+/// With [`Scenario::real_airflow`], which Airflow made each of acme's Airflow databases:
+/// `dev123` a schema of the shared database, `mkt123` another, `prod123` the `public` schema of
+/// a database of its own. Each holds the DAGs and five runs of
+/// `tests/fixtures/airflow/make-database.sh`.
+pub const REAL_AIRFLOW: [(&str, Airflow); 3] =
+    [("dev123", Airflow::Two), ("prod123", Airflow::Three), ("mkt123", Airflow::Three)];
 
 /// Account 1 `acme` (projects 10 `analytics`: environments 100 `dev123` with Airflow in the
 /// shared database, 101 `prod123` with Airflow in a database of its own (external settings);
@@ -60,6 +79,8 @@ pub struct Seeded {
     pub identities: HashMap<String, Value>,
     /// (environment id, slug, Airflow schema or database) of every environment with runs.
     pub airflow_environments: Vec<(i64, &'static str)>,
+    /// Whether acme's Airflow databases were made by Airflow ([`REAL_AIRFLOW`]).
+    pub real_airflow: bool,
 }
 
 impl Seeded {
@@ -71,12 +92,39 @@ impl Seeded {
 
     /// A client of the environment's Airflow database (its schema first on the path).
     pub async fn airflow(&self, slug: &str) -> tokio_postgres::Client {
-        if slug == "prod123" {
-            return connect(&self.external_airflow_db).await;
-        }
-        let client = connect(&self.airflow_db).await;
-        client.batch_execute(&format!("SET search_path TO {slug}")).await.unwrap();
+        let (database, schema) = self.airflow_schema(slug);
+        let client = connect(database).await;
+        client.batch_execute(&format!("SET search_path TO {schema}")).await.unwrap();
         client
+    }
+
+    /// The database and schema of the environment's Airflow tables.
+    fn airflow_schema<'a>(&'a self, slug: &'a str) -> (&'a str, &'a str) {
+        if slug == "prod123" { (&self.external_airflow_db, "public") } else { (&self.airflow_db, slug) }
+    }
+
+    /// Runs `program args…` of the real Airflow that made the environment's database
+    /// ([`Scenario::real_airflow`]) on it, e.g. `airflow tasks clear …`.
+    pub async fn airflow_command(&self, slug: &str, program: &str, args: &[&str]) -> std::process::Output {
+        self.airflow_command_of(self.airflow_version(slug), slug, program, args).await
+    }
+
+    /// The same with the given Airflow, e.g. Airflow 3's `db migrate` on an Airflow 2 database.
+    pub async fn airflow_command_of(
+        &self,
+        version: Airflow,
+        slug: &str,
+        program: &str,
+        args: &[&str],
+    ) -> std::process::Output {
+        let (database, schema) = self.airflow_schema(slug);
+        version.run(database, schema, program, args).await
+    }
+
+    /// Which Airflow made the environment's database.
+    pub fn airflow_version(&self, slug: &str) -> Airflow {
+        assert!(self.real_airflow, "{slug}: this scenario's Airflow databases are hand-written");
+        REAL_AIRFLOW.iter().find(|(s, _)| *s == slug).unwrap_or_else(|| panic!("{slug} has no real Airflow")).1
     }
 }
 
@@ -115,8 +163,26 @@ fn environment_type(slug: &str) -> &'static str {
 pub async fn seed(scenario: Scenario) -> Seeded {
     let datacoves_db = create_database("datacoves").await;
     let jade_db = create_database("jade").await;
-    let airflow_db = create_database("airflow").await;
-    let external_airflow_db = create_database("airflow_ext").await;
+    let (airflow_db, external_airflow_db) = if scenario.real_airflow {
+        let template = airflow::template().await;
+        let (shared, own) = (copy_database("airflow", template).await, copy_database("airflow_ext", template).await);
+        let (schema2, schema3) = (Airflow::Two.schema(), Airflow::Three.schema());
+        connect(&shared)
+            .await
+            .batch_execute(&format!("ALTER SCHEMA {schema2} RENAME TO dev123; ALTER SCHEMA {schema3} RENAME TO mkt123"))
+            .await
+            .unwrap();
+        connect(&own)
+            .await
+            .batch_execute(&format!(
+                "DROP SCHEMA public; DROP SCHEMA {schema2} CASCADE; ALTER SCHEMA {schema3} RENAME TO public"
+            ))
+            .await
+            .unwrap();
+        (shared, own)
+    } else {
+        (create_database("airflow").await, create_database("airflow_ext").await)
+    };
     let fernet_key = fernet::Fernet::generate_key();
     let fernet = fernet::Fernet::new(&fernet_key).unwrap();
     let encrypt = |config: Value| fernet.encrypt(config.to_string().as_bytes()).into_bytes();
@@ -169,6 +235,9 @@ pub async fn seed(scenario: Scenario) -> Seeded {
     let airflow_environments: Vec<(i64, &'static str)> =
         vec![(100, "dev123"), (101, "prod123"), (102, "mkt123"), (200, "globex123")];
     for (environment_id, slug) in &airflow_environments {
+        if scenario.real_airflow && REAL_AIRFLOW.iter().any(|(real, _)| real == slug) {
+            continue;
+        }
         let client = if *slug == "prod123" {
             connect(&external_airflow_db).await
         } else {
@@ -189,7 +258,16 @@ pub async fn seed(scenario: Scenario) -> Seeded {
     let nobody = json!({"email": "x@y", "name": "Nobody", "permissions": [], "account_ids": [], "accounts": [],
                         "project_ids": [], "projects": [], "environment_ids": [], "environments": []});
     let identities = HashMap::from([(ACME.to_owned(), acme), (GLOBEX.to_owned(), globex), (NOBODY.to_owned(), nobody)]);
-    Seeded { datacoves_db, jade_db, airflow_db, external_airflow_db, fernet_key, identities, airflow_environments }
+    Seeded {
+        datacoves_db,
+        jade_db,
+        airflow_db,
+        external_airflow_db,
+        fernet_key,
+        identities,
+        airflow_environments,
+        real_airflow: scenario.real_airflow,
+    }
 }
 
 /// DAGs `daily`, `hourly` (active) and `paused` (inactive, no runs); `runs` runs alternating
