@@ -13,7 +13,7 @@ use crate::app::{FileUpload, Jade, ManifestUpload, Ports, Settings, Spooled};
 use crate::domain::access::Identity;
 use crate::domain::catalog::{Account, AirflowDatabase, Environment, Project};
 use crate::domain::job::Dag;
-use crate::domain::job_run::DagRun;
+use crate::domain::job_run::{DagRun, TaskInstance};
 use crate::ports::clock::Clock;
 use crate::ports::storage::BlobStorage;
 
@@ -164,7 +164,7 @@ fn seed_airflow(airflow: &MemoryAirflow, environment_id: i64, now: chrono::DateT
                 description: Some(description.into()),
                 is_active: Some(active),
                 last_parsed_time: Some(now - Duration::minutes(7)),
-                schedule_interval: Some(if dag_id == "hourly_sync" { "\"@hourly\"" } else { "\"0 6 * * *\"" }.into()),
+                schedule: Some(if dag_id == "hourly_sync" { "\"@hourly\"" } else { "\"0 6 * * *\"" }.into()),
                 is_paused: None,
             },
         );
@@ -177,19 +177,45 @@ fn seed_airflow(airflow: &MemoryAirflow, environment_id: i64, now: chrono::DateT
         let started =
             matches!(*state, "success" | "failed" | "running" | "up_for_retry").then(|| queued + Duration::seconds(12));
         let ended = matches!(*state, "success" | "failed").then(|| queued + Duration::seconds(12 + 95 + 40 * n));
+        let run_id = format!("scheduled__{}", queued.format("%Y-%m-%dT%H:%M:%S%.6f+00:00"));
         airflow.add_run(
             environment_id,
             DagRun {
                 id: n + 1,
                 dag_id: dag_id.into(),
-                run_id: Some(format!("scheduled__{}", queued.format("%Y-%m-%dT%H:%M:%S%.6f+00:00"))),
+                run_id: Some(run_id.clone()),
                 state: Some((*state).into()),
                 queued_at: Some(queued),
+                created_at: None,
                 start_date: started,
                 end_date: ended,
                 run_type: Some("manual".into()),
             },
         );
+        // Its steps (`include_related=run_steps`): dbt deps, then dbt build, which decides
+        // how the run ends.
+        for (task_id, step) in [("dbt_deps", 0), ("dbt_build", 1)] {
+            let start =
+                started.filter(|_| step == 0 || *state != "up_for_retry").map(|s| s + Duration::seconds(20 * step));
+            let (task_state, end) = match (*state, step) {
+                (_, 0) if start.is_some() => ("success", start.map(|s| s + Duration::seconds(15))),
+                ("success" | "failed", _) => (*state, ended),
+                ("running", _) => ("running", None),
+                _ => ("queued", None),
+            };
+            airflow.add_task_instance(
+                environment_id,
+                TaskInstance {
+                    dag_id: dag_id.into(),
+                    run_id: run_id.clone(),
+                    task_id: task_id.into(),
+                    map_index: -1,
+                    state: Some(task_state.into()),
+                    start_date: start,
+                    end_date: end,
+                },
+            );
+        }
     }
 }
 
@@ -218,7 +244,7 @@ async fn seed_uploads(jade: &Jade) -> Result<(), String> {
     })
     .to_string();
     let runs = jade
-        .runs(1, &Default::default(), Default::default(), Default::default(), false)
+        .runs(1, &Default::default(), Default::default(), Default::default(), Default::default())
         .await
         .map_err(|e| e.to_string())?;
     let run = runs

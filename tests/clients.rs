@@ -165,6 +165,18 @@ async fn clients_work_unchanged(compat: &str) {
     let run_id = run["id"].as_i64().unwrap();
     let dag_run_id = run["dag_run_run_id"].as_str().unwrap().to_owned();
     upload_manifest(&jade, "dev123", "hourly", &dag_run_id).await;
+    // Its steps: two task instances that succeeded, one after the other.
+    let airflow = jade.seeded.airflow("dev123").await;
+    airflow
+        .execute(
+            "INSERT INTO task_instance (dag_id, run_id, task_id, state, start_date, end_date)
+             SELECT dag_id, run_id, t.task_id, 'success', start_date + t.at, start_date + t.at + interval '5 seconds'
+             FROM dag_run, (VALUES ('dbt_deps', interval '0'), ('dbt_build', interval '10 seconds')) AS t(task_id, at)
+             WHERE run_id = $1",
+            &[&dag_run_id],
+        )
+        .await
+        .unwrap();
 
     let runs_total = RUNS_PER_ENVIRONMENT * ENVIRONMENTS_WITH_RUNS;
     let successes = (1..=RUNS_PER_ENVIRONMENT).filter(|n| state(*n) == Some("success")).count() as i64;
@@ -187,6 +199,7 @@ async fn clients_work_unchanged(compat: &str) {
         .args(["--run-id", &run_id.to_string(), "--run-dag-id", "hourly", "--run-dag-run-id", &dag_run_id])
         .arg("--manifest-file")
         .arg(root().join("tests/fixtures/manifest.json"))
+        .args(["--run-steps", "dbt_deps,dbt_build"])
         .current_dir(root());
     let (ok, output) = run_bounded(driver, DRIVER_TIMEOUT, "drive.py").await;
     proxy.stop().await;

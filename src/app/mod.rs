@@ -34,7 +34,7 @@ pub use files::{FileBody, FileUpload};
 pub use jobs::JobFilter;
 pub use manifests::{FoundManifest, ManifestUpload};
 pub use operations::{Part, Readiness};
-pub use runs::RunFilter;
+pub use runs::{Embed, RunFilter};
 pub use spool::{SpoolWriter, Spooled};
 
 /// The adapters the service works through.

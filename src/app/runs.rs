@@ -10,9 +10,9 @@ use super::{Jade, backend, left_out, lookup_failed, unregistered};
 use crate::domain::Error;
 use crate::domain::catalog::Environment;
 use crate::domain::job::{EnvironmentRef, Job};
-use crate::domain::job_run::{DagRun, IndexedRun, JobRun, RunStatus};
+use crate::domain::job_run::{DagRun, IndexedRun, JobRun, RunStatus, RunStep};
 use crate::domain::paging::{Listing, Page, RunOrder, TimeRange};
-use crate::ports::airflow::{AirflowError, AirflowRuns};
+use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunCursor};
 use crate::ports::registry::{JobKey, RunKey};
 use crate::ports::run_index::{Environments, RunIndexQuery};
 
@@ -32,6 +32,25 @@ pub struct RunFilter {
     pub finished_at: Option<TimeRange>,
 }
 
+/// What a run answer embeds (`include_related`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Embed {
+    /// The run's job.
+    pub job: bool,
+    /// The run's steps: its DAG run's task instances.
+    pub run_steps: bool,
+}
+
+/// How far back each refresh reads `dag_run.updated_at` again before the latest change it
+/// has seen: Airflow dates a change when its session flushes it, which may come before the
+/// transaction commits, so a change dated before a refresh can become visible after it.
+const CHANGE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Where the database does not record when runs change (Airflow before 2.5), every run is
+/// read again at most this many refresh intervals apart, so a finished run that changed is
+/// found then.
+const SWEEP_EVERY: u32 = 60;
+
 /// A DAG run found in one of the environments, with its job-run id.
 struct Found<'a> {
     environment: &'a Environment,
@@ -48,6 +67,8 @@ pub(super) struct IndexFreshness {
 #[derive(Default)]
 struct EnvironmentFreshness {
     refreshed_at: std::sync::Mutex<Option<Instant>>,
+    /// When every run was last read (see [`SWEEP_EVERY`]).
+    swept_at: std::sync::Mutex<Option<Instant>>,
     /// Held while one request refreshes the environment's index.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -61,6 +82,10 @@ impl IndexFreshness {
 impl EnvironmentFreshness {
     fn refreshed_at(&self) -> Option<Instant> {
         *self.refreshed_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn swept_at(&self) -> Option<Instant> {
+        *self.swept_at.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -76,7 +101,7 @@ impl Jade {
         filter: &RunFilter,
         order: RunOrder,
         page: Page,
-        include_job: bool,
+        embed: Embed,
     ) -> Result<Listing<JobRun>, Error> {
         let empty = Listing { items: Vec::new(), total_count: 0 };
         let Some(airflow) = self.airflow() else { return Ok(empty) };
@@ -161,16 +186,20 @@ impl Jade {
                 Some(Found { environment, run, id: entry.id })
             })
             .collect();
-        let items = self.assemble(account_id, found, include_job).await?;
+        let items = self.assemble(account_id, found, embed).await?;
         Ok(Listing { items, total_count: listing.total_count })
     }
 
     /// Brings the environment's run index up to date with its Airflow database, unless this
-    /// process did so less than `run_index_refresh` ago: new runs (above the newest indexed
-    /// id) are added and unfinished ones updated; when the count of runs at or below the
-    /// newest indexed id differs from the index's (a DAG run committed late, or runs deleted),
-    /// the environment is indexed anew. The outer error is the Jade database failing, the
-    /// inner one the environment's Airflow database.
+    /// process did so less than `run_index_refresh` ago. Read from Airflow: runs above the
+    /// newest indexed id (new), runs the index holds as unfinished, and runs Airflow changed
+    /// since the latest change the index has seen (`dag_run.updated_at`, less
+    /// [`CHANGE_MARGIN`]: a finished run cleared, marked by hand); those that differ from the
+    /// index are recorded. The environment is read whole and indexed anew when the count of
+    /// runs at or below the newest indexed id differs from the index's (a DAG run committed
+    /// late, runs deleted by `airflow db clean`), and every [`SWEEP_EVERY`] intervals where
+    /// the database does not record changes. The outer error is the Jade database failing,
+    /// the inner one the environment's Airflow database.
     async fn refresh_run_index(
         &self,
         airflow: &dyn AirflowRuns,
@@ -199,41 +228,59 @@ impl Jade {
         let index = &self.ports.run_index;
         let indexed = index.indexed(environment.id).await.map_err(backend)?;
         let newest = indexed.newest.unwrap_or(0);
-        let recheck: Vec<i64> = indexed.unfinished.iter().map(|r| r.dag_run_id).collect();
-        let changes = match airflow.dag_run_changes(environment, newest, &recheck).await {
+        let cursor = DagRunCursor {
+            after: newest,
+            recheck: indexed.unfinished.iter().map(|r| r.dag_run_id).collect(),
+            changed_since: indexed.changes_seen.map(|seen| seen - CHANGE_MARGIN),
+        };
+        let changes = match airflow.dag_run_changes(environment, &cursor).await {
             Ok(changes) => changes,
             Err(error) => return Ok(Err(error)),
         };
-        if changes.at_or_below == indexed.count {
-            let known: HashMap<i64, &IndexedRun> = indexed.unfinished.iter().map(|r| (r.dag_run_id, r)).collect();
+        let sweep_due = !changes.tracks_changes
+            && freshness.swept_at().is_none_or(|at| at.elapsed() >= interval.saturating_mul(SWEEP_EVERY));
+        if changes.at_or_below == indexed.count && !sweep_due {
+            let mut known: HashMap<i64, IndexedRun> =
+                indexed.unfinished.into_iter().map(|r| (r.dag_run_id, r)).collect();
+            // Runs indexed as finished that Airflow changed since: compared with the index.
+            let finished: Vec<i64> =
+                changes.runs.iter().map(|r| r.id).filter(|id| *id <= newest && !known.contains_key(id)).collect();
+            if !finished.is_empty() {
+                let runs = index.runs(environment.id, &finished).await.map_err(backend)?;
+                known.extend(runs.into_iter().map(|r| (r.dag_run_id, r)));
+            }
             let changed: Vec<IndexedRun> = changes
                 .runs
                 .iter()
                 .map(IndexedRun::from)
-                .filter(|run| known.get(&run.dag_run_id) != Some(&run))
+                .filter(|run| known.get(&run.dag_run_id) != Some(run))
                 .collect();
-            if !changed.is_empty() {
-                index.record(account_id, environment.id, &changed, false).await.map_err(backend)?;
+            let seen = changes.changed_up_to.filter(|up_to| indexed.changes_seen.is_none_or(|seen| *up_to > seen));
+            if !changed.is_empty() || seen.is_some() {
+                index.record(account_id, environment.id, &changed, false, seen).await.map_err(backend)?;
             }
         } else {
-            tracing::info!(
-                environment = %environment.slug,
-                indexed = indexed.count,
-                airflow = changes.at_or_below,
-                "runs appeared or vanished below the newest indexed one; indexing the environment anew"
-            );
-            let all = match airflow.dag_run_changes(environment, 0, &[]).await {
+            if changes.at_or_below != indexed.count {
+                tracing::info!(
+                    environment = %environment.slug,
+                    indexed = indexed.count,
+                    airflow = changes.at_or_below,
+                    "runs appeared or vanished below the newest indexed one; indexing the environment anew"
+                );
+            }
+            let all = match airflow.dag_run_changes(environment, &DagRunCursor::default()).await {
                 Ok(all) => all,
                 Err(error) => return Ok(Err(error)),
             };
             let runs: Vec<IndexedRun> = all.runs.iter().map(IndexedRun::from).collect();
-            index.record(account_id, environment.id, &runs, true).await.map_err(backend)?;
+            index.record(account_id, environment.id, &runs, true, all.changed_up_to).await.map_err(backend)?;
+            *freshness.swept_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         }
         *freshness.refreshed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         Ok(Ok(()))
     }
 
-    pub async fn run(&self, account_id: i64, id: i64, include_job: bool) -> Result<JobRun, Error> {
+    pub async fn run(&self, account_id: i64, id: i64, embed: Embed) -> Result<JobRun, Error> {
         let key = self.ports.registry.run_key(id).await.map_err(backend)?.ok_or_else(Error::not_found)?;
         let environment = self.environment(account_id, key.environment_id).await?;
         let airflow = self.airflow_for(&environment)?;
@@ -243,7 +290,7 @@ impl Jade {
             .map_err(|e| lookup_failed(&environment, e))?
             .ok_or_else(Error::not_found)?;
         let found = vec![Found { environment: &environment, run, id }];
-        Ok(self.assemble(account_id, found, include_job).await?.remove(0))
+        Ok(self.assemble(account_id, found, embed).await?.remove(0))
     }
 
     /// The newest successful run (by end date) across the project's environments.
@@ -277,7 +324,7 @@ impl Jade {
     ) -> Result<Vec<JobRun>, Error> {
         let mut found: Vec<Found> = runs.into_iter().map(|run| Found { environment, run, id: 0 }).collect();
         self.assign_run_ids(&mut found).await?;
-        self.assemble(account_id, found, false).await
+        self.assemble(account_id, found, Embed::default()).await
     }
 
     async fn assign_run_ids(&self, found: &mut [Found<'_>]) -> Result<(), Error> {
@@ -292,9 +339,9 @@ impl Jade {
         Ok(())
     }
 
-    /// Completes found runs into job runs: job ids, uploaded manifests, and (with
-    /// `include_job`) the jobs themselves.
-    async fn assemble(&self, account_id: i64, found: Vec<Found<'_>>, include_job: bool) -> Result<Vec<JobRun>, Error> {
+    /// Completes found runs into job runs: job ids, uploaded manifests, and what `embed`
+    /// asks for.
+    async fn assemble(&self, account_id: i64, found: Vec<Found<'_>>, embed: Embed) -> Result<Vec<JobRun>, Error> {
         let mut job_keys: Vec<JobKey> = found.iter().map(|f| (f.environment.id, f.run.dag_id.clone())).collect();
         job_keys.sort_unstable();
         job_keys.dedup();
@@ -303,17 +350,25 @@ impl Jade {
             futures::try_join!(async { self.ports.registry.job_ids(&job_keys).await.map_err(backend) }, async {
                 self.ports.manifests.for_job_runs(account_id, &run_ids).await.map_err(backend)
             },)?;
-        let jobs = if include_job { self.jobs_of(&found, &job_ids).await } else { HashMap::new() };
+        let (jobs, mut steps) = futures::join!(
+            async { if embed.job { self.jobs_of(&found, &job_ids).await } else { HashMap::new() } },
+            async { if embed.run_steps { self.steps_of(&found).await } else { HashMap::new() } },
+        );
         found
             .into_iter()
             .map(|f| {
                 let key = (f.environment.id, f.run.dag_id.clone());
                 let job_id = *job_ids.get(&key).ok_or_else(|| unregistered("job", &key))?;
+                let run_steps = embed.run_steps.then(|| {
+                    let run_key = (f.environment.id, f.run.dag_id.clone(), f.run.run_id.clone().unwrap_or_default());
+                    steps.remove(&run_key).unwrap_or_default()
+                });
                 let mut run = JobRun {
                     id: f.id,
                     job_id,
                     artifact_path: manifests.get(&f.id).map(|m| m.key()),
                     job: jobs.get(&key).cloned().map(Box::new),
+                    run_steps,
                     dag_run: f.run,
                     environment: EnvironmentRef::from(f.environment),
                     href: None,
@@ -322,6 +377,41 @@ impl Jade {
                 Ok(run)
             })
             .collect()
+    }
+
+    /// The steps of the found runs, for `include_related=run_steps`, by (environment id,
+    /// dag_id, run_id): one read per environment. An environment whose task instances cannot
+    /// be read is left out with a warning (its runs answer no steps).
+    async fn steps_of(&self, found: &[Found<'_>]) -> HashMap<(i64, String, String), Vec<RunStep>> {
+        let Some(airflow) = self.airflow().map(Arc::clone) else { return HashMap::new() };
+        // By environment id: the environment and its runs' (dag_id, run_id).
+        type Wanted<'a> = (&'a Environment, Vec<(String, String)>);
+        let mut wanted: HashMap<i64, Wanted> = HashMap::new();
+        for f in found {
+            if let Some(run_id) = &f.run.run_id {
+                wanted
+                    .entry(f.environment.id)
+                    .or_insert((f.environment, Vec::new()))
+                    .1
+                    .push((f.run.dag_id.clone(), run_id.clone()));
+            }
+        }
+        let reads = wanted
+            .values()
+            .map(|(environment, runs)| async { (*environment, airflow.task_instances(environment, runs).await) });
+        let mut instances: HashMap<(i64, String, String), Vec<_>> = HashMap::new();
+        for (environment, answer) in join_all(reads).await {
+            match answer {
+                Ok(found) => {
+                    for instance in found {
+                        let key = (environment.id, instance.dag_id.clone(), instance.run_id.clone());
+                        instances.entry(key).or_default().push(instance);
+                    }
+                }
+                Err(error) => left_out(environment, &error, "run_steps"),
+            }
+        }
+        instances.into_iter().map(|(key, instances)| (key, RunStep::of(instances))).collect()
     }
 
     /// The jobs of the found runs, for `include_related=job`; a DAG that cannot be read is

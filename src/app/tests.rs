@@ -85,7 +85,7 @@ fn fixture(runs: i64) -> Fixture {
                     description: None,
                     is_active: Some(true),
                     last_parsed_time: Some(at(0)),
-                    schedule_interval: None,
+                    schedule: None,
                     is_paused: None,
                 },
             );
@@ -101,6 +101,7 @@ fn fixture(runs: i64) -> Fixture {
                         run_id: Some(format!("manual__{n}")),
                         state: Some(state.into()),
                         queued_at: Some(at(n * 10 + id)),
+                        created_at: None,
                         start_date: Some(at(n * 10 + id + 1)),
                         end_date: (state == "success" || state == "failed").then(|| at(n * 10 + id + 5)),
                         run_type: None,
@@ -145,7 +146,7 @@ async fn walk(jade: &Jade, filter: &RunFilter, order: &str, limit: u64) -> (Vec<
     let (mut runs, mut totals) = (Vec::new(), Vec::new());
     loop {
         let page = Page::new(Some(runs.len() as u64), Some(limit));
-        let listing = jade.runs(1, filter, order, page, false).await.unwrap();
+        let listing = jade.runs(1, filter, order, page, Embed::default()).await.unwrap();
         totals.push(listing.total_count);
         if listing.items.is_empty() {
             return (runs, totals);
@@ -222,6 +223,7 @@ async fn paging_is_exact_after_latest_run_and_a_late_committed_run() {
         run_id: Some(run_id.into()),
         state: Some("success".into()),
         queued_at: Some(at(1)),
+        created_at: None,
         start_date: Some(at(2)),
         end_date: Some(at(3)),
         run_type: None,
@@ -242,7 +244,7 @@ async fn a_huge_offset_answers_an_empty_page_with_the_total() {
     let f = fixture(3);
     let listing = f
         .jade
-        .runs(1, &RunFilter::default(), RunOrder::default(), Page::new(Some(1_000_000_000), None), false)
+        .runs(1, &RunFilter::default(), RunOrder::default(), Page::new(Some(1_000_000_000), None), Embed::default())
         .await
         .unwrap();
     assert!(listing.items.is_empty());
@@ -254,7 +256,7 @@ async fn newest_run_first_with_minus_id_includes_runs_added_later() {
     let f = fixture(3);
     let newest = |jade: Jade| async move {
         let listing = jade
-            .runs(1, &RunFilter::default(), RunOrder::parse("-id").unwrap(), Page::new(None, Some(1)), false)
+            .runs(1, &RunFilter::default(), RunOrder::parse("-id").unwrap(), Page::new(None, Some(1)), Embed::default())
             .await
             .unwrap();
         listing.items[0].clone()
@@ -269,6 +271,7 @@ async fn newest_run_first_with_minus_id_includes_runs_added_later() {
             run_id: Some("late".into()),
             state: None,
             queued_at: None,
+            created_at: None,
             start_date: None,
             end_date: None,
             run_type: None,
@@ -310,18 +313,24 @@ async fn filters_select_runs_by_status_job_project_and_environment() {
 #[tokio::test]
 async fn an_unreachable_environment_is_left_out_of_lists_and_404s_on_lookup() {
     let f = fixture(4);
-    let listing =
-        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), false).await.unwrap();
+    let listing = f
+        .jade
+        .runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), Embed::default())
+        .await
+        .unwrap();
     let in_101 = listing.items.iter().find(|r| r.environment.id == 101).unwrap().id;
     f.airflow.set_unreachable(101, true);
-    let listing =
-        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), false).await.unwrap();
+    let listing = f
+        .jade
+        .runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), Embed::default())
+        .await
+        .unwrap();
     assert_eq!(listing.total_count, 8);
     assert!(listing.items.iter().all(|r| r.environment.id != 101));
     let jobs = f.jade.jobs(1, &JobFilter::default(), Default::default(), Page::default()).await.unwrap();
     assert_eq!(jobs.total_count, 4);
     assert_eq!(
-        f.jade.run(1, in_101, false).await.unwrap_err(),
+        f.jade.run(1, in_101, Embed::default()).await.unwrap_err(),
         Error::not_found_with("Airflow Repo for Environment env101 not found.")
     );
 }
@@ -329,11 +338,20 @@ async fn an_unreachable_environment_is_left_out_of_lists_and_404s_on_lookup() {
 #[tokio::test]
 async fn another_accounts_ids_are_not_found() {
     let f = fixture(2);
-    let listing =
-        f.jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), true).await.unwrap();
+    let listing = f
+        .jade
+        .runs(
+            1,
+            &RunFilter::default(),
+            RunOrder::default(),
+            Page::new(None, None),
+            Embed { job: true, run_steps: false },
+        )
+        .await
+        .unwrap();
     let run = &listing.items[0];
     assert_eq!(run.job.as_ref().unwrap().id, run.job_id);
-    assert_eq!(f.jade.run(2, run.id, false).await.unwrap_err(), Error::not_found());
+    assert_eq!(f.jade.run(2, run.id, Embed::default()).await.unwrap_err(), Error::not_found());
     assert_eq!(f.jade.job(2, run.job_id).await.unwrap_err(), Error::not_found());
     assert_eq!(f.jade.environment(2, 100).await.unwrap_err(), Error::not_found());
     assert_eq!(f.jade.project(2, 10).await.unwrap_err(), Error::not_found());
@@ -377,7 +395,7 @@ async fn a_manifest_for_a_run_is_stored_whole_and_trimmed_and_marks_the_run() {
     let query = ManifestQuery::Dag { environment_slug: "env100".into(), dag_id: "a".into() };
     assert_eq!(read(f.jade.manifest(&query, false).await.unwrap()).await, body);
     assert_eq!(read(f.jade.manifest(&query, true).await.unwrap()).await, br#"{"metadata":{"v": 1},"nodes":{"n": 1}}"#);
-    let run = f.jade.run(1, manifest.job_run_id.unwrap(), false).await.unwrap();
+    let run = f.jade.run(1, manifest.job_run_id.unwrap(), Embed::default()).await.unwrap();
     assert_eq!(run.artifact_path, Some(manifest.key()));
     assert_eq!(read(f.jade.artifact(1, run.id, "manifest.json").await.unwrap()).await, body);
     assert_eq!(f.jade.artifact(1, run.id, "run_results.json").await.unwrap_err(), Error::not_found());
@@ -545,7 +563,10 @@ async fn airflow_off_means_empty_lists() {
     let mut ports = f.jade.ports.clone();
     ports.airflow = None;
     let jade = Jade::new(ports, Settings::default());
-    let listing = jade.runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), false).await.unwrap();
+    let listing = jade
+        .runs(1, &RunFilter::default(), RunOrder::default(), Page::new(None, None), Embed::default())
+        .await
+        .unwrap();
     assert_eq!((listing.items.len(), listing.total_count), (0, 0));
     assert_eq!(jade.jobs(1, &JobFilter::default(), Default::default(), Page::default()).await.unwrap().total_count, 0);
 }
@@ -556,7 +577,7 @@ async fn runs_filter_on_created_and_finished_ranges() {
     let f = fixture(10);
     let list = |filter: RunFilter| {
         let jade = f.jade.clone();
-        async move { jade.runs(1, &filter, RunOrder::default(), Page::new(None, None), false).await.unwrap() }
+        async move { jade.runs(1, &filter, RunOrder::default(), Page::new(None, None), Embed::default()).await.unwrap() }
     };
     // Environment 100: run n queued at minute 10n + 100, ended at 10n + 105 when finished.
     let range = TimeRange { from: at(130), to: at(160) };

@@ -8,10 +8,15 @@ use crate::domain::job_run::JobRun;
 pub struct Dag {
     pub dag_id: String,
     pub description: Option<String>,
+    /// Airflow 2's `is_active`; Airflow 3's `NOT is_stale`.
     pub is_active: Option<bool>,
     pub is_paused: Option<bool>,
     pub last_parsed_time: Option<Timestamp>,
-    pub schedule_interval: Option<String>,
+    /// As Airflow stores it: Airflow 2's `schedule_interval` (JSON text: `"@daily"`,
+    /// `"0 5 * * *"`, `null`, a timedelta object), or Airflow 3's `timetable_summary` (plain
+    /// text: `0 0 * * *`, `None` for no schedule; JSON text until a DAG migrated from
+    /// Airflow 2 is parsed again).
+    pub schedule: Option<String>,
 }
 
 /// The environment facts a job or run carries.
@@ -66,10 +71,22 @@ impl Job {
         self.is_active() && !self.dag.is_paused.unwrap_or(false) && self.schedule().is_some()
     }
 
-    /// The DAG's schedule as Airflow stores it (JSON text such as `"@daily"` or
-    /// `"0 5 * * *"`), unquoted; `None` for no schedule.
+    /// The DAG's schedule as the first Jade rendered it, Airflow 2's `schedule_interval`
+    /// JSON text, whichever Airflow stored it: `"\"@daily\""`, `"null"` for none.
+    pub fn schedule_interval(&self) -> Option<String> {
+        let stored = self.dag.schedule.as_deref()?;
+        if serde_json::from_str::<serde_json::Value>(stored).is_ok() {
+            return Some(stored.to_owned());
+        }
+        Some(match self.schedule() {
+            Some(text) => serde_json::Value::String(text).to_string(),
+            None => "null".to_owned(),
+        })
+    }
+
+    /// The DAG's schedule as text (`@daily`, `0 5 * * *`); `None` for no schedule.
     pub fn schedule(&self) -> Option<String> {
-        let stored = self.dag.schedule_interval.as_deref()?.trim();
+        let stored = self.dag.schedule.as_deref()?.trim();
         let value = match serde_json::from_str::<serde_json::Value>(stored) {
             Ok(serde_json::Value::String(text)) => text,
             Ok(serde_json::Value::Null) => return None,
@@ -111,7 +128,7 @@ mod tests {
             description: None,
             is_active: Some(false),
             last_parsed_time: None,
-            schedule_interval: None,
+            schedule: None,
             is_paused: None,
         };
         assert_eq!(Job::new(1, dag.clone(), env.clone()).state(), 0);
@@ -129,7 +146,7 @@ mod tests {
                 is_active: Some(true),
                 is_paused: Some(paused),
                 last_parsed_time: None,
-                schedule_interval: schedule.map(str::to_owned),
+                schedule: schedule.map(str::to_owned),
             };
             Job::new(1, dag, env.clone())
         };
@@ -142,5 +159,33 @@ mod tests {
         assert!(job(Some("\"@daily\""), false).is_scheduled());
         assert!(!job(Some("\"@daily\""), true).is_scheduled());
         assert!(!job(Some("null"), false).is_scheduled());
+        // Airflow 3's timetable_summary: plain text, `None` for no schedule.
+        assert_eq!(job(Some("0 0 * * *"), false).cron().as_deref(), Some("0 0 * * *"));
+        assert_eq!(job(Some("None"), false).schedule(), None);
+        assert!(!job(Some("None"), false).is_scheduled());
+    }
+
+    #[test]
+    fn schedule_intervals_render_as_airflow_2_stored_them() {
+        let env = EnvironmentRef { id: 1, slug: "dev".into(), account_id: 1, project_id: 1 };
+        let interval = |stored: Option<&str>| {
+            let dag = Dag {
+                dag_id: "d".into(),
+                description: None,
+                is_active: Some(true),
+                is_paused: Some(false),
+                last_parsed_time: None,
+                schedule: stored.map(str::to_owned),
+            };
+            Job::new(1, dag, env.clone()).schedule_interval()
+        };
+        // Airflow 2 (and Airflow 3 before a migrated DAG is parsed again): as stored.
+        for stored in ["\"@daily\"", "null", "{\"type\": \"timedelta\", \"attrs\": {\"days\": 1}}"] {
+            assert_eq!(interval(Some(stored)).as_deref(), Some(stored));
+        }
+        // Airflow 3: plain text becomes the JSON text Airflow 2 would have stored.
+        assert_eq!(interval(Some("0 0 * * *")).as_deref(), Some("\"0 0 * * *\""));
+        assert_eq!(interval(Some("None")).as_deref(), Some("null"));
+        assert_eq!(interval(None), None);
     }
 }

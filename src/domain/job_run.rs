@@ -6,18 +6,30 @@ use crate::domain::catalog::Timestamp;
 use crate::domain::job::{EnvironmentRef, Job};
 use crate::domain::paging::{RunOrder, RunSort};
 
-/// The columns of Airflow's `dag_run` table that Jade reads.
+/// The columns of Airflow's `dag_run` table that Jade reads (Airflow 2 and 3 alike).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DagRun {
     pub id: i64,
     pub dag_id: String,
     pub run_id: Option<String>,
     pub state: Option<String>,
+    /// Null for runs made by `airflow dags test` and some backfills.
     pub queued_at: Option<Timestamp>,
+    /// When Airflow made the row: Airflow 3 only (null for runs migrated from Airflow 2).
+    pub created_at: Option<Timestamp>,
     pub start_date: Option<Timestamp>,
     pub end_date: Option<Timestamp>,
     /// How the run came to be: `scheduled`, `manual`, `backfill`, `dataset_triggered`.
     pub run_type: Option<String>,
+}
+
+impl DagRun {
+    /// When the run was queued, as dbt Cloud's `created_at`/`queued_at` show it: `queued_at`,
+    /// else when Airflow made the row, else when it started (contract §6), so a run that
+    /// exists always has a time.
+    pub fn queued(&self) -> Option<Timestamp> {
+        self.queued_at.or(self.created_at).or(self.start_date)
+    }
 }
 
 /// Which status codes the API speaks (`API_COMPAT`).
@@ -100,6 +112,7 @@ pub struct IndexedRun {
     pub dag_run_id: i64,
     pub dag_id: String,
     pub status: RunStatus,
+    /// [`DagRun::queued`]: what `created_at` filters and orders on.
     pub queued_at: Option<Timestamp>,
     pub end_date: Option<Timestamp>,
 }
@@ -110,7 +123,7 @@ impl From<&DagRun> for IndexedRun {
             dag_run_id: run.id,
             dag_id: run.dag_id.clone(),
             status: RunStatus::from_state(run.state.as_deref()),
-            queued_at: run.queued_at,
+            queued_at: run.queued(),
             end_date: run.end_date,
         }
     }
@@ -157,6 +170,8 @@ pub struct JobRun {
     pub artifact_path: Option<String>,
     /// With `include_related=job`.
     pub job: Option<Box<Job>>,
+    /// With `include_related=run_steps`.
+    pub run_steps: Option<Vec<RunStep>>,
     /// The run's page in the Airflow UI, when `AIRFLOW_UI_URL_TEMPLATE` is set.
     pub href: Option<String>,
 }
@@ -174,14 +189,14 @@ impl JobRun {
         matches!(self.status(), RunStatus::Success | RunStatus::Error)
     }
 
-    /// end − queued, in whole seconds (see [`seconds_between`]).
+    /// end − queued ([`DagRun::queued`]), in whole seconds (see [`seconds_between`]).
     pub fn duration(&self) -> Option<i64> {
-        seconds_between(self.dag_run.queued_at, self.dag_run.end_date)
+        seconds_between(self.dag_run.queued(), self.dag_run.end_date)
     }
 
-    /// start − queued, in whole seconds (see [`seconds_between`]).
+    /// start − queued ([`DagRun::queued`]), in whole seconds (see [`seconds_between`]).
     pub fn queued_duration(&self) -> Option<i64> {
-        seconds_between(self.dag_run.queued_at, self.dag_run.start_date)
+        seconds_between(self.dag_run.queued(), self.dag_run.start_date)
     }
 
     /// end − start, in whole seconds (see [`seconds_between`]).
@@ -205,8 +220,8 @@ impl JobRun {
         let end = run.end_date.or(Some(now));
         let started = run.start_date.or(if self.is_complete() { None } else { Some(now) });
         LiveDurations {
-            duration: seconds_between(run.queued_at, end),
-            queued_duration: seconds_between(run.queued_at, started),
+            duration: seconds_between(run.queued(), end),
+            queued_duration: seconds_between(run.queued(), started),
             run_duration: run.start_date.and_then(|start| seconds_between(Some(start), end)),
         }
     }
@@ -238,9 +253,72 @@ pub fn clock(seconds: i64) -> String {
 
 /// Whole seconds from `from` to `to`, each first truncated to its second, as the first Jade
 /// counted them (its timestamps held whole seconds): 00.900 to 01.100 is 1 second, not 0.
-/// `None` when either is missing.
+/// `None` when either is missing; never below 0 (`airflow dags test` on Airflow 3 dates a
+/// run's start at its logical date, before the row was made).
 fn seconds_between(from: Option<Timestamp>, to: Option<Timestamp>) -> Option<i64> {
-    Some(to?.timestamp() - from?.timestamp())
+    Some((to?.timestamp() - from?.timestamp()).max(0))
+}
+
+/// The columns of Airflow's `task_instance` table that Jade reads: a run's steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInstance {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    /// `-1` unless the task is mapped (and on Airflow 2.2, which has no mapped tasks).
+    pub map_index: i32,
+    pub state: Option<String>,
+    pub start_date: Option<Timestamp>,
+    pub end_date: Option<Timestamp>,
+}
+
+/// A step of a job run: one task instance of its DAG run (contract §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStep {
+    /// From 1, in the order of [`RunStep::of`].
+    pub index: usize,
+    /// The task id, with `[map_index]` when the task is mapped.
+    pub name: String,
+    pub status: RunStatus,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+impl RunStep {
+    /// The steps of one DAG run from its task instances: in start order (instances that did
+    /// not start last), then by task id and map index.
+    pub fn of(mut instances: Vec<TaskInstance>) -> Vec<RunStep> {
+        instances.sort_by(|a, b| {
+            nulls_last(a.start_date, b.start_date, false)
+                .then_with(|| a.task_id.cmp(&b.task_id))
+                .then(a.map_index.cmp(&b.map_index))
+        });
+        instances
+            .into_iter()
+            .enumerate()
+            .map(|(n, instance)| RunStep {
+                index: n + 1,
+                name: if instance.map_index >= 0 {
+                    format!("{}[{}]", instance.task_id, instance.map_index)
+                } else {
+                    instance.task_id
+                },
+                status: RunStatus::from_state(instance.state.as_deref()),
+                started_at: instance.start_date,
+                finished_at: instance.end_date,
+            })
+            .collect()
+    }
+
+    /// finished − started in whole seconds; counted to `now` while running when `now` is
+    /// given (dbt Cloud's way).
+    pub fn duration(&self, now: Option<Timestamp>) -> Option<i64> {
+        let end = match self.status {
+            RunStatus::Running => self.finished_at.or(now),
+            _ => self.finished_at,
+        };
+        seconds_between(self.started_at, end)
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +339,7 @@ mod tests {
             run_id: Some(format!("manual__{id}")),
             state: state.map(str::to_owned),
             queued_at: at(0),
+            created_at: None,
             start_date: at(5),
             end_date: at(65),
             run_type: None,
@@ -275,6 +354,7 @@ mod tests {
             environment: EnvironmentRef { id: 1, slug: "dev".into(), account_id: 1, project_id: 1 },
             artifact_path: None,
             job: None,
+            run_steps: None,
             href: None,
         }
     }
@@ -389,5 +469,62 @@ mod tests {
         }
         let by_id = Order { field: RunSort::Id, descending: true };
         assert_eq!(compare(by_id, (&finished, 1), (&unfinished, 2)), Ordering::Greater);
+    }
+
+    #[test]
+    fn a_run_without_queued_at_is_queued_when_made_or_started() {
+        let mut tested = dag_run(1, Some("success"));
+        tested.queued_at = None;
+        assert_eq!(tested.queued(), at(5), "Airflow 2: the start");
+        tested.created_at = at(2);
+        assert_eq!(tested.queued(), at(2), "Airflow 3: when the row was made");
+        let run = job_run(tested);
+        assert_eq!((run.duration(), run.queued_duration()), (Some(63), Some(3)));
+        assert_eq!(IndexedRun::from(&run.dag_run).queued_at, at(2));
+        // Airflow 3's `dags test` starts a run at its logical date, before the row was made.
+        let mut backdated = dag_run(2, Some("success"));
+        (backdated.queued_at, backdated.created_at, backdated.start_date) = (None, at(100), at(-1000));
+        assert_eq!(job_run(backdated).queued_duration(), Some(0));
+    }
+
+    fn instance(task_id: &str, map_index: i32, state: Option<&str>, started: Option<i64>) -> TaskInstance {
+        TaskInstance {
+            dag_id: "daily".into(),
+            run_id: "manual__1".into(),
+            task_id: task_id.into(),
+            map_index,
+            state: state.map(str::to_owned),
+            start_date: started.and_then(at),
+            end_date: started.and_then(|s| at(s + 10)),
+        }
+    }
+
+    #[test]
+    fn steps_go_in_start_order_then_by_task_id_with_mapped_instances_named() {
+        let steps = RunStep::of(vec![
+            instance("test", -1, Some("failed"), Some(30)),
+            instance("seed", 1, Some("success"), Some(10)),
+            instance("seed", 0, Some("success"), Some(10)),
+            instance("waiting", -1, Some("upstream_failed"), None),
+            instance("docs", -1, None, None),
+            instance("run", -1, Some("running"), Some(20)),
+        ]);
+        let names: Vec<(usize, &str, RunStatus)> = steps.iter().map(|s| (s.index, s.name.as_str(), s.status)).collect();
+        assert_eq!(
+            names,
+            [
+                (1, "seed[0]", RunStatus::Success),
+                (2, "seed[1]", RunStatus::Success),
+                (3, "run", RunStatus::Running),
+                (4, "test", RunStatus::Error),
+                (5, "docs", RunStatus::Queued),
+                (6, "waiting", RunStatus::Queued),
+            ]
+        );
+        assert_eq!(steps[0].duration(None), Some(10));
+        let mut running = steps[2].clone();
+        running.finished_at = None;
+        assert_eq!((running.duration(None), running.duration(at(25))), (None, Some(5)));
+        assert_eq!(steps[4].duration(at(25)), None, "a step that did not start has no duration");
     }
 }

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 
+use crate::domain::catalog::Timestamp;
 use crate::domain::job_run::{IndexedRun, RunStatus};
 use crate::domain::paging::{Listing, Page, RunOrder, TimeRange};
 use crate::ports::BackendError;
@@ -18,6 +19,9 @@ pub struct IndexedEnvironment {
     pub count: u64,
     /// The indexed runs that were not finished when last seen, by `dag_run_id`.
     pub unfinished: Vec<IndexedRun>,
+    /// The latest `dag_run.updated_at` the index has been brought up to (`None`: not known,
+    /// or the database does not record it).
+    pub changes_seen: Option<Timestamp>,
 }
 
 /// Which of an account's environments a page lists.
@@ -61,15 +65,21 @@ pub struct IndexEntry {
 pub trait RunIndex: Send + Sync + 'static {
     async fn indexed(&self, environment_id: i64) -> Result<IndexedEnvironment, BackendError>;
 
+    /// The indexed runs of the environment with these `dag_run_id`s (those indexed).
+    async fn runs(&self, environment_id: i64, dag_run_ids: &[i64]) -> Result<Vec<IndexedRun>, BackendError>;
+
     /// Records these runs of the environment as they are now, registering job-run ids (in
     /// `dag_run_id` order) and job ids for the new ones. With `complete`, `runs` is all the
-    /// environment has, and indexed runs not among them are removed.
+    /// environment has, and indexed runs not among them are removed. `changes_seen` moves
+    /// the environment's [`IndexedEnvironment::changes_seen`] forward (never back). Runs
+    /// recorded as they already were change nothing, so remembered page positions stay good.
     async fn record(
         &self,
         account_id: i64,
         environment_id: i64,
         runs: &[IndexedRun],
         complete: bool,
+        changes_seen: Option<Timestamp>,
     ) -> Result<(), BackendError>;
 
     /// One page of matching runs in the query's order, and how many match in all. Its cost

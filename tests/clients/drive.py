@@ -150,6 +150,16 @@ class Driver:
             f"{what}: {len(ids)} distinct runs, the account has {self.args.runs}",
         )
 
+    def run_steps_ok(self, run: Any, what: str) -> None:
+        """The run's steps (`include_related` run_steps): its DAG run's task instances."""
+        steps = run.get("run_steps") if isinstance(run, dict) else None
+        expect(isinstance(steps, list), f"{what}: run_steps is not a list: {short(run)}")
+        names = [step.get("name") for step in steps]
+        expect(names == self.args.run_steps.split(","), f"{what}: steps {names}, expected {self.args.run_steps}")
+        expect([step.get("index") for step in steps] == list(range(1, len(steps) + 1)), f"{what}: {short(steps)}")
+        expect(all(step.get("status") == self.success_status() for step in steps), f"{what}: {short(steps)}")
+        expect(all(step.get("status_humanized") == "Success" for step in steps), f"{what}: {short(steps)}")
+
     def artifact_list_ok(self, data: Any, what: str) -> None:
         expect(isinstance(data, list), f"{what}: data is not a list: {short(data)}")
         missing = [path for path in self.uploaded if path not in data]
@@ -262,6 +272,19 @@ class Driver:
             expect(data["id"] == a.run_id, f"got {short(data)}")
 
         self.check("airflow.get_job_run(include_related=[job, trigger])", get_job_run)
+
+        def get_job_run_steps():
+            data = hook().get_job_run(run_id=a.run_id, include_related=["run_steps,job"]).json()["data"]
+            self.run_steps_ok(data, "get_job_run(include_related=[run_steps,job])")
+            expect(data["job"]["id"] == a.job_id, f"job {short(data['job'])}")
+
+        self.check("airflow.get_job_run(include_related=[run_steps,job]) (OpenLineage)", get_job_run_steps)
+
+        def log_failure_details():
+            # What the operator and sensor log when a run ends badly: the run's steps.
+            hook().log_job_run_failure_details(run_id=a.run_id)
+
+        self.check("airflow.log_job_run_failure_details (include_related=[run_steps])", log_failure_details)
 
         def get_job_run_status():
             status = hook().get_job_run_status(run_id=a.run_id)
@@ -435,6 +458,12 @@ class Driver:
 
         self.check('dbt-cloud run get --include-related job (include_related=["job"])', run_get_related)
 
+        def run_get_steps():
+            data = data_of("run", "get", "--run-id", str(a.run_id), "--include-related", "run_steps")
+            self.run_steps_ok(data, "run get --include-related run_steps")
+
+        self.check('dbt-cloud run get --include-related run_steps (include_related=["run_steps"])', run_get_steps)
+
         def list_artifacts():
             self.artifact_list_ok(data_of("run", "list-artifacts", "--run-id", str(a.run_id)), "list-artifacts")
 
@@ -556,6 +585,12 @@ class Driver:
 
         self.check("dbtc.list_runs(job_definition_id)", list_runs_job)
 
+        def get_run_steps():
+            data = body_ok(cloud.get_run(a.account_id, a.run_id, include_related=["run_steps"]), "get_run")
+            self.run_steps_ok(data, "get_run(include_related=[run_steps])")
+
+        self.check("dbtc.get_run(include_related=[run_steps])", get_run_steps)
+
         if self.dbt_cloud:
 
             def list_runs_status():
@@ -650,6 +685,7 @@ def main() -> int:
     parser.add_argument("--run-dag-id", required=True, help="that run's DAG")
     parser.add_argument("--run-dag-run-id", required=True, help="that run's Airflow run_id")
     parser.add_argument("--manifest-file", required=True, help="the manifest uploaded for that run")
+    parser.add_argument("--run-steps", required=True, help="that run's step names, comma-separated, in order")
     parser.add_argument("--only", help="comma-separated subset of airflow,cli,dbtc")
     parser.add_argument("--check-timeout", type=int, default=60, help="seconds each check may take")
     args = parser.parse_args()

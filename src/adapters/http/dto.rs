@@ -15,7 +15,7 @@ use crate::domain::catalog::{self, Account, Environment, Project};
 use crate::domain::file::File;
 use crate::domain::humanize;
 use crate::domain::job::Job;
-use crate::domain::job_run::{self, ApiCompat, JobRun, RunStatus};
+use crate::domain::job_run::{self, ApiCompat, JobRun, RunStatus, RunStep};
 
 /// A UTC time: as the first Jade rendered it (`2023-12-02T09:49:46Z`), or, on runs and jobs
 /// with `API_COMPAT=dbt-cloud`, as dbt Cloud writes it (`2024-05-27 10:42:16.179903+00:00`).
@@ -465,7 +465,8 @@ pub struct JobDto {
     pub created_at: Option<Time>,
     #[oai(nullable)]
     pub updated_at: Option<Time>,
-    /// The DAG's schedule interval as Airflow stores it; with `API_COMPAT=dbt-cloud`
+    /// The DAG's schedule interval as Airflow 2 stores it (JSON text such as `"\"@daily\""`;
+    /// from Airflow 3's timetable summary written the same way); with `API_COMPAT=dbt-cloud`
     /// dbt Cloud's object `{"cron", "date": {"type", "cron"}, "time": {"type", "interval"}}`.
     #[oai(nullable)]
     pub schedule: Option<Any<Value>>,
@@ -542,7 +543,7 @@ impl JobDto {
                     "time": {"type": "every_hour", "interval": null},
                 })))
             } else {
-                job.dag.schedule_interval.clone().map(|s| Any(Value::String(s)))
+                job.schedule_interval().map(|s| Any(Value::String(s)))
             },
             // dbt Cloud's defaults for a job that sets neither.
             settings: dbt_cloud_object(json!({"threads": 4, "target_name": "default"})),
@@ -684,10 +685,11 @@ pub struct JobRunDto {
     #[oai(nullable)]
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
     pub environment: MaybeUndefined<Any<Value>>,
-    /// With `API_COMPAT=dbt-cloud`: `[]`.
+    /// With `include_related=run_steps`: the DAG run's task instances; with
+    /// `API_COMPAT=dbt-cloud` also present (`[]`) otherwise.
     #[oai(nullable)]
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
-    pub run_steps: MaybeUndefined<Vec<Any<Value>>>,
+    pub run_steps: MaybeUndefined<Vec<RunStepDto>>,
     /// With `API_COMPAT=dbt-cloud`: `null`.
     #[oai(nullable)]
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
@@ -749,16 +751,16 @@ impl JobRunDto {
             notifications_sent: false,
             blocked_by: dbt_cloud.then(Vec::new),
             scribe_enabled: None,
-            created_at: at(dag_run.queued_at),
-            updated_at: at(dag_run.queued_at),
-            queued_at: at(dag_run.queued_at),
+            created_at: at(dag_run.queued()),
+            updated_at: at(dag_run.queued()),
+            queued_at: at(dag_run.queued()),
             dequeued_at: at(dag_run.end_date),
             started_at: at(dag_run.start_date),
             finished_at: at(dag_run.end_date),
             completed_at: at(dag_run.end_date),
             last_checked_at: None,
             last_heartbeat_at: None,
-            should_start_at: at(dag_run.queued_at),
+            should_start_at: at(dag_run.queued()),
             // dbt Cloud counts a queued run as in progress too.
             in_progress: if dbt_cloud { !run.is_complete() } else { run.is_running() },
             is_complete: run.is_complete(),
@@ -772,7 +774,7 @@ impl JobRunDto {
             duration_humanized: duration.map(humanize::duration),
             queued_duration_humanized: queued_duration.map(humanize::duration),
             run_duration_humanized: run_duration.map(humanize::duration),
-            created_at_humanized: ago(dag_run.queued_at),
+            created_at_humanized: ago(dag_run.queued()),
             finished_at_humanized: ago(dag_run.end_date),
             job: match job {
                 Some(job) => MaybeUndefined::Value(job),
@@ -798,14 +800,84 @@ impl JobRunDto {
                     "generate_docs_override": null,
                     "timeout_seconds_override": null,
                     "steps_override": null,
-                    "created_at": at(dag_run.queued_at).map(|t| t.text()),
+                    "created_at": at(dag_run.queued()).map(|t| t.text()),
                 }))),
             ),
             environment: dbt_only(dbt_cloud, None),
-            run_steps: dbt_only(dbt_cloud, Some(Vec::new())),
+            run_steps: match &run.run_steps {
+                Some(steps) => {
+                    MaybeUndefined::Value(steps.iter().map(|step| RunStepDto::new(step, run, compat, now)).collect())
+                }
+                None => dbt_only(dbt_cloud, Some(Vec::new())),
+            },
             retrying_run_id: dbt_only(dbt_cloud, None),
             can_retry: dbt_only(dbt_cloud, Some(false)),
             used_repo_cache: dbt_only(dbt_cloud, None),
+        }
+    }
+}
+
+/// A step of a run: one task instance of its DAG run, keyed as dbt Cloud keys run steps
+/// (Airflow keeps the logs elsewhere: they are empty).
+#[derive(Object, Serialize, Debug, Clone)]
+#[oai(rename = "RunStep")]
+pub struct RunStepDto {
+    /// The run's id.
+    pub run_id: i64,
+    pub account_id: i64,
+    /// From 1, in start order, then by task id.
+    pub index: i64,
+    /// The task id, with `[map_index]` for a mapped task.
+    pub name: String,
+    /// As the run's `status`.
+    pub status: i32,
+    pub status_humanized: String,
+    pub logs: String,
+    pub debug_logs: String,
+    pub truncated_debug_logs: String,
+    #[oai(nullable)]
+    pub log_path: Option<String>,
+    #[oai(nullable)]
+    pub debug_log_path: Option<String>,
+    /// When the task started (else when it finished).
+    #[oai(nullable)]
+    pub created_at: Option<Time>,
+    /// When the task finished (else when it started).
+    #[oai(nullable)]
+    pub updated_at: Option<Time>,
+    #[oai(nullable)]
+    pub started_at: Option<Time>,
+    #[oai(nullable)]
+    pub finished_at: Option<Time>,
+    /// Whole seconds; with `API_COMPAT=dbt-cloud` `"HH:MM:SS"`, counted to now while running.
+    #[oai(nullable)]
+    pub duration: Option<Any<Value>>,
+    #[oai(nullable)]
+    pub duration_humanized: Option<String>,
+}
+
+impl RunStepDto {
+    fn new(step: &RunStep, run: &JobRun, compat: ApiCompat, now: catalog::Timestamp) -> Self {
+        let dbt_cloud = compat == ApiCompat::DbtCloud;
+        let duration = step.duration(dbt_cloud.then_some(now));
+        RunStepDto {
+            run_id: run.id,
+            account_id: run.environment.account_id,
+            index: step.index as i64,
+            name: step.name.clone(),
+            status: step.status.code(compat),
+            status_humanized: step.status.humanized().to_owned(),
+            logs: String::new(),
+            debug_logs: String::new(),
+            truncated_debug_logs: String::new(),
+            log_path: None,
+            debug_log_path: None,
+            created_at: stamp(step.started_at.or(step.finished_at), compat),
+            updated_at: stamp(step.finished_at.or(step.started_at), compat),
+            started_at: stamp(step.started_at, compat),
+            finished_at: stamp(step.finished_at, compat),
+            duration: duration.map(|s| Any(if dbt_cloud { Value::String(job_run::clock(s)) } else { Value::from(s) })),
+            duration_humanized: duration.map(humanize::duration),
         }
     }
 }

@@ -213,7 +213,7 @@ parameter!(
     false,
     MetaSchema {
         description: Some(
-            "What to embed: `job` (also accepted: `environment`, `trigger`, `run_steps`); repeated, \
+            "What to embed: `job`, `run_steps` (also accepted: `environment`, `trigger`); repeated, \
          comma-separated or a JSON list.",
         ),
         items: Some(Box::new(MetaSchemaRef::Inline(Box::new(MetaSchema::new("string"))))),
@@ -232,8 +232,20 @@ impl ParseFromParameter for Related {
 }
 
 impl Related {
-    pub fn job(&self) -> bool {
-        self.0.iter().any(|name| name == "job")
+    /// What a run answer embeds: `job` and `run_steps` (the other names dbt Cloud knows are
+    /// accepted and ignored).
+    pub fn of_runs(&self) -> crate::app::Embed {
+        let named = |wanted: &str| self.0.iter().any(|name| name == wanted);
+        crate::app::Embed { job: named("job"), run_steps: named("run_steps") }
+    }
+
+    /// The names embedded, as the list's `extra.filters` echoes them.
+    pub fn echoed(embed: crate::app::Embed) -> Option<Vec<&'static str>> {
+        let names: Vec<&str> = [("job", embed.job), ("run_steps", embed.run_steps)]
+            .into_iter()
+            .filter_map(|(name, asked)| asked.then_some(name))
+            .collect();
+        (!names.is_empty()).then_some(names)
     }
 }
 
@@ -414,11 +426,18 @@ mod tests {
         for values in
             [&["job"][..], &["[\"trigger\", \"job\"]"], &["trigger,job"], &["trigger", "job"], &["run_steps,job"]]
         {
-            assert!(parse::<Related>(values).unwrap().job(), "{values:?}");
+            assert!(parse::<Related>(values).unwrap().of_runs().job, "{values:?}");
         }
         for values in [&[""][..], &[], &["[]"], &["trigger"], &["jobs"]] {
-            assert!(!parse::<Related>(values).unwrap().job(), "{values:?}");
+            assert!(!parse::<Related>(values).unwrap().of_runs().job, "{values:?}");
         }
+        // dbt-mcp sends a Python list; Airflow's hook "run_steps,job".
+        for values in [&["['run_steps']"][..], &["run_steps,job"], &["[\"run_steps\"]"]] {
+            assert!(parse::<Related>(values).unwrap().of_runs().run_steps, "{values:?}");
+        }
+        let both = parse::<Related>(&["run_steps,job"]).unwrap().of_runs();
+        assert_eq!(Related::echoed(both), Some(vec!["job", "run_steps"]));
+        assert_eq!(Related::echoed(parse::<Related>(&["trigger"]).unwrap().of_runs()), None);
     }
 
     #[test]

@@ -257,7 +257,7 @@ impl V2Api {
         limit: Query<Count>,
         /// Skip this many runs.
         offset: Query<Count>,
-        /// `job` embeds each run's job.
+        /// `job` embeds each run's job, `run_steps` its steps (its DAG run's task instances).
         include_related: Query<Related>,
     ) -> List<JobRunDto> {
         let account_id = account(&caller, &account_id)?;
@@ -271,8 +271,8 @@ impl V2Api {
             finished_at: finished_at_range.0.0,
         };
         let order = order_by.or_default();
-        let include_job = include_related.job();
-        let runs = self.jade.runs(account_id, &filter, order, page, include_job).await?;
+        let embed = include_related.of_runs();
+        let runs = self.jade.runs(account_id, &filter, order, page, embed).await?;
         let filters = filters(
             Some(account_id),
             page,
@@ -283,7 +283,7 @@ impl V2Api {
                 ("status__in", filter.statuses.as_ref().map(|v| json!(v))),
                 ("created_at__range", range(&created_at_range)),
                 ("finished_at__range", range(&finished_at_range)),
-                ("include_related", include_job.then(|| json!(["job"]))),
+                ("include_related", Related::echoed(embed).map(|names| json!(names))),
             ],
         );
         let (compat, now) = (self.jade.settings().compat, self.jade.now());
@@ -297,11 +297,11 @@ impl V2Api {
         caller: Caller,
         account_id: Path<PathId>,
         run_id: Path<PathId>,
-        /// `job` embeds the run's job.
+        /// `job` embeds the run's job, `run_steps` its steps (its DAG run's task instances).
         include_related: Query<Related>,
     ) -> Answer<JobRunDto> {
         let account_id = account(&caller, &account_id)?;
-        let run = self.jade.run(account_id, id(&run_id)?, include_related.job()).await?;
+        let run = self.jade.run(account_id, id(&run_id)?, include_related.of_runs()).await?;
         Ok(Document(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
     }
 }

@@ -3,13 +3,14 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 
-use crate::domain::catalog::Environment;
+use crate::domain::catalog::{Environment, Timestamp};
 use crate::domain::job::Dag;
-use crate::domain::job_run::DagRun;
-use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunChanges};
+use crate::domain::job_run::{DagRun, TaskInstance};
+use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunChanges, DagRunCursor};
 
-/// DAGs and DAG runs per environment id. An environment without Airflow settings answers
-/// `NotConfigured`; one marked unreachable answers `Unreachable`.
+/// DAGs, DAG runs and task instances per environment id; each run remembers when it was
+/// last added or changed, as Airflow's `dag_run.updated_at`. An environment without Airflow
+/// settings answers `NotConfigured`; one marked unreachable answers `Unreachable`.
 #[derive(Default)]
 pub struct MemoryAirflow {
     data: RwLock<Data>,
@@ -18,7 +19,9 @@ pub struct MemoryAirflow {
 #[derive(Default)]
 struct Data {
     dags: HashMap<i64, Vec<Dag>>,
-    runs: HashMap<i64, Vec<DagRun>>,
+    /// Each run with when it was last added or changed.
+    runs: HashMap<i64, Vec<(DagRun, Timestamp)>>,
+    task_instances: HashMap<i64, Vec<TaskInstance>>,
     unreachable: HashSet<i64>,
 }
 
@@ -30,14 +33,29 @@ impl MemoryAirflow {
         dags.sort_by(|a, b| a.dag_id.cmp(&b.dag_id));
     }
 
+    /// Adds the run, or replaces the run with its id (as Airflow changes a run: cleared,
+    /// marked by hand).
     pub fn add_run(&self, environment_id: i64, run: DagRun) {
-        self.data.write().unwrap().runs.entry(environment_id).or_default().push(run);
+        let mut data = self.data.write().unwrap();
+        let runs = data.runs.entry(environment_id).or_default();
+        runs.retain(|(r, _)| r.id != run.id);
+        runs.push((run, chrono::Utc::now()));
+    }
+
+    /// Deletes the run with this id, as `airflow db clean` does.
+    pub fn delete_run(&self, environment_id: i64, id: i64) {
+        let mut data = self.data.write().unwrap();
+        data.runs.entry(environment_id).or_default().retain(|(r, _)| r.id != id);
+    }
+
+    pub fn add_task_instance(&self, environment_id: i64, instance: TaskInstance) {
+        self.data.write().unwrap().task_instances.entry(environment_id).or_default().push(instance);
     }
 
     /// The next free DAG run id of the environment, as Airflow's serial would give it.
     pub fn next_run_id(&self, environment_id: i64) -> i64 {
         let data = self.data.read().unwrap();
-        data.runs.get(&environment_id).and_then(|runs| runs.iter().map(|r| r.id).max()).unwrap_or(0) + 1
+        data.runs.get(&environment_id).and_then(|runs| runs.iter().map(|(r, _)| r.id).max()).unwrap_or(0) + 1
     }
 
     pub fn set_unreachable(&self, environment_id: i64, unreachable: bool) {
@@ -64,6 +82,10 @@ impl MemoryAirflow {
     }
 
     fn runs(&self, environment: &Environment) -> Result<Vec<DagRun>, AirflowError> {
+        Ok(self.runs_changed(environment)?.into_iter().map(|(run, _)| run).collect())
+    }
+
+    fn runs_changed(&self, environment: &Environment) -> Result<Vec<(DagRun, Timestamp)>, AirflowError> {
         self.with(environment, |data| data.runs.get(&environment.id).cloned().unwrap_or_default())
     }
 }
@@ -81,14 +103,26 @@ impl AirflowRuns for MemoryAirflow {
     async fn dag_run_changes(
         &self,
         environment: &Environment,
-        after: i64,
-        recheck: &[i64],
+        cursor: &DagRunCursor,
     ) -> Result<DagRunChanges, AirflowError> {
-        let all = self.runs(environment)?;
-        let at_or_below = all.iter().filter(|r| r.id <= after).count() as u64;
-        let mut runs: Vec<DagRun> = all.into_iter().filter(|r| r.id > after || recheck.contains(&r.id)).collect();
-        runs.sort_by_key(|r| r.id);
-        Ok(DagRunChanges { runs, at_or_below })
+        let all = self.runs_changed(environment)?;
+        let at_or_below = all.iter().filter(|(r, _)| r.id <= cursor.after).count() as u64;
+        let mut named: Vec<(DagRun, Timestamp)> = all
+            .into_iter()
+            .filter(|(r, changed)| {
+                r.id > cursor.after
+                    || cursor.recheck.contains(&r.id)
+                    || cursor.changed_since.is_some_and(|since| *changed >= since)
+            })
+            .collect();
+        named.sort_by_key(|(r, _)| r.id);
+        let changed_up_to = named.iter().map(|(_, changed)| *changed).max();
+        Ok(DagRunChanges {
+            runs: named.into_iter().map(|(run, _)| run).collect(),
+            at_or_below,
+            tracks_changes: true,
+            changed_up_to,
+        })
     }
 
     async fn dag_runs_by_ids(&self, environment: &Environment, ids: &[i64]) -> Result<Vec<DagRun>, AirflowError> {
@@ -126,5 +160,19 @@ impl AirflowRuns for MemoryAirflow {
                 (None, Some(_)) => std::cmp::Ordering::Less,
                 (None, None) => a.id.cmp(&b.id),
             }))
+    }
+
+    async fn task_instances(
+        &self,
+        environment: &Environment,
+        runs: &[(String, String)],
+    ) -> Result<Vec<TaskInstance>, AirflowError> {
+        self.with(environment, |data| {
+            let all = data.task_instances.get(&environment.id).map(Vec::as_slice).unwrap_or_default();
+            all.iter()
+                .filter(|ti| runs.iter().any(|(dag_id, run_id)| ti.dag_id == *dag_id && ti.run_id == *run_id))
+                .cloned()
+                .collect()
+        })
     }
 }

@@ -3,6 +3,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::domain::catalog::Timestamp;
 use crate::domain::job_run::{self, IndexedRun};
 use crate::domain::paging::Listing;
 use crate::ports::BackendError;
@@ -23,6 +24,8 @@ struct Data {
     job_keys: HashMap<i64, JobKey>,
     /// By job-run id: (account id, environment id, job id, the run).
     index: HashMap<i64, (i64, i64, i64, IndexedRun)>,
+    /// By environment id: the latest change recorded.
+    changes_seen: HashMap<i64, Timestamp>,
 }
 
 impl Data {
@@ -80,7 +83,18 @@ impl RunIndex for MemoryRegistry {
             }
         }
         indexed.unfinished.sort_by_key(|r| r.dag_run_id);
+        indexed.changes_seen = data.changes_seen.get(&environment_id).copied();
         Ok(indexed)
+    }
+
+    async fn runs(&self, environment_id: i64, dag_run_ids: &[i64]) -> Result<Vec<IndexedRun>, BackendError> {
+        let data = self.data.lock().unwrap();
+        Ok(data
+            .index
+            .values()
+            .filter(|(_, e, _, run)| *e == environment_id && dag_run_ids.contains(&run.dag_run_id))
+            .map(|(_, _, _, run)| run.clone())
+            .collect())
     }
 
     async fn record(
@@ -89,8 +103,13 @@ impl RunIndex for MemoryRegistry {
         environment_id: i64,
         runs: &[IndexedRun],
         complete: bool,
+        changes_seen: Option<Timestamp>,
     ) -> Result<(), BackendError> {
         let mut data = self.data.lock().unwrap();
+        if let Some(seen) = changes_seen {
+            let known = data.changes_seen.entry(environment_id).or_insert(seen);
+            *known = (*known).max(seen);
+        }
         let mut sorted: Vec<&IndexedRun> = runs.iter().collect();
         sorted.sort_by_key(|r| r.dag_run_id);
         let mut kept = Vec::with_capacity(sorted.len());

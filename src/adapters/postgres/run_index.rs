@@ -117,6 +117,20 @@ fn start(field: RunSort, descending: bool) -> Anchor {
     }
 }
 
+/// The columns of an [`IndexedRun`], read by [`indexed_run`].
+const INDEXED_RUN: &str = "SELECT i.dag_run_id, j.dag_id, i.status, i.queued_at, i.end_date \
+                           FROM run_index i JOIN job_ids j ON j.id = i.job_id";
+
+fn indexed_run(row: &tokio_postgres::Row) -> IndexedRun {
+    IndexedRun {
+        dag_run_id: i64::from(row.get::<_, i32>(0)),
+        dag_id: row.get::<_, Option<String>>(1).unwrap_or_default(),
+        status: status(row.get(2)),
+        queued_at: row.get(3),
+        end_date: row.get(4),
+    }
+}
+
 /// A write of at least this many runs (a first indexing, a rebuild) is followed by an
 /// `ANALYZE`, so pages are planned on true statistics at once rather than after autovacuum
 /// comes by. (Not a `VACUUM`: concurrent refreshes would keep it from marking pages
@@ -146,13 +160,13 @@ impl RunIndex for JadeDatabase {
     async fn indexed(&self, environment_id: i64) -> Result<IndexedEnvironment, BackendError> {
         let environment_id = int4(environment_id)?;
         let client = self.client().await?;
+        let unfinished =
+            format!("{INDEXED_RUN} WHERE i.environment_id = $1 AND i.status IN (3, 5) ORDER BY i.dag_run_id");
         let (summary, unfinished) = futures::try_join!(
-            client.prepare_cached("SELECT newest, runs FROM run_index_environments WHERE environment_id = $1"),
             client.prepare_cached(
-                "SELECT i.dag_run_id, j.dag_id, i.status, i.queued_at, i.end_date \
-                 FROM run_index i JOIN job_ids j ON j.id = i.job_id \
-                 WHERE i.environment_id = $1 AND i.status IN (3, 5) ORDER BY i.dag_run_id"
+                "SELECT newest, runs, changes_seen FROM run_index_environments WHERE environment_id = $1"
             ),
+            client.prepare_cached(&unfinished),
         )
         .map_err(db)?;
         let params: [&(dyn ToSql + Sync); 1] = [&environment_id];
@@ -160,18 +174,22 @@ impl RunIndex for JadeDatabase {
             futures::try_join!(client.query_opt(&summary, &params), client.query(&unfinished, &params)).map_err(db)?;
         Ok(IndexedEnvironment {
             newest: summary.as_ref().and_then(|row| row.get::<_, Option<i32>>(0)).map(i64::from),
-            count: summary.map_or(0, |row| u64::try_from(row.get::<_, i64>(1)).unwrap_or(0)),
-            unfinished: unfinished
-                .iter()
-                .map(|row| IndexedRun {
-                    dag_run_id: i64::from(row.get::<_, i32>(0)),
-                    dag_id: row.get::<_, Option<String>>(1).unwrap_or_default(),
-                    status: status(row.get(2)),
-                    queued_at: row.get(3),
-                    end_date: row.get(4),
-                })
-                .collect(),
+            count: summary.as_ref().map_or(0, |row| u64::try_from(row.get::<_, i64>(1)).unwrap_or(0)),
+            unfinished: unfinished.iter().map(indexed_run).collect(),
+            changes_seen: summary.and_then(|row| row.get(2)),
         })
+    }
+
+    async fn runs(&self, environment_id: i64, dag_run_ids: &[i64]) -> Result<Vec<IndexedRun>, BackendError> {
+        let environment_id = int4(environment_id)?;
+        let dag_run_ids: Vec<i32> = dag_run_ids.iter().filter_map(|id| i32::try_from(*id).ok()).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("{INDEXED_RUN} WHERE i.environment_id = $1 AND i.dag_run_id = ANY($2)"))
+            .await
+            .map_err(db)?;
+        let rows = client.query(&statement, &[&environment_id, &dag_run_ids]).await.map_err(db)?;
+        Ok(rows.iter().map(indexed_run).collect())
     }
 
     async fn record(
@@ -180,6 +198,7 @@ impl RunIndex for JadeDatabase {
         environment_id: i64,
         runs: &[IndexedRun],
         complete: bool,
+        changes_seen: Option<DateTime<Utc>>,
     ) -> Result<(), BackendError> {
         let account_id = int4(account_id)?;
         let environment_id = int4(environment_id)?;
@@ -194,6 +213,8 @@ impl RunIndex for JadeDatabase {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(db)?;
         transaction.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&RUN_LOCK, &environment_id]).await.map_err(db)?;
+        // Runs inserted, changed or removed: only then is the environment's version bumped.
+        let mut written = 0;
         if !sorted.is_empty() {
             transaction
                 .execute(
@@ -214,7 +235,7 @@ impl RunIndex for JadeDatabase {
                 )
                 .await
                 .map_err(db)?;
-            transaction
+            written += transaction
                 .execute(
                     "INSERT INTO run_index AS i \
                        (job_run_id, account_id, environment_id, dag_run_id, job_id, status, queued_at, end_date) \
@@ -234,7 +255,7 @@ impl RunIndex for JadeDatabase {
                 .map_err(db)?;
         }
         if complete {
-            transaction
+            written += transaction
                 .execute(
                     "DELETE FROM run_index WHERE environment_id = $1 AND dag_run_id <> ALL($2::int4[])",
                     &[&environment_id, &dag_run_ids],
@@ -242,19 +263,21 @@ impl RunIndex for JadeDatabase {
                 .await
                 .map_err(db)?;
         }
+        let bump = i64::from(written > 0);
         transaction
             .execute(
-                "INSERT INTO run_index_environments (environment_id, account_id, runs, newest) \
-                 SELECT $1, $2, count(*), max(dag_run_id) FROM run_index WHERE environment_id = $1 \
+                "INSERT INTO run_index_environments (environment_id, account_id, runs, newest, changes_seen) \
+                 SELECT $1, $2, count(*), max(dag_run_id), $4 FROM run_index WHERE environment_id = $1 \
                  ON CONFLICT (environment_id) DO UPDATE \
                  SET account_id = excluded.account_id, runs = excluded.runs, newest = excluded.newest, \
-                     version = run_index_environments.version + 1",
-                &[&environment_id, &account_id],
+                     changes_seen = greatest(run_index_environments.changes_seen, excluded.changes_seen), \
+                     version = run_index_environments.version + $3",
+                &[&environment_id, &account_id, &bump, &changes_seen],
             )
             .await
             .map_err(db)?;
         transaction.commit().await.map_err(db)?;
-        if runs.len() >= BULK {
+        if written >= BULK as u64 {
             client.batch_execute("ANALYZE run_index").await.map_err(db)?;
         }
         Ok(())
