@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Benchmark of the run list (issues 3 and 7): the newest page of 100 runs (order_by=-id) of
+# Benchmark of the run list (issues 3, 7 and 16): the newest page of 100 runs (order_by=-id) of
 # an account with $ENVS environments of $RUNS DAG runs each, served by a release build of
 # Jade at 32 concurrent connections and at 1 (wrk), against the bare database work for the
 # same page: per environment the newest 100 runs and a count, run by pgbench (prepared
 # statements) at the same concurrency. Then deep pages at 1 connection: offset 90% of the
-# runs, by id and by created_at, against the first page. Everything runs on this machine,
+# runs, by id and by created_at, against the first page. Then what a refresh of the run index
+# costs: the same page from a Jade that refreshes on every list. Everything runs on this machine,
 # over loopback, on the local PostgreSQL. Writes bench/results/runs.md.
 #
 #   bench/runs.sh                      # 10 environments x 10,000 runs, 30 s per measurement
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 ENVS=${ENVS:-10}
 RUNS=${RUNS:-10000}
+UNFINISHED=${UNFINISHED:-20}
 DURATION=${DURATION:-30}
 PORT=${PORT:-4811}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
@@ -21,7 +23,7 @@ PREFIX=jade_bench
 TOKEN=benchtoken0000000000000000000000000000
 OUT=${OUT:-bench/results/runs.md}
 WORK=$(mktemp -d)
-trap 'kill "${JADE_PID:-0}" 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+trap 'kill "${JADE_PID:-0}" "${REFRESHING_PID:-0}" 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 
 need() { command -v "$1" >/dev/null || { echo "bench/runs.sh: $1 is required ($2)" >&2; exit 1; }; }
 if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; fi
@@ -49,14 +51,20 @@ for i in $(seq 0 $((ENVS - 1))); do
         cat tests/fixtures/sql/airflow-schema.sql
         cat <<SQL
 INSERT INTO dag (dag_id, is_active, last_parsed_time, schedule_interval) VALUES ('daily', true, now(), '"@daily"'), ('hourly', true, now(), '"@hourly"');
-INSERT INTO dag_run (dag_id, run_id, state, queued_at, start_date, end_date, execution_date, run_type)
-  SELECT CASE WHEN g % 2 = 0 THEN 'daily' ELSE 'hourly' END, 'scheduled__' || g,
-         (ARRAY['success', 'failed', 'running', 'queued'])[1 + g % 4],
-         now() - ($RUNS - g) * interval '5 minutes',
-         now() - ($RUNS - g) * interval '5 minutes' + interval '10 seconds',
-         CASE WHEN g % 4 < 2 THEN now() - ($RUNS - g) * interval '5 minutes' + interval '2 minutes' END,
-         now() - ($RUNS - g) * interval '5 minutes', 'scheduled'
-  FROM generate_series(1, $RUNS) g;
+-- Runs five minutes apart, the older ones finished (success and failed) and the newest
+-- $UNFINISHED still queued or running; updated_at when each last changed, as Airflow sets it.
+INSERT INTO dag_run (dag_id, run_id, state, queued_at, start_date, end_date, execution_date, run_type, updated_at)
+  SELECT dag_id, run_id, state, queued, started, ended, queued, 'scheduled', coalesce(ended, started, queued)
+  FROM (
+    SELECT CASE WHEN g % 2 = 0 THEN 'daily' ELSE 'hourly' END AS dag_id, 'scheduled__' || g AS run_id,
+           CASE WHEN g > $RUNS - $UNFINISHED THEN (ARRAY['running', 'queued'])[1 + g % 2]
+                ELSE (ARRAY['success', 'failed'])[1 + g % 2] END AS state,
+           now() - ($RUNS - g) * interval '5 minutes' AS queued,
+           now() - ($RUNS - g) * interval '5 minutes' + interval '10 seconds' AS started,
+           CASE WHEN g <= $RUNS - $UNFINISHED THEN now() - ($RUNS - g) * interval '5 minutes' + interval '2 minutes' END AS ended,
+           g
+    FROM generate_series(1, $RUNS) g
+  ) r;
 ANALYZE dag_run;
 SQL
     } | psql -q -v ON_ERROR_STOP=1 -d ${PREFIX}_airflow
@@ -76,6 +84,16 @@ env -i PATH="$PATH" PORT=$PORT RUST_LOG=warn \
     AIRFLOW_POOL_SIZE=4 AUTH_VERIFIER=database STORAGE_ADAPTER=fs FS_STORAGE_ROOT="$WORK/storage" \
     target/release/jade serve 2>"$WORK/jade.log" &
 JADE_PID=$!
+# The same Jade refreshing the run index on every list (RUN_INDEX_REFRESH_MS=0): its latency
+# above the first one's is what a refresh of the account's environments costs.
+env -i PATH="$PATH" PORT=$((PORT + 1)) RUST_LOG=warn METRICS_ADDR= RUN_INDEX_REFRESH_MS=0 \
+    DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_jade" POOL_SIZE=16 \
+    DATACOVES_DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_datacoves" DATACOVES_POOL_SIZE=8 \
+    FERNET_KEY=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())') \
+    AIRFLOW_DB_URL_TEMPLATE="postgres://$PGUSER@$PGHOST:$PGPORT/${PREFIX}_airflow?options=-csearch_path%3D{slug}" \
+    AIRFLOW_POOL_SIZE=4 AUTH_VERIFIER=database STORAGE_ADAPTER=fs FS_STORAGE_ROOT="$WORK/storage" \
+    target/release/jade serve 2>"$WORK/jade-refreshing.log" &
+REFRESHING_PID=$!
 BASE="http://127.0.0.1:$PORT/api/v2/accounts/1/runs?limit=100"
 URL="$BASE&order_by=-id"
 DEEP=$((ENVS * RUNS * 9 / 10))
@@ -135,6 +153,19 @@ read -r _ deep_id_median < <(wrk_run 1 1 "$BASE&order_by=-id&offset=$DEEP")
 read -r _ first_created_median < <(wrk_run 1 1 "$BASE&order_by=-created_at")
 read -r _ deep_created_median < <(wrk_run 1 1 "$BASE&order_by=-created_at&offset=$DEEP")
 rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$JADE_PID/status)
+# What a refresh costs: every list of the second Jade first brings all $ENVS environments up to
+# date (each: the index's summary and unfinished runs, then in Airflow the runs above the
+# newest indexed id, the unfinished ones and those changed in the last 5 minutes, which scans
+# dag_run because Airflow does not index updated_at, and a count).
+REFRESHING="http://127.0.0.1:$((PORT + 1))/api/v2/accounts/1/runs?limit=100&order_by=-id"
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$((PORT + 1))/api/v2/healthcheck" >/dev/null && break; sleep 0.1; done
+for _ in 1 2 3; do curl -sf -o /dev/null -H "Authorization: Token $TOKEN" "$REFRESHING"; done
+read -r refreshing1 refreshing1_median < <(wrk_run 1 1 "$REFRESHING")
+read -r refreshing32 _ < <(wrk_run 32 2 "$REFRESHING")
+refresh_ms=$(python3 -c "print(f'{$refreshing1_median - $jade1_median:.2f}')")
+# The Airflow side of one environment's refresh, as PostgreSQL times it.
+scan_ms=$(psql -d ${PREFIX}_airflow -Atc "EXPLAIN (ANALYZE, FORMAT JSON) SELECT id, dag_id, run_id, state, run_type, queued_at, start_date, end_date, updated_at FROM env0.dag_run WHERE id > $RUNS OR id = ANY(ARRAY(SELECT generate_series($((RUNS - UNFINISHED + 1)), $RUNS))) OR updated_at >= now() - interval '5 minutes'" |
+    python3 -c "import json, sys; print(f'{json.load(sys.stdin)[0][\"Execution Time\"]:.2f}')")
 
 ratio=$(python3 -c "print(f'{$jade32 / $bare32:.2f}')")
 latency_ratio=$(python3 -c "print(f'{$jade1_median / $bare1_median:.2f}')")
@@ -173,6 +204,15 @@ baseline, which counts every run), refreshed from each Airflow database at most 
 \`RUN_INDEX_REFRESH_MS\` (default 1000), then reads the page's 100 runs from Airflow by id. A
 deep page starts from a remembered position (the sort key of every 500th run, found by one scan
 and kept while the account's index does not change), so it reads at most 599 index entries.
+
+What a refresh costs ($ENVS environments of $RUNS runs, the newest $UNFINISHED of each unfinished):
+a Jade that refreshes on every list (\`RUN_INDEX_REFRESH_MS=0\`) answers the same page in
+$refreshing1_median ms at 1 connection ($refreshing1 pages/s; $refreshing32 pages/s at 32 connections),
+so bringing all $ENVS environments up to date costs **$refresh_ms ms** per list; with the default
+\`RUN_INDEX_REFRESH_MS=1000\` that happens at most once a second per environment, whatever the
+load. In Airflow, one environment's read of what changed (runs above the newest indexed id, the
+unfinished ones, and those with \`updated_at\` in the last 5 minutes: a scan of \`dag_run\`, which
+Airflow does not index by \`updated_at\`) takes $scan_ms ms as PostgreSQL times it.
 
 Also measured: first listing after start (indexes and registers all $((ENVS * RUNS)) runs) ${first}s;
 Jade at 32 connections median latency $jade32_median ms, its process using ${jade_cpu} CPU-seconds

@@ -485,3 +485,37 @@ async fn airflow_before_2_5_is_read_and_swept_for_changes() {
     assert!(found >= Duration::from_millis(1200), "found before a sweep was due: {found:?}");
     jade.stop().await;
 }
+
+#[tokio::test]
+async fn a_manifest_uploaded_for_a_run_of_either_schema_is_its_artifact() {
+    let jade = TestJade::start(Scenario::real_airflow(), &[]).await;
+    for slug in SLUGS {
+        let run = run_of(&jade, slug, 4, "").await;
+        assert_eq!(run["artifacts_saved"], false);
+        // The run is found by its DAG and Airflow run_id, as the Datacoves provider names it.
+        let form = reqwest::multipart::Form::new()
+            .text("environment_slug", slug)
+            .text("dag_id", "dbt_weekly")
+            .text("run_id", run["dag_run_run_id"].as_str().unwrap().to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(br#"{"metadata": {}, "nodes": {}}"#.to_vec())
+                    .file_name("manifest.json"),
+            );
+        let response = jade
+            .client
+            .post(jade.url("/api/v2/datacoves/manifests"))
+            .bearer_auth(ACME)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{slug}: {}", response.text().await.unwrap());
+        let run = run_of(&jade, slug, 4, "").await;
+        assert_eq!(run["artifacts_saved"], true, "{slug}");
+        let artifact =
+            jade.json(ACME, &format!("/api/v2/accounts/1/runs/{}/artifacts/manifest.json", run["id"]), 200).await;
+        assert!(artifact["data"].as_str().unwrap().contains("metadata"), "{slug}: {artifact}");
+    }
+    jade.stop().await;
+}
