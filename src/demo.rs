@@ -61,7 +61,8 @@ pub async fn build(settings: Settings) -> Result<Demo, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
     let catalog = Arc::new(MemoryCatalog::default());
-    let airflow = Arc::new(MemoryAirflow::default());
+    // Runs triggered in the demo go on by themselves: queued, running, then success.
+    let airflow = Arc::new(MemoryAirflow::running(std::time::Duration::from_secs(3)));
     let verifier = Arc::new(MemoryVerifier::default());
     let storage_dir = tempfile::Builder::new().prefix("jade-demo-").tempdir().map_err(|e| e.to_string())?;
     let storage = demo_storage(storage_dir.path())?;
@@ -102,6 +103,7 @@ pub async fn build(settings: Settings) -> Result<Demo, String> {
                 created_at: Some(now - Duration::days(200)),
                 updated_at: Some(now - Duration::days(1)),
                 airflow: airflow_enabled.then_some(AirflowDatabase::InCluster),
+                airflow_api: Default::default(),
             });
             if airflow_enabled {
                 seed_airflow(&airflow, id, now);
@@ -113,7 +115,7 @@ pub async fn build(settings: Settings) -> Result<Demo, String> {
             Identity {
                 email: Some(format!("admin@{slug}.example")),
                 name: Some(format!("{name} admin")),
-                permissions: vec![format!("{slug}|dbt-api:manifest|write")],
+                permissions: vec![format!("{slug}|dbt-api:manifest|write"), format!("{slug}|workbench:airflow|write")],
                 account_ids: vec![account_id],
                 accounts: vec![slug.into()],
                 project_ids: seed.projects.iter().map(|p| p.0).collect(),
@@ -128,7 +130,8 @@ pub async fn build(settings: Settings) -> Result<Demo, String> {
     let registry = Arc::new(MemoryRegistry::default());
     let ports = Ports {
         catalog,
-        airflow: Some(airflow),
+        airflow: Some(airflow.clone()),
+        control: Some(airflow),
         registry: registry.clone(),
         run_index: registry,
         manifests: Arc::new(MemoryManifestStore::new(clock.clone())),

@@ -28,6 +28,8 @@ pub enum StartupError {
     FernetKey(String),
     #[error("{0}")]
     VerifyClient(String),
+    #[error("the Airflow API client: {0}")]
+    AirflowApiClient(String),
     #[error("AUTH_VERIFIER=http needs the Cargo feature `http`")]
     VerifierNeedsHttp,
     #[error(
@@ -304,12 +306,23 @@ pub async fn build(config: &Config) -> Result<Jade, StartupError> {
         }
     };
 
+    let control = match &config.airflow {
+        Some(settings) => control(&settings.api)?,
+        None => None,
+    };
+
     let storage = storage(&config.storage).await?;
-    tracing::info!(storage = storage.backend(), airflow = airflow.is_some(), "adapters ready");
+    tracing::info!(
+        storage = storage.backend(),
+        airflow = airflow.is_some(),
+        running_jobs = control.is_some(),
+        "adapters ready"
+    );
     let jade_db = Arc::new(jade_db);
     let ports = crate::app::Ports {
         catalog: Arc::new(catalog),
         airflow,
+        control,
         registry: jade_db.clone(),
         run_index: jade_db.clone(),
         manifests: jade_db.clone(),
@@ -331,6 +344,25 @@ fn airflow(
     settings: &crate::adapters::airflow::AirflowSettings,
 ) -> Result<Arc<dyn crate::ports::airflow::AirflowRuns>, StartupError> {
     Ok(Arc::new(crate::adapters::airflow::AirflowDatabases::new(settings.clone())))
+}
+
+/// Each environment's Airflow REST API, to run jobs.
+#[cfg(all(feature = "postgres", feature = "airflow-api"))]
+fn control(
+    settings: &crate::adapters::airflow::AirflowApiSettings,
+) -> Result<Option<Arc<dyn crate::ports::airflow_api::AirflowControl>>, StartupError> {
+    let api = crate::adapters::airflow::AirflowRestApi::new(settings.clone())
+        .map_err(|e| StartupError::AirflowApiClient(e.to_string()))?;
+    Ok(Some(Arc::new(api)))
+}
+
+/// Without the Airflow API client, running jobs answers 503; reads are unaffected.
+#[cfg(all(feature = "postgres", not(feature = "airflow-api")))]
+fn control(
+    _settings: &crate::adapters::airflow::AirflowApiSettings,
+) -> Result<Option<Arc<dyn crate::ports::airflow_api::AirflowControl>>, StartupError> {
+    tracing::warn!("running jobs needs the Cargo feature `airflow-api`: its routes answer 503");
+    Ok(None)
 }
 
 #[cfg(all(feature = "postgres", not(feature = "airflow")))]

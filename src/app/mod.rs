@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod catalog;
+mod control;
 mod files;
 mod jobs;
 mod manifests;
@@ -20,6 +21,7 @@ use crate::domain::catalog::Environment;
 use crate::domain::job_run::ApiCompat;
 use crate::ports::BackendError;
 use crate::ports::airflow::{AirflowError, AirflowRuns};
+use crate::ports::airflow_api::AirflowControl;
 use crate::ports::auth::{TokenVerifier, VerifyError};
 use crate::ports::catalog::Catalog;
 use crate::ports::clock::Clock;
@@ -43,6 +45,9 @@ pub struct Ports {
     pub catalog: Arc<dyn Catalog>,
     /// `None` when Airflow is switched off: job and run lists are empty.
     pub airflow: Option<Arc<dyn AirflowRuns>>,
+    /// Each environment's Airflow REST API, to run jobs; `None` when Airflow is switched off
+    /// or the build has no API client: running jobs answers 503.
+    pub control: Option<Arc<dyn AirflowControl>>,
     pub registry: Arc<dyn IdRegistry>,
     pub run_index: Arc<dyn RunIndex>,
     pub manifests: Arc<dyn ManifestStore>,

@@ -114,7 +114,7 @@ impl Jade {
         }
         let statuses = filter.statuses.as_ref().map(|codes| {
             let mut statuses = Vec::new();
-            for status in codes.iter().filter_map(|code| RunStatus::from_code(*code, self.settings.compat)) {
+            for status in codes.iter().flat_map(|code| RunStatus::with_code(*code, self.settings.compat)) {
                 if !statuses.contains(&status) {
                     statuses.push(status);
                 }
@@ -253,7 +253,7 @@ impl Jade {
                 .runs
                 .iter()
                 .map(IndexedRun::from)
-                .filter(|run| known.get(&run.dag_run_id) != Some(run))
+                .filter(|run| !known.get(&run.dag_run_id).is_some_and(|indexed| indexed.holds(run)))
                 .collect();
             let seen = changes.changed_up_to.filter(|up_to| indexed.changes_seen.is_none_or(|seen| *up_to > seen));
             if !changed.is_empty() || seen.is_some() {
@@ -346,10 +346,11 @@ impl Jade {
         job_keys.sort_unstable();
         job_keys.dedup();
         let run_ids: Vec<i64> = found.iter().map(|f| f.id).collect();
-        let (job_ids, manifests) =
-            futures::try_join!(async { self.ports.registry.job_ids(&job_keys).await.map_err(backend) }, async {
-                self.ports.manifests.for_job_runs(account_id, &run_ids).await.map_err(backend)
-            },)?;
+        let (job_ids, manifests, cancelled) = futures::try_join!(
+            async { self.ports.registry.job_ids(&job_keys).await.map_err(backend) },
+            async { self.ports.manifests.for_job_runs(account_id, &run_ids).await.map_err(backend) },
+            async { self.ports.run_index.cancelled(&run_ids).await.map_err(backend) },
+        )?;
         let (jobs, mut steps) = futures::join!(
             async { if embed.job { self.jobs_of(&found, &job_ids).await } else { HashMap::new() } },
             async { if embed.run_steps { self.steps_of(&found).await } else { HashMap::new() } },
@@ -372,6 +373,8 @@ impl Jade {
                     dag_run: f.run,
                     environment: EnvironmentRef::from(f.environment),
                     href: None,
+                    cancelled: cancelled.contains(&f.id),
+                    status_message: None,
                 };
                 run.href = self.settings.airflow_ui_url_template.as_deref().map(|t| run.href(t));
                 Ok(run)

@@ -8,12 +8,15 @@ use futures::StreamExt;
 
 use super::*;
 use crate::adapters::memory::*;
+use crate::domain::access::Identity;
 use crate::domain::catalog::{Account, AirflowDatabase, Environment, Project, Timestamp};
 use crate::domain::file::FileLookup;
 use crate::domain::job::Dag;
+use crate::domain::job_run::RunStatus;
 use crate::domain::job_run::{DagRun, IndexedRun};
 use crate::domain::manifest::ManifestError;
 use crate::domain::paging::{Page, RunOrder};
+use crate::domain::run_request::RunRequest;
 use crate::ports::manifests::ManifestQuery;
 use crate::ports::registry::{IdRegistry, RunKey};
 use crate::ports::storage::Blob;
@@ -41,6 +44,7 @@ fn environment(id: i64, account_id: i64, project_id: i64) -> Environment {
         created_at: None,
         updated_at: None,
         airflow: Some(AirflowDatabase::InCluster),
+        airflow_api: Default::default(),
     }
 }
 
@@ -114,6 +118,7 @@ fn fixture(runs: i64) -> Fixture {
     let ports = Ports {
         catalog,
         airflow: Some(airflow.clone()),
+        control: Some(airflow.clone()),
         registry: registry.clone(),
         run_index: registry.clone(),
         manifests: Arc::new(MemoryManifestStore::new(clock.clone())),
@@ -841,4 +846,120 @@ async fn a_manifest_is_trimmed_while_it_is_spooled_as_a_pass_over_the_file_would
     let query = ManifestQuery::Tag { environment_slug: "env100".into(), tag: "streamed".into() };
     assert_eq!(read(f.jade.manifest(&query, true).await.unwrap()).await, reference);
     assert_eq!(read(f.jade.manifest(&query, false).await.unwrap()).await, fixture);
+}
+
+/// A user who may run the jobs of project 10 (environments 100 and 101) only.
+fn runner() -> Identity {
+    Identity {
+        email: Some("runner@account1.example".into()),
+        permissions: vec!["account1:project10|workbench:airflow|write".into()],
+        account_ids: vec![1],
+        ..Identity::default()
+    }
+}
+
+async fn job_id(f: &Fixture, environment_id: i64, dag_id: &str) -> i64 {
+    let key = (environment_id, dag_id.to_owned());
+    f.registry.job_ids(std::slice::from_ref(&key)).await.unwrap()[&key]
+}
+
+#[tokio::test]
+async fn a_triggered_run_is_registered_at_once_and_read_alike_later() {
+    let f = fixture(3);
+    // Runs listed before, as a client does: their ids are registered first.
+    list(&f, RunFilter::default(), RunOrder::default(), Page::new(None, None)).await;
+    let job = job_id(&f, 100, "a").await;
+    let request = RunRequest { cause: Some("Nightly".into()), ..RunRequest::default() };
+    let run = f.jade.trigger_run(&runner(), 1, job, &request).await.unwrap();
+    assert_eq!((run.status(), run.job_id, run.environment.id), (RunStatus::Queued, job, 100));
+    assert_eq!(run.dag_run.id, 4, "Airflow's next DAG run");
+    assert!(run.status_message.is_none());
+    let read = f.jade.run(1, run.id, Embed::default()).await.unwrap();
+    assert_eq!((read.id, read.dag_run.run_id.clone()), (run.id, run.dag_run.run_id.clone()));
+    let listed = list(&f, RunFilter::default(), RunOrder::parse("-id").unwrap(), Page::new(None, Some(1))).await;
+    assert_eq!(listed[0].id, run.id, "the newest run, with the same id");
+}
+
+#[tokio::test]
+async fn running_jobs_needs_the_permission_and_a_job_of_the_account() {
+    let f = fixture(3);
+    let elsewhere = job_id(&f, 102, "a").await;
+    let denied = f.jade.trigger_run(&runner(), 1, elsewhere, &RunRequest::default()).await.unwrap_err();
+    assert_eq!(denied, Error::Forbidden("You have no permission to run jobs in this environment.".into()));
+    assert_eq!(f.airflow.next_run_id(102), 4, "no DAG run was made");
+    let reader = Identity { account_ids: vec![1], ..Identity::default() };
+    let job = job_id(&f, 100, "a").await;
+    assert!(matches!(f.jade.trigger_run(&reader, 1, job, &RunRequest::default()).await, Err(Error::Forbidden(_))));
+    assert_eq!(f.jade.trigger_run(&runner(), 2, job, &RunRequest::default()).await.unwrap_err(), Error::not_found());
+    assert_eq!(f.jade.trigger_run(&runner(), 1, 9999, &RunRequest::default()).await.unwrap_err(), Error::not_found());
+}
+
+#[tokio::test]
+async fn a_cancelled_run_is_cancelled_from_then_on_and_a_finished_one_is_left_alone() {
+    let f = fixture(3);
+    let job = job_id(&f, 100, "a").await;
+    let run = f.jade.trigger_run(&runner(), 1, job, &RunRequest::default()).await.unwrap();
+    let cancelled = f.jade.cancel_run(&runner(), 1, run.id).await.unwrap();
+    assert_eq!((cancelled.status(), cancelled.dag_run.state.as_deref()), (RunStatus::Cancelled, Some("failed")));
+    let dbt_cloud = list(
+        &f,
+        RunFilter { statuses: Some(vec![2]), ..RunFilter::default() },
+        RunOrder::default(),
+        Page::new(None, None),
+    )
+    .await;
+    assert!(dbt_cloud.iter().any(|r| r.id == run.id), "the first Jade's failed (2) holds it");
+    // Cancelling a finished run answers it as it is.
+    let again = f.jade.cancel_run(&runner(), 1, run.id).await.unwrap();
+    assert_eq!(again.status(), RunStatus::Cancelled);
+    // Run 1 of environment 100 failed by itself: not cancelled, and retried when asked.
+    let failed = list(
+        &f,
+        RunFilter { environment_id: Some(100), ..RunFilter::default() },
+        RunOrder::default(),
+        Page::new(None, None),
+    )
+    .await;
+    let failed = failed.into_iter().find(|r| r.dag_run.id == 1).unwrap();
+    assert_eq!(failed.status(), RunStatus::Error);
+    let retried = f.jade.retry_run(&runner(), 1, failed.id).await.unwrap();
+    assert_eq!((retried.id, retried.status()), (failed.id, RunStatus::Queued));
+    let refused = f.jade.retry_run(&runner(), 1, run.id).await.unwrap_err();
+    assert_eq!(refused, Error::BadRequest(format!("Run {} did not fail; nothing to retry.", run.id)));
+}
+
+#[tokio::test]
+async fn rerun_retries_the_jobs_latest_run_when_it_failed() {
+    let f = fixture(6);
+    // Runs of DAG `b` in environment 101: 1 (failed), 3 (queued), 5 (success, the latest end).
+    let job = job_id(&f, 101, "b").await;
+    let refused = f.jade.rerun_job(&runner(), 1, job).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::BadRequest(ref m) if m.ends_with("did not fail; nothing to retry.")),
+        "{refused:?}"
+    );
+    let fresh = job_id(&f, 100, "a").await;
+    let run = f.jade.trigger_run(&runner(), 1, fresh, &RunRequest::default()).await.unwrap();
+    f.jade.cancel_run(&runner(), 1, run.id).await.unwrap();
+    assert!(
+        matches!(f.jade.rerun_job(&runner(), 1, fresh).await, Err(Error::BadRequest(_))),
+        "a cancelled run did not fail"
+    );
+}
+
+#[tokio::test]
+async fn airflows_refusals_pass_through_and_nothing_is_recorded() {
+    let f = fixture(1);
+    // The DAG is gone from Airflow while Jade still knows its job.
+    let job = job_id(&f, 100, "gone").await;
+    let error = f.jade.trigger_run(&runner(), 1, job, &RunRequest::default()).await.unwrap_err();
+    assert_eq!(error, Error::not_found(), "Jade reads the DAG before it asks Airflow");
+    f.airflow.set_unreachable(100, true);
+    let job = job_id(&f, 100, "a").await;
+    let error = f.jade.trigger_run(&runner(), 1, job, &RunRequest::default()).await.unwrap_err();
+    assert!(matches!(error, Error::NotFound(Some(ref m)) if m.contains("env100")), "{error:?}");
+}
+
+async fn list(f: &Fixture, filter: RunFilter, order: RunOrder, page: Page) -> Vec<JobRun> {
+    f.jade.runs(1, &filter, order, page, Embed::default()).await.unwrap().items
 }

@@ -96,6 +96,23 @@ pub fn authorize(identity: &Identity, scope: RequestScope<'_>) -> Result<(), Acc
     Err(AccessDenied::NoScope)
 }
 
+/// Whether the identity may run, cancel and retry the jobs of an environment: a `write`
+/// permission on a resource that starts with `workbench:airflow`, scoped to the
+/// environment's account, its project or the environment itself (permission names read
+/// `scope|resource|action`, scopes `account[:project[:environment]]`; contract §3).
+pub fn may_run_jobs(identity: &Identity, account: &str, project: &str, environment: &str) -> bool {
+    let scopes = [account.to_owned(), format!("{account}:{project}"), format!("{account}:{project}:{environment}")];
+    identity.permissions.iter().any(|name| {
+        let mut parts = name.split('|');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(scope), Some(resource), Some("write"), None) => {
+                resource.starts_with("workbench:airflow") && scopes.iter().any(|s| s == scope)
+            }
+            _ => false,
+        }
+    })
+}
+
 /// Facts the Datacoves verify view starts from (contract, appendix A).
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
@@ -328,5 +345,33 @@ mod tests {
     fn messages_are_the_contracts() {
         assert_eq!(AccessDenied::Account.message(), "Invalid Account in Path. You have no accces to this account.");
         assert_eq!(AccessDenied::NoScope.message(), "Invalid Path. You requested a non-existent path.");
+    }
+
+    #[test]
+    fn running_jobs_needs_an_airflow_write_permission_on_the_environment() {
+        let with = |permissions: &[&str]| Identity {
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            ..Identity::default()
+        };
+        let may = |identity: &Identity| may_run_jobs(identity, "acme", "analytics", "dev123");
+        for granted in [
+            "acme|workbench:airflow|write",
+            "acme:analytics|workbench:airflow|write",
+            "acme:analytics:dev123|workbench:airflow:dags|write",
+        ] {
+            assert!(may(&with(&[granted])), "{granted}");
+        }
+        for refused in [
+            "acme:analytics|workbench:airflow|read",
+            "acme:analytics|dbt-api:manifest|write",
+            "acme:marketing|workbench:airflow|write",
+            "acme:analytics:prod123|workbench:airflow|write",
+            "globex|workbench:airflow|write",
+            "acme:analytics|workbench:airbyte|write",
+            "acme:analytics|workbench:airflow|write|extra",
+        ] {
+            assert!(!may(&with(&[refused])), "{refused}");
+        }
+        assert!(!may(&Identity::default()));
     }
 }

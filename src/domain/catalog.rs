@@ -45,6 +45,8 @@ pub struct Environment {
     pub updated_at: Option<Timestamp>,
     /// Where this environment's Airflow database is; `None` when Airflow is not enabled.
     pub airflow: Option<AirflowDatabase>,
+    /// Where its Airflow's REST API is, when `airflow_config.api` says (contract §6b).
+    pub airflow_api: AirflowApi,
 }
 
 /// Projects and environments are always active: dbt Cloud's `state` 1.
@@ -109,6 +111,27 @@ impl EnvironmentFilter {
     }
 }
 
+/// An environment's own Airflow REST API settings (`airflow_config.api`); what is unset
+/// comes from Jade's (`AIRFLOW_API_URL_TEMPLATE`, `AIRFLOW_API_USERNAME`,
+/// `AIRFLOW_API_PASSWORD`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AirflowApi {
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+// By hand, so that a password never reaches a log line.
+impl fmt::Debug for AirflowApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AirflowApi")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 /// How to reach an environment's Airflow database (contract §6).
 #[derive(Clone, PartialEq, Eq)]
 pub enum AirflowDatabase {
@@ -155,6 +178,7 @@ mod tests {
             created_at: None,
             updated_at: None,
             airflow: None,
+            airflow_api: AirflowApi::default(),
         }
     }
 

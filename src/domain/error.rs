@@ -32,6 +32,13 @@ pub enum Error {
     /// 503: a service Jade depends on for every request (token verification) is down.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The caller may read but not do this (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Another service refused the request on the caller's behalf (Airflow's API): its
+    /// status and reason are passed on.
+    #[error("refused ({status}): {detail}")]
+    Refused { status: u16, message: String, detail: String },
     /// 500. The fault is logged with its causes, never sent.
     #[error("internal error")]
     Internal(#[source] Fault),

@@ -45,17 +45,20 @@ pub enum ApiCompat {
 }
 
 /// A run's status. Airflow states other than success, failed and running (or none at all)
-/// count as queued: they have not run to an end yet.
+/// count as queued: they have not run to an end yet. A run cancelled through Jade, which
+/// Airflow marked failed, is cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunStatus {
     Queued,
     Running,
     Success,
     Error,
+    Cancelled,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 4] = [RunStatus::Queued, RunStatus::Running, RunStatus::Success, RunStatus::Error];
+    pub const ALL: [RunStatus; 5] =
+        [RunStatus::Queued, RunStatus::Running, RunStatus::Success, RunStatus::Error, RunStatus::Cancelled];
 
     pub fn from_state(state: Option<&str>) -> Self {
         match state {
@@ -66,23 +69,26 @@ impl RunStatus {
         }
     }
 
+    /// The code in a compat mode. The first Jade knew no cancellation: a cancelled run is
+    /// failed (2) in `API_COMPAT=jade`.
     pub fn code(self, compat: ApiCompat) -> i32 {
         match (compat, self) {
             (ApiCompat::Jade, RunStatus::Success) => 1,
-            (ApiCompat::Jade, RunStatus::Error) => 2,
+            (ApiCompat::Jade, RunStatus::Error | RunStatus::Cancelled) => 2,
             (ApiCompat::Jade, RunStatus::Queued) => 3,
             (ApiCompat::Jade, RunStatus::Running) => 5,
             (ApiCompat::DbtCloud, RunStatus::Queued) => 1,
             (ApiCompat::DbtCloud, RunStatus::Running) => 3,
             (ApiCompat::DbtCloud, RunStatus::Success) => 10,
             (ApiCompat::DbtCloud, RunStatus::Error) => 20,
+            (ApiCompat::DbtCloud, RunStatus::Cancelled) => 30,
         }
     }
 
-    /// The status a `status` filter value names; `None` for codes no run can have (such as
-    /// dbt Cloud's Cancelled), which then match nothing.
-    pub fn from_code(code: i64, compat: ApiCompat) -> Option<Self> {
-        RunStatus::ALL.into_iter().find(|status| i64::from(status.code(compat)) == code)
+    /// The statuses a `status` filter value names: none for codes no run can have (such as
+    /// dbt Cloud's Starting), which then match nothing.
+    pub fn with_code(code: i64, compat: ApiCompat) -> impl Iterator<Item = RunStatus> {
+        RunStatus::ALL.into_iter().filter(move |status| i64::from(status.code(compat)) == code)
     }
 
     pub fn humanized(self) -> &'static str {
@@ -91,17 +97,13 @@ impl RunStatus {
             RunStatus::Running => "Running",
             RunStatus::Success => "Success",
             RunStatus::Error => "Error",
+            RunStatus::Cancelled => "Cancelled",
         }
     }
 
-    /// The Airflow state this status is stored as; `None` for queued, which is "any other".
-    pub fn airflow_state(self) -> Option<&'static str> {
-        match self {
-            RunStatus::Success => Some("success"),
-            RunStatus::Error => Some("failed"),
-            RunStatus::Running => Some("running"),
-            RunStatus::Queued => None,
-        }
+    /// Success, error and cancelled are final; a queued or running run may still change.
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Success | RunStatus::Error | RunStatus::Cancelled)
     }
 }
 
@@ -117,6 +119,15 @@ pub struct IndexedRun {
     pub end_date: Option<Timestamp>,
 }
 
+impl IndexedRun {
+    /// Whether the index holds `airflow` (the run as Airflow has it) as it is: a run the
+    /// index holds as cancelled is the failed run Airflow has.
+    pub fn holds(&self, airflow: &IndexedRun) -> bool {
+        let status = if self.status == RunStatus::Cancelled { RunStatus::Error } else { self.status };
+        IndexedRun { status, ..self.clone() } == *airflow
+    }
+}
+
 impl From<&DagRun> for IndexedRun {
     fn from(run: &DagRun) -> Self {
         IndexedRun {
@@ -126,13 +137,6 @@ impl From<&DagRun> for IndexedRun {
             queued_at: run.queued(),
             end_date: run.end_date,
         }
-    }
-}
-
-impl RunStatus {
-    /// Success and error are final; a queued or running run may still change.
-    pub fn is_finished(self) -> bool {
-        matches!(self, RunStatus::Success | RunStatus::Error)
     }
 }
 
@@ -174,11 +178,20 @@ pub struct JobRun {
     pub run_steps: Option<Vec<RunStep>>,
     /// The run's page in the Airflow UI, when `AIRFLOW_UI_URL_TEMPLATE` is set.
     pub href: Option<String>,
+    /// Whether it was cancelled through Jade (contract §3 "Running jobs").
+    pub cancelled: bool,
+    /// Why a run is as it is, when Jade knows more than its status says (a run triggered
+    /// while its DAG is paused).
+    pub status_message: Option<String>,
 }
 
 impl JobRun {
+    /// As Airflow has the run; cancelled while Airflow has it failed (it may be run again).
     pub fn status(&self) -> RunStatus {
-        RunStatus::from_state(self.dag_run.state.as_deref())
+        match RunStatus::from_state(self.dag_run.state.as_deref()) {
+            RunStatus::Error if self.cancelled => RunStatus::Cancelled,
+            status => status,
+        }
     }
 
     pub fn is_running(&self) -> bool {
@@ -186,7 +199,7 @@ impl JobRun {
     }
 
     pub fn is_complete(&self) -> bool {
-        matches!(self.status(), RunStatus::Success | RunStatus::Error)
+        self.status().is_finished()
     }
 
     /// end − queued ([`DagRun::queued`]), in whole seconds (see [`seconds_between`]).
@@ -356,6 +369,8 @@ mod tests {
             job: None,
             run_steps: None,
             href: None,
+            cancelled: false,
+            status_message: None,
         }
     }
 
@@ -372,10 +387,30 @@ mod tests {
 
     #[test]
     fn status_filter_codes_follow_the_compat_mode() {
-        assert_eq!(RunStatus::from_code(5, ApiCompat::Jade), Some(RunStatus::Running));
-        assert_eq!(RunStatus::from_code(5, ApiCompat::DbtCloud), None);
-        assert_eq!(RunStatus::from_code(10, ApiCompat::DbtCloud), Some(RunStatus::Success));
-        assert_eq!(RunStatus::from_code(30, ApiCompat::DbtCloud), None);
+        let with = |code, compat| RunStatus::with_code(code, compat).collect::<Vec<_>>();
+        assert_eq!(with(5, ApiCompat::Jade), [RunStatus::Running]);
+        assert_eq!(with(5, ApiCompat::DbtCloud), []);
+        assert_eq!(with(10, ApiCompat::DbtCloud), [RunStatus::Success]);
+        assert_eq!(with(30, ApiCompat::DbtCloud), [RunStatus::Cancelled]);
+        // The first Jade's failed covers cancelled runs.
+        assert_eq!(with(2, ApiCompat::Jade), [RunStatus::Error, RunStatus::Cancelled]);
+        assert_eq!(with(2, ApiCompat::DbtCloud), [], "dbt Cloud's Starting: no run has it");
+    }
+
+    #[test]
+    fn a_cancelled_run_is_cancelled_while_airflow_has_it_failed() {
+        let mut run = job_run(dag_run(1, Some("failed")));
+        run.cancelled = true;
+        assert_eq!(run.status(), RunStatus::Cancelled);
+        assert!(run.is_complete());
+        assert_eq!((run.status().code(ApiCompat::DbtCloud), run.status().code(ApiCompat::Jade)), (30, 2));
+        // Cleared in Airflow afterwards: it runs again.
+        run.dag_run.state = Some("running".into());
+        assert_eq!(run.status(), RunStatus::Running);
+        let indexed_cancelled =
+            IndexedRun { status: RunStatus::Cancelled, ..IndexedRun::from(&dag_run(2, Some("failed"))) };
+        assert!(indexed_cancelled.holds(&IndexedRun::from(&dag_run(2, Some("failed")))));
+        assert!(!indexed_cancelled.holds(&IndexedRun::from(&dag_run(2, Some("success")))));
     }
 
     #[test]

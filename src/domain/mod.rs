@@ -12,5 +12,6 @@ pub mod job_run;
 pub mod manifest;
 pub mod manifest_trim;
 pub mod paging;
+pub mod run_request;
 
 pub use error::{Error, Fault, FieldErrors};

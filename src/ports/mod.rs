@@ -3,6 +3,7 @@
 //! the port's error types, so no adapter error reaches a response.
 
 pub mod airflow;
+pub mod airflow_api;
 pub mod auth;
 pub mod catalog;
 pub mod clock;

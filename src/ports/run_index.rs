@@ -2,6 +2,9 @@
 //! so that a run list is filtered, ordered and paged by one indexed query, exactly, whatever
 //! order job-run ids were handed out in. Airflow stays the source of truth: the app keeps
 //! the index up to date from each environment's database, and reads the page's runs there.
+//! Jade's own fact about runs, their cancellation through Jade, is kept here too.
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 
@@ -85,4 +88,12 @@ pub trait RunIndex: Send + Sync + 'static {
     /// One page of matching runs in the query's order, and how many match in all. Its cost
     /// is bounded by the account's runs, never by the offset's size.
     async fn page(&self, query: &RunIndexQuery) -> Result<Listing<IndexEntry>, BackendError>;
+
+    /// Records that the run was cancelled through Jade (Airflow only knows it failed), by
+    /// whom when known. Kept apart from the index, so it outlives a rebuild; from then on the
+    /// index holds the run as cancelled while Airflow has it failed. Idempotent.
+    async fn cancel(&self, job_run_id: i64, by: Option<&str>) -> Result<(), BackendError>;
+
+    /// Which of these runs were cancelled through Jade.
+    async fn cancelled(&self, job_run_ids: &[i64]) -> Result<HashSet<i64>, BackendError>;
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use tokio_postgres::Row;
 
 use crate::adapters::pg::{self, PgError};
-use crate::domain::catalog::{Account, AirflowDatabase, Environment, Project};
+use crate::domain::catalog::{Account, AirflowApi, AirflowDatabase, Environment, Project};
 use crate::ports::BackendError;
 use crate::ports::catalog::Catalog;
 
@@ -39,7 +39,10 @@ impl DatacovesCatalog {
         let slug: String = row.get::<_, Option<String>>("slug").unwrap_or_default();
         let services: Option<serde_json::Value> = row.get("services");
         let enabled = services.as_ref().and_then(|s| s.get("airflow")?.get("enabled")?.as_bool()).unwrap_or(false);
-        let airflow = enabled.then(|| self.airflow_database(row.get("airflow_config")));
+        let (airflow, airflow_api) = match enabled.then(|| self.airflow_config(row.get("airflow_config"))) {
+            Some((database, api)) => (Some(database), api),
+            None => (None, AirflowApi::default()),
+        };
         if let Some(AirflowDatabase::Misconfigured(reason)) = &airflow {
             tracing::warn!(environment = %slug, %reason, "unusable Airflow settings");
         }
@@ -54,22 +57,43 @@ impl DatacovesCatalog {
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             airflow,
+            airflow_api,
         }
     }
 
-    fn airflow_database(&self, config: Option<Vec<u8>>) -> AirflowDatabase {
-        let Some(config) = config.filter(|c| !c.is_empty()) else { return AirflowDatabase::InCluster };
-        let Some(fernet) = &self.fernet else {
-            return AirflowDatabase::Misconfigured("no FERNET_KEY to decrypt airflow_config".into());
+    /// The environment's Airflow database and REST API settings, from its encrypted
+    /// `airflow_config`.
+    fn airflow_config(&self, config: Option<Vec<u8>>) -> (AirflowDatabase, AirflowApi) {
+        let unusable = |reason: &str| (AirflowDatabase::Misconfigured(reason.into()), AirflowApi::default());
+        let Some(config) = config.filter(|c| !c.is_empty()) else {
+            return (AirflowDatabase::InCluster, AirflowApi::default());
         };
-        let Ok(token) = std::str::from_utf8(&config) else {
-            return AirflowDatabase::Misconfigured("airflow_config is not a Fernet token".into());
-        };
+        let Some(fernet) = &self.fernet else { return unusable("no FERNET_KEY to decrypt airflow_config") };
+        let Ok(token) = std::str::from_utf8(&config) else { return unusable("airflow_config is not a Fernet token") };
         match fernet.decrypt(token.trim()) {
-            Ok(plain) => airflow_settings(&plain),
-            Err(_) => AirflowDatabase::Misconfigured("airflow_config does not decrypt with FERNET_KEY".into()),
+            Ok(plain) => (airflow_settings(&plain), api_settings(&plain)),
+            Err(_) => unusable("airflow_config does not decrypt with FERNET_KEY"),
         }
     }
+}
+
+/// Reads the decrypted `airflow_config` JSON's `api` object: the REST API's `url`,
+/// `username` and `password`, each optional (contract §6b).
+fn api_settings(plain: &[u8]) -> AirflowApi {
+    #[derive(Deserialize, Default)]
+    struct Config {
+        #[serde(default)]
+        api: Option<Api>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Api {
+        url: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    }
+    let api = serde_json::from_slice::<Config>(plain).ok().and_then(|c| c.api).unwrap_or_default();
+    let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    AirflowApi { url: given(api.url), username: given(api.username), password: given(api.password) }
 }
 
 /// Reads the decrypted `airflow_config` JSON: its `db` object names an external database
@@ -222,5 +246,16 @@ mod tests {
         let incomplete = br#"{"db": {"external": true, "host": "h"}}"#;
         assert!(matches!(airflow_settings(incomplete), AirflowDatabase::Misconfigured(_)));
         assert!(matches!(airflow_settings(b"nope"), AirflowDatabase::Misconfigured(_)));
+    }
+
+    #[test]
+    fn the_api_settings_are_each_optional() {
+        let api = br#"{"db": {"external": false}, "api": {"url": "https://airflow.example", "username": "jade", "password": "p"}}"#;
+        let api = api_settings(api);
+        assert_eq!((api.url.as_deref(), api.username.as_deref()), (Some("https://airflow.example"), Some("jade")));
+        assert_eq!(api.password.as_deref(), Some("p"));
+        assert!(!format!("{api:?}").contains("\"p\""), "the password never prints");
+        assert_eq!(api_settings(br#"{"api": {"url": " "}}"#), AirflowApi::default());
+        assert_eq!(api_settings(b"{}"), AirflowApi::default());
     }
 }

@@ -32,8 +32,11 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 const OCTET_STREAM: &str = "application/octet-stream";
 
-/// The path of the artifact route in the OpenAPI document.
-const ARTIFACT_ROUTE: &str = "/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{path}";
+/// The paths of the artifact routes in the OpenAPI document.
+const ARTIFACT_ROUTES: [&str; 2] = [
+    "/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{path}",
+    "/api/v2/accounts/{account_id}/jobs/{job_id}/artifacts/{path}",
+];
 
 /// How an artifact is sent as itself (`API_COMPAT=dbt-cloud`), by its extension.
 fn content_type(path: &str) -> &'static str {
@@ -103,12 +106,14 @@ pub fn document_compat(spec: &mut Value, compat: ApiCompat) {
     if compat != ApiCompat::DbtCloud {
         return;
     }
-    if let Some(schema) = spec
-        .pointer_mut(&format!("/paths/{}/get/responses/200/content", ARTIFACT_ROUTE.replace('/', "~1")))
-        .and_then(|content| content.get_mut(JSON))
-        .and_then(|media| media.get_mut("schema"))
-    {
-        *schema = serde_json::json!({ "description": "The JSON artifact itself." });
+    for route in ARTIFACT_ROUTES {
+        if let Some(schema) = spec
+            .pointer_mut(&format!("/paths/{}/get/responses/200/content", route.replace('/', "~1")))
+            .and_then(|content| content.get_mut(JSON))
+            .and_then(|media| media.get_mut("schema"))
+        {
+            *schema = serde_json::json!({ "description": "The JSON artifact itself." });
+        }
     }
 }
 
@@ -166,25 +171,31 @@ impl ArtifactsApi {
         if_none_match: Header<Option<String>>,
     ) -> Result<ArtifactBody, ApiError> {
         let account_id = account(&caller, &account_id)?;
-        let found = self.jade.find_artifact(account_id, id(&run_id)?, &path).await?;
-        let compat = self.jade.settings().compat;
-        // `{"data": …}` and the file itself are two representations: two tags.
-        let etag = ETag::digest(
-            "a",
-            &found.version(),
-            match compat {
-                ApiCompat::Jade => "d",
-                ApiCompat::DbtCloud => "r",
-            },
-        );
-        if let Some(matched) = conditional::not_modified(if_none_match.as_deref(), &etag) {
-            return Ok(ArtifactBody::NotModified(matched));
-        }
-        let blob = self.jade.open_artifact(&found).await?;
-        Ok(match compat {
-            ApiCompat::Jade => ArtifactBody::Ok { body: body::data_string(blob.body), content_type: JSON, etag },
-            ApiCompat::DbtCloud => ArtifactBody::Ok { body: body::raw(blob), content_type: content_type(&path), etag },
-        })
+        self.serve(account_id, id(&run_id)?, &path, if_none_match.as_deref()).await
+    }
+
+    /// One artifact of the job's latest successful run that has it.
+    ///
+    /// As `…/runs/{run_id}/artifacts/{path}` answers it for that run (Prefect reads a job's
+    /// manifest this way); 404 when none of the job's latest successful runs has it.
+    #[oai(path = "/accounts/:account_id/jobs/:job_id/artifacts/:path", method = "get", tag = "ApiTags::DbtApi")]
+    async fn get_job_artifact(
+        &self,
+        caller: Caller,
+        account_id: Path<PathId>,
+        job_id: Path<PathId>,
+        /// The artifact's path, e.g. `manifest.json` or `compiled/a/b.sql`.
+        path: Path<String>,
+        /// Accepted and ignored (dbt Cloud's run step).
+        #[oai(name = "step")]
+        _step: Query<Option<String>>,
+        /// As for a run's artifact.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<ArtifactBody, ApiError> {
+        let account_id = account(&caller, &account_id)?;
+        let run_id = self.jade.job_artifact_run(account_id, id(&job_id)?, &path).await?;
+        self.serve(account_id, run_id, &path, if_none_match.as_deref()).await
     }
 
     /// Upload a run's artifacts.
@@ -221,17 +232,51 @@ impl ArtifactsApi {
     }
 }
 
-/// `…/runs/:id/artifacts/a/b.sql` reaches the artifact route with its path as one segment
-/// (`a%2Fb.sql`, decoded again by the router). Runs after the path was normalized.
+impl ArtifactsApi {
+    /// A run's artifact, or 304 when `If-None-Match` names it.
+    async fn serve(
+        &self,
+        account_id: i64,
+        run_id: i64,
+        path: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<ArtifactBody, ApiError> {
+        let found = self.jade.find_artifact(account_id, run_id, path).await?;
+        let compat = self.jade.settings().compat;
+        // `{"data": …}` and the file itself are two representations: two tags.
+        let etag = ETag::digest(
+            "a",
+            &found.version(),
+            match compat {
+                ApiCompat::Jade => "d",
+                ApiCompat::DbtCloud => "r",
+            },
+        );
+        if let Some(matched) = conditional::not_modified(if_none_match, &etag) {
+            return Ok(ArtifactBody::NotModified(matched));
+        }
+        let blob = self.jade.open_artifact(&found).await?;
+        Ok(match compat {
+            ApiCompat::Jade => ArtifactBody::Ok { body: body::data_string(blob.body), content_type: JSON, etag },
+            ApiCompat::DbtCloud => ArtifactBody::Ok { body: body::raw(blob), content_type: content_type(path), etag },
+        })
+    }
+}
+
+/// `…/runs/:id/artifacts/a/b.sql` (and `…/jobs/:id/artifacts/a/b.sql`) reaches the artifact
+/// route with its path as one segment (`a%2Fb.sql`, decoded again by the router). Runs after
+/// the path was normalized.
 pub async fn nested_paths(mut request: Request) -> poem::Result<Request> {
     let path = request.uri().path();
     let Some(rest) = path.strip_prefix("/api/v2/accounts/") else { return Ok(request) };
     let parts: Vec<&str> = rest.splitn(5, '/').collect();
-    let [account_id, "runs", run_id, "artifacts", artifact] = parts.as_slice() else { return Ok(request) };
+    let [account_id, owner @ ("runs" | "jobs"), owner_id, "artifacts", artifact] = parts.as_slice() else {
+        return Ok(request);
+    };
     if !artifact.contains('/') {
         return Ok(request);
     }
-    let target = format!("/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{}", artifact.replace('/', "%2F"));
+    let target = format!("/api/v2/accounts/{account_id}/{owner}/{owner_id}/artifacts/{}", artifact.replace('/', "%2F"));
     let uri = match request.uri().query() {
         Some(query) => format!("{target}?{query}"),
         None => target,
@@ -268,6 +313,13 @@ mod tests {
             "/api/v2/accounts/1/runs/7/artifacts/run_results.json"
         );
         assert_eq!(rewrite("/api/v2/accounts/1/runs/7").await, "/api/v2/accounts/1/runs/7");
-        assert_eq!(rewrite("/api/v2/accounts/1/jobs/7/artifacts/a/b").await, "/api/v2/accounts/1/jobs/7/artifacts/a/b");
+        assert_eq!(
+            rewrite("/api/v2/accounts/1/jobs/7/artifacts/a/b").await,
+            "/api/v2/accounts/1/jobs/7/artifacts/a%2Fb"
+        );
+        assert_eq!(
+            rewrite("/api/v2/accounts/1/projects/7/artifacts/a/b").await,
+            "/api/v2/accounts/1/projects/7/artifacts/a/b"
+        );
     }
 }

@@ -16,6 +16,7 @@ use crate::domain::file::File;
 use crate::domain::humanize;
 use crate::domain::job::Job;
 use crate::domain::job_run::{self, ApiCompat, JobRun, RunStatus, RunStep};
+use crate::domain::run_request::RunRequest;
 
 /// A UTC time: as the first Jade rendered it (`2023-12-02T09:49:46Z`), or, on runs and jobs
 /// with `API_COMPAT=dbt-cloud`, as dbt Cloud writes it (`2024-05-27 10:42:16.179903+00:00`).
@@ -589,8 +590,8 @@ pub struct JobRunDto {
     pub environment_slug: String,
     pub account_id: i64,
     pub project_id: i64,
-    /// Success 1, Error 2, Queued 3, Running 5 (with `API_COMPAT=dbt-cloud`: Queued 1,
-    /// Running 3, Success 10, Error 20).
+    /// Success 1, Error (or cancelled) 2, Queued 3, Running 5 (with `API_COMPAT=dbt-cloud`:
+    /// Queued 1, Running 3, Success 10, Error 20, Cancelled 30).
     pub status: i32,
     pub status_humanized: String,
     #[oai(nullable)]
@@ -644,7 +645,8 @@ pub struct JobRunDto {
     pub is_complete: bool,
     pub is_success: bool,
     pub is_error: bool,
-    /// Always null, as the first Jade rendered it (Airflow runs are not cancelled).
+    /// Whether the run was cancelled through Jade; otherwise null, as the first Jade
+    /// rendered it (with `API_COMPAT=dbt-cloud` false).
     #[oai(nullable)]
     pub is_cancelled: Option<bool>,
     pub is_running: bool,
@@ -737,7 +739,7 @@ impl JobRunDto {
             project_id: run.environment.project_id,
             status: status.code(compat),
             status_humanized: status.humanized().to_owned(),
-            status_message: None,
+            status_message: run.status_message.clone(),
             dbt_version: None,
             git_branch: None,
             git_sha: None,
@@ -766,7 +768,7 @@ impl JobRunDto {
             is_complete: run.is_complete(),
             is_success: status == RunStatus::Success,
             is_error: status == RunStatus::Error,
-            is_cancelled: None,
+            is_cancelled: (dbt_cloud || status == RunStatus::Cancelled).then_some(status == RunStatus::Cancelled),
             is_running: run.is_running(),
             duration: rendered(duration),
             queued_duration: rendered(queued_duration),
@@ -813,6 +815,47 @@ impl JobRunDto {
             retrying_run_id: dbt_only(dbt_cloud, None),
             can_retry: dbt_only(dbt_cloud, Some(false)),
             used_repo_cache: dbt_only(dbt_cloud, None),
+        }
+    }
+}
+
+/// `POST …/jobs/{id}/run/`: what to run, as dbt Cloud names it. Every field is optional;
+/// each one given goes into the DAG run's `conf`, so the DAG can honour it.
+#[derive(Object, Debug, Clone, Default)]
+#[oai(rename = "TriggerRun")]
+pub struct TriggerRunBody {
+    /// Why the job runs (default `Triggered via API`); also the DAG run's note.
+    pub cause: Option<String>,
+    pub git_sha: Option<String>,
+    pub git_branch: Option<String>,
+    pub azure_pull_request_id: Option<i64>,
+    pub github_pull_request_id: Option<i64>,
+    pub gitlab_merge_request_id: Option<i64>,
+    pub schema_override: Option<String>,
+    pub dbt_version_override: Option<String>,
+    pub threads_override: Option<i64>,
+    pub target_name_override: Option<String>,
+    pub generate_docs_override: Option<bool>,
+    pub timeout_seconds_override: Option<i64>,
+    pub steps_override: Option<Vec<String>>,
+}
+
+impl From<TriggerRunBody> for RunRequest {
+    fn from(body: TriggerRunBody) -> Self {
+        RunRequest {
+            cause: body.cause,
+            git_sha: body.git_sha,
+            git_branch: body.git_branch,
+            azure_pull_request_id: body.azure_pull_request_id,
+            github_pull_request_id: body.github_pull_request_id,
+            gitlab_merge_request_id: body.gitlab_merge_request_id,
+            schema_override: body.schema_override,
+            dbt_version_override: body.dbt_version_override,
+            threads_override: body.threads_override,
+            target_name_override: body.target_name_override,
+            generate_docs_override: body.generate_docs_override,
+            timeout_seconds_override: body.timeout_seconds_override,
+            steps_override: body.steps_override,
         }
     }
 }

@@ -23,6 +23,8 @@ use crate::domain::{Error, FieldErrors};
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    /// dbt Cloud's `status.developer_message`: e.g. why Airflow refused a request.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +35,7 @@ pub enum ErrorBody {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, body: ErrorBody::Message(message.into()) }
+        ApiError { status, body: ErrorBody::Message(message.into()), detail: None }
     }
 
     /// 400 with `Bad Request: <what is wrong>`.
@@ -65,7 +67,7 @@ impl From<Error> for ApiError {
             }
             Error::Denied(denied) => ApiError::new(StatusCode::UNAUTHORIZED, denied.message()),
             Error::Invalid(fields) => {
-                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, body: ErrorBody::Fields(fields) }
+                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, body: ErrorBody::Fields(fields), detail: None }
             }
             Error::Unprocessable(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message),
             Error::BadRequest(message) => ApiError::bad_request(message),
@@ -74,6 +76,11 @@ impl From<Error> for ApiError {
                 format!("The request body is larger than the limit of {limit} bytes."),
             ),
             Error::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            Error::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, message),
+            Error::Refused { status, message, detail } => ApiError {
+                detail: Some(detail),
+                ..ApiError::new(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), message)
+            },
             Error::Internal(fault) => {
                 tracing::error!(error = %crate::adapters::error_chain(&fault), "request failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -97,6 +104,56 @@ impl ResponseError for ApiError {
 
     fn as_response(&self) -> Response {
         render(self, None)
+    }
+}
+
+/// The errors of the routes that run, cancel and retry jobs: those of every route, 403 for a
+/// token without the permission, and whatever Airflow refuses with (contract §3).
+#[derive(Debug)]
+pub struct RunControlError(pub ApiError);
+
+impl From<Error> for RunControlError {
+    fn from(error: Error) -> Self {
+        RunControlError(ApiError::from(error))
+    }
+}
+
+impl From<ApiError> for RunControlError {
+    fn from(error: ApiError) -> Self {
+        RunControlError(error)
+    }
+}
+
+impl From<RunControlError> for poem::Error {
+    fn from(error: RunControlError) -> Self {
+        error.0.into()
+    }
+}
+
+impl ApiResponse for RunControlError {
+    fn meta() -> MetaResponses {
+        let mut meta = ApiError::meta();
+        let like = |status: Option<u16>, range: Option<&str>, description: &'static str| MetaResponse {
+            description,
+            status,
+            status_range: range.map(str::to_owned),
+            content: vec![MetaMediaType { content_type: "application/json", schema: ErrorDoc::schema_ref() }],
+            headers: vec![],
+        };
+        meta.responses.extend([
+            like(Some(403), None, "Forbidden: the token may read but not run jobs in this environment"),
+            like(Some(409), None, "Conflict: Airflow refused the request (its reason in status.developer_message)"),
+            like(
+                None,
+                Some("4XX"),
+                "Airflow refused the request with this status (its reason in status.developer_message)",
+            ),
+        ]);
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorDoc::register(registry);
     }
 }
 
@@ -157,7 +214,7 @@ fn render(error: &ApiError, dbt_cloud: Option<ApiCompat>) -> Response {
             "code": error.status.as_u16(),
             "is_success": false,
             "user_message": error.message(),
-            "developer_message": Value::Null,
+            "developer_message": error.detail,
         });
     }
     poem::web::Json(body).with_status(error.status).into_response()

@@ -78,7 +78,7 @@ fn v3_service(jade: &Jade) -> OpenApiService<v3::V3Api, ()> {
 fn status_codes(compat: ApiCompat) -> Vec<Value> {
     match compat {
         ApiCompat::Jade => RunStatus::ALL.iter().map(|s| s.code(compat)).collect::<std::collections::BTreeSet<_>>(),
-        // dbt Cloud's codes, Starting and Cancelled included (no run has them).
+        // dbt Cloud's codes, Starting included (no run has it).
         ApiCompat::DbtCloud => [1, 2, 3, 10, 20, 30].into(),
     }
     .into_iter()

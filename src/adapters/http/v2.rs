@@ -2,12 +2,14 @@
 
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
 use serde_json::{Value, json};
 
 use super::ApiTags;
 use super::catalog::{self, Answer, EnvironmentQuery, List, ProjectQuery, account, id, listing};
 use super::document::Document;
-use super::dto::{AccountDto, Envelope, EnvironmentDto, JobDto, JobRunDto, ProjectDto};
+use super::dto::{AccountDto, Envelope, EnvironmentDto, JobDto, JobRunDto, ProjectDto, TriggerRunBody};
+use super::error::RunControlError;
 use super::extract::Caller;
 use super::params::{Count, Int, Ints, Names, OrderBy, PathId, Range, Related, Text, both, filters, page};
 use crate::app::{Jade, JobFilter, RunFilter};
@@ -303,5 +305,72 @@ impl V2Api {
         let account_id = account(&caller, &account_id)?;
         let run = self.jade.run(account_id, id(&run_id)?, include_related.of_runs()).await?;
         Ok(Document(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
+    }
+
+    /// Run a job: its environment's Airflow is asked for a new run of the job's DAG (its
+    /// `conf` every field given, its note the cause). The run answered is registered at
+    /// once: every later read gives the same id.
+    ///
+    /// Needs a `write` permission on `workbench:airflow` for the job's environment (its
+    /// account, project or the environment itself); 403 otherwise.
+    #[oai(path = "/accounts/:account_id/jobs/:job_id/run", method = "post")]
+    async fn trigger_job_run(
+        &self,
+        caller: Caller,
+        account_id: Path<PathId>,
+        job_id: Path<PathId>,
+        body: Json<Option<TriggerRunBody>>,
+    ) -> Result<Document<Envelope<JobRunDto>>, RunControlError> {
+        let account_id = account(&caller, &account_id)?;
+        let request = body.0.unwrap_or_default().into();
+        let run = self.jade.trigger_run(&caller.0, account_id, id(&job_id)?, &request).await?;
+        Ok(self.answer(&run))
+    }
+
+    /// Cancel a run: Airflow is asked to mark its DAG run failed (its unfinished tasks stop),
+    /// and the run is Cancelled from then on. A finished run is answered as it is.
+    #[oai(path = "/accounts/:account_id/runs/:run_id/cancel", method = "post")]
+    async fn cancel_run(
+        &self,
+        caller: Caller,
+        account_id: Path<PathId>,
+        run_id: Path<PathId>,
+    ) -> Result<Document<Envelope<JobRunDto>>, RunControlError> {
+        let account_id = account(&caller, &account_id)?;
+        let run = self.jade.cancel_run(&caller.0, account_id, id(&run_id)?).await?;
+        Ok(self.answer(&run))
+    }
+
+    /// Retry a failed run from its failed tasks: Airflow is asked to clear them; the run
+    /// keeps its id and goes back to queued. 400 for a run that did not fail.
+    #[oai(path = "/accounts/:account_id/runs/:run_id/retry", method = "post")]
+    async fn retry_run(
+        &self,
+        caller: Caller,
+        account_id: Path<PathId>,
+        run_id: Path<PathId>,
+    ) -> Result<Document<Envelope<JobRunDto>>, RunControlError> {
+        let account_id = account(&caller, &account_id)?;
+        let run = self.jade.retry_run(&caller.0, account_id, id(&run_id)?).await?;
+        Ok(self.answer(&run))
+    }
+
+    /// Retry the job's latest run from its failed tasks, as `…/runs/{id}/retry/` does.
+    #[oai(path = "/accounts/:account_id/jobs/:job_id/rerun", method = "post")]
+    async fn rerun_job(
+        &self,
+        caller: Caller,
+        account_id: Path<PathId>,
+        job_id: Path<PathId>,
+    ) -> Result<Document<Envelope<JobRunDto>>, RunControlError> {
+        let account_id = account(&caller, &account_id)?;
+        let run = self.jade.rerun_job(&caller.0, account_id, id(&job_id)?).await?;
+        Ok(self.answer(&run))
+    }
+}
+
+impl V2Api {
+    fn answer(&self, run: &crate::domain::job_run::JobRun) -> Document<Envelope<JobRunDto>> {
+        Document(Envelope::ok(JobRunDto::new(run, self.jade.settings().compat, self.jade.now())))
     }
 }

@@ -1,5 +1,6 @@
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -7,13 +8,20 @@ use crate::domain::catalog::{Environment, Timestamp};
 use crate::domain::job::Dag;
 use crate::domain::job_run::{DagRun, TaskInstance};
 use crate::ports::airflow::{AirflowError, AirflowRuns, DagRunChanges, DagRunCursor};
+use crate::ports::airflow_api::{AirflowControl, ControlError};
 
 /// DAGs, DAG runs and task instances per environment id; each run remembers when it was
 /// last added or changed, as Airflow's `dag_run.updated_at`. An environment without Airflow
 /// settings answers `NotConfigured`; one marked unreachable answers `Unreachable`.
+///
+/// As Airflow's REST API it runs, cancels and retries DAG runs; with [`MemoryAirflow::running`]
+/// a run it starts or retries goes on by itself (queued, running, then success), as in
+/// `jade demo`, else it stays where it was put.
 #[derive(Default)]
 pub struct MemoryAirflow {
-    data: RwLock<Data>,
+    data: Arc<RwLock<Data>>,
+    /// How long a run it starts stays queued, then running (`None`: it stays queued).
+    pace: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -26,6 +34,12 @@ struct Data {
 }
 
 impl MemoryAirflow {
+    /// One whose runs go on by themselves: queued for `pace`, running for `pace`, then
+    /// successful. Must be used within a Tokio runtime.
+    pub fn running(pace: Duration) -> Self {
+        MemoryAirflow { pace: Some(pace), ..MemoryAirflow::default() }
+    }
+
     pub fn add_dag(&self, environment_id: i64, dag: Dag) {
         let mut data = self.data.write().unwrap();
         let dags = data.dags.entry(environment_id).or_default();
@@ -174,5 +188,151 @@ impl AirflowRuns for MemoryAirflow {
                 .cloned()
                 .collect()
         })
+    }
+}
+
+/// The run `run_id` of the DAG in `runs`, as Airflow's API names it.
+fn run_mut<'a>(
+    runs: &'a mut [(DagRun, Timestamp)],
+    dag_id: &str,
+    run_id: &str,
+) -> Result<&'a mut (DagRun, Timestamp), ControlError> {
+    runs.iter_mut().find(|(r, _)| r.dag_id == dag_id && r.run_id.as_deref() == Some(run_id)).ok_or_else(|| {
+        ControlError::Refused {
+            status: 404,
+            reason: format!("The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"),
+        }
+    })
+}
+
+impl MemoryAirflow {
+    fn controllable(&self, environment: &Environment) -> Result<(), ControlError> {
+        self.with(environment, |_| ()).map_err(|error| match error {
+            AirflowError::NotConfigured { slug } => ControlError::NotConfigured { slug },
+            AirflowError::Unreachable { slug, cause } => ControlError::Unavailable { slug, cause },
+        })
+    }
+
+    /// Moves the run on by itself, as a scheduler would: running after one `pace`, success
+    /// (its unfinished tasks too) after another.
+    fn go_on(&self, environment_id: i64, dag_id: &str, run_id: &str) {
+        let Some(pace) = self.pace else { return };
+        let (data, dag_id, run_id) = (Arc::clone(&self.data), dag_id.to_owned(), run_id.to_owned());
+        tokio::spawn(async move {
+            for (state, wait) in [("running", pace), ("success", pace)] {
+                tokio::time::sleep(wait).await;
+                let mut data = data.write().unwrap();
+                let now = chrono::Utc::now();
+                let runs = data.runs.entry(environment_id).or_default();
+                let Ok((run, changed)) = run_mut(runs, &dag_id, &run_id) else { return };
+                // Cancelled or changed meanwhile: it goes no further.
+                if run.state.as_deref() == Some("failed") {
+                    return;
+                }
+                run.state = Some(state.into());
+                match state {
+                    "running" => run.start_date = run.start_date.or(Some(now)),
+                    _ => run.end_date = Some(now),
+                }
+                *changed = now;
+                let instances = data.task_instances.entry(environment_id).or_default();
+                for instance in instances.iter_mut().filter(|i| i.dag_id == dag_id && i.run_id == run_id) {
+                    if instance.state.as_deref() != Some("success") {
+                        instance.state = Some(state.into());
+                        match state {
+                            "running" => instance.start_date = Some(now),
+                            _ => instance.end_date = Some(now),
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl AirflowControl for MemoryAirflow {
+    async fn trigger(
+        &self,
+        environment: &Environment,
+        dag_id: &str,
+        _conf: &serde_json::Value,
+        _note: &str,
+    ) -> Result<String, ControlError> {
+        self.controllable(environment)?;
+        let now = chrono::Utc::now();
+        let run_id = format!("manual__{}", now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        {
+            let mut data = self.data.write().unwrap();
+            let known = data.dags.get(&environment.id).is_some_and(|dags| dags.iter().any(|d| d.dag_id == dag_id));
+            if !known {
+                let reason = format!("Dag with dag_id: '{dag_id}' not found");
+                return Err(ControlError::Refused { status: 404, reason });
+            }
+            let runs = data.runs.entry(environment.id).or_default();
+            let id = runs.iter().map(|(r, _)| r.id).max().unwrap_or(0) + 1;
+            let run = DagRun {
+                id,
+                dag_id: dag_id.into(),
+                run_id: Some(run_id.clone()),
+                state: Some("queued".into()),
+                queued_at: Some(now),
+                created_at: Some(now),
+                start_date: None,
+                end_date: None,
+                run_type: Some("manual".into()),
+            };
+            runs.push((run, now));
+            let instance = TaskInstance {
+                dag_id: dag_id.into(),
+                run_id: run_id.clone(),
+                task_id: "dbt_build".into(),
+                map_index: -1,
+                state: None,
+                start_date: None,
+                end_date: None,
+            };
+            data.task_instances.entry(environment.id).or_default().push(instance);
+        }
+        self.go_on(environment.id, dag_id, &run_id);
+        Ok(run_id)
+    }
+
+    async fn cancel(&self, environment: &Environment, dag_id: &str, run_id: &str) -> Result<(), ControlError> {
+        self.controllable(environment)?;
+        let mut data = self.data.write().unwrap();
+        let now = chrono::Utc::now();
+        let (run, changed) = run_mut(data.runs.entry(environment.id).or_default(), dag_id, run_id)?;
+        run.state = Some("failed".into());
+        run.end_date = Some(now);
+        *changed = now;
+        let instances = data.task_instances.entry(environment.id).or_default();
+        for instance in instances.iter_mut().filter(|i| i.dag_id == dag_id && i.run_id == run_id) {
+            if instance.state.as_deref() != Some("success") {
+                instance.state = Some("failed".into());
+                instance.end_date = Some(now);
+            }
+        }
+        Ok(())
+    }
+
+    async fn retry(&self, environment: &Environment, dag_id: &str, run_id: &str) -> Result<(), ControlError> {
+        self.controllable(environment)?;
+        {
+            let mut data = self.data.write().unwrap();
+            let now = chrono::Utc::now();
+            let (run, changed) = run_mut(data.runs.entry(environment.id).or_default(), dag_id, run_id)?;
+            run.state = Some("queued".into());
+            (run.queued_at, run.start_date, run.end_date) = (Some(now), None, None);
+            *changed = now;
+            let instances = data.task_instances.entry(environment.id).or_default();
+            for instance in instances.iter_mut().filter(|i| i.dag_id == dag_id && i.run_id == run_id) {
+                if instance.state.as_deref() == Some("failed") {
+                    instance.state = None;
+                }
+            }
+        }
+        self.go_on(environment.id, dag_id, run_id);
+        Ok(())
     }
 }

@@ -1,10 +1,10 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use crate::domain::catalog::Timestamp;
-use crate::domain::job_run::{self, IndexedRun};
+use crate::domain::job_run::{self, IndexedRun, RunStatus};
 use crate::domain::paging::Listing;
 use crate::ports::BackendError;
 use crate::ports::registry::{IdRegistry, JobKey, RunKey};
@@ -26,6 +26,8 @@ struct Data {
     index: HashMap<i64, (i64, i64, i64, IndexedRun)>,
     /// By environment id: the latest change recorded.
     changes_seen: HashMap<i64, Timestamp>,
+    /// Job-run ids of runs cancelled through Jade.
+    cancelled: HashSet<i64>,
 }
 
 impl Data {
@@ -116,13 +118,33 @@ impl RunIndex for MemoryRegistry {
         for run in sorted {
             let id = data.run_id(RunKey { environment_id, dag_run_id: run.dag_run_id });
             let job_id = data.job_id(&(environment_id, run.dag_id.clone()));
-            data.index.insert(id, (account_id, environment_id, job_id, run.clone()));
+            let mut run = run.clone();
+            if run.status == RunStatus::Error && data.cancelled.contains(&id) {
+                run.status = RunStatus::Cancelled;
+            }
+            data.index.insert(id, (account_id, environment_id, job_id, run));
             kept.push(id);
         }
         if complete {
             data.index.retain(|id, (_, environment, _, _)| *environment != environment_id || kept.contains(id));
         }
         Ok(())
+    }
+
+    async fn cancel(&self, job_run_id: i64, _by: Option<&str>) -> Result<(), BackendError> {
+        let mut data = self.data.lock().unwrap();
+        data.cancelled.insert(job_run_id);
+        if let Some((_, _, _, run)) = data.index.get_mut(&job_run_id)
+            && run.status == RunStatus::Error
+        {
+            run.status = RunStatus::Cancelled;
+        }
+        Ok(())
+    }
+
+    async fn cancelled(&self, job_run_ids: &[i64]) -> Result<HashSet<i64>, BackendError> {
+        let data = self.data.lock().unwrap();
+        Ok(job_run_ids.iter().copied().filter(|id| data.cancelled.contains(id)).collect())
     }
 
     async fn page(&self, query: &RunIndexQuery) -> Result<Listing<IndexEntry>, BackendError> {

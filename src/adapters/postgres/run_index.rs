@@ -2,6 +2,8 @@
 //! upserts that keep it up to date. Every statement's text is one of a fixed set: values,
 //! limits and offsets are parameters, so the prepared-statement cache stays small.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
@@ -13,13 +15,22 @@ use crate::domain::paging::{Listing, RunSort};
 use crate::ports::BackendError;
 use crate::ports::run_index::{Environments, IndexEntry, IndexedEnvironment, RunIndex, RunIndexQuery};
 
-/// The index keeps statuses as the first Jade's codes.
+/// The index keeps statuses as the first Jade's codes (1 success, 2 error, 3 queued, 5
+/// running), and dbt Cloud's 30 for a run cancelled through Jade.
 fn status_code(status: RunStatus) -> i16 {
-    status.code(ApiCompat::Jade) as i16
+    match status {
+        RunStatus::Cancelled => CANCELLED,
+        status => status.code(ApiCompat::Jade) as i16,
+    }
 }
 
+const CANCELLED: i16 = 30;
+
 fn status(code: i16) -> RunStatus {
-    RunStatus::from_code(i64::from(code), ApiCompat::Jade).unwrap_or(RunStatus::Queued)
+    if code == CANCELLED {
+        return RunStatus::Cancelled;
+    }
+    RunStatus::with_code(i64::from(code), ApiCompat::Jade).next().unwrap_or(RunStatus::Queued)
 }
 
 /// The conditions of a page, for each way of naming its environments. Both forms keep the
@@ -239,7 +250,10 @@ impl RunIndex for JadeDatabase {
                 .execute(
                     "INSERT INTO run_index AS i \
                        (job_run_id, account_id, environment_id, dag_run_id, job_id, status, queued_at, end_date) \
-                     SELECT r.id, $1, $2, k.run, j.id, k.status, k.queued, k.ended \
+                     SELECT r.id, $1, $2, k.run, j.id, \
+                       CASE WHEN k.status = 2 AND EXISTS (SELECT 1 FROM run_cancellations c WHERE c.job_run_id = r.id) \
+                            THEN 30 ELSE k.status END, \
+                       k.queued, k.ended \
                      FROM unnest($3::int4[], $4::text[], $5::int2[], $6::timestamptz[], $7::timestamptz[]) \
                           AS k(run, dag, status, queued, ended) \
                      JOIN job_run_ids r ON r.environment_id = $2 AND r.dag_run_id = k.run \
@@ -281,6 +295,45 @@ impl RunIndex for JadeDatabase {
             client.batch_execute("ANALYZE run_index").await.map_err(db)?;
         }
         Ok(())
+    }
+
+    async fn cancel(&self, job_run_id: i64, by: Option<&str>) -> Result<(), BackendError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(db)?;
+        transaction
+            .execute(
+                "INSERT INTO run_cancellations (job_run_id, cancelled_by) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&job_run_id, &by],
+            )
+            .await
+            .map_err(db)?;
+        // The index holds it as cancelled at once (a failed run; one still marked unfinished
+        // becomes failed at the next refresh, which keeps the cancellation).
+        let changed = transaction
+            .execute("UPDATE run_index SET status = 30 WHERE job_run_id = $1 AND status = 2", &[&job_run_id])
+            .await
+            .map_err(db)?;
+        if changed > 0 {
+            transaction
+                .execute(
+                    "UPDATE run_index_environments SET version = version + 1 \
+                     WHERE environment_id = (SELECT environment_id FROM run_index WHERE job_run_id = $1)",
+                    &[&job_run_id],
+                )
+                .await
+                .map_err(db)?;
+        }
+        transaction.commit().await.map_err(db)
+    }
+
+    async fn cancelled(&self, job_run_ids: &[i64]) -> Result<HashSet<i64>, BackendError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT job_run_id FROM run_cancellations WHERE job_run_id = ANY($1)")
+            .await
+            .map_err(db)?;
+        let rows = client.query(&statement, &[&job_run_ids]).await.map_err(db)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     async fn page(&self, query: &RunIndexQuery) -> Result<Listing<IndexEntry>, BackendError> {
