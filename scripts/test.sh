@@ -4,7 +4,8 @@
 #
 # Sets up what the tests need: installs moto_server, Azurite, an OpenAPI validator, the
 # pinned dbt Cloud clients with schemathesis and selenium (scripts/install-client-tools.sh)
-# and real Airflow 2.11 and 3.3 (scripts/install-airflow.sh) under .tools/ (first run only) and Debian's chromium and chromium-driver (apt-get, when
+# and real Airflow 2.11 and 3.3 (scripts/install-airflow.sh) under .tools/ (first run only),
+# and runs both Airflows for the jobs tests while the tests run (tests/fixtures/airflow/live.sh) and Debian's chromium and chromium-driver (apt-get, when
 # missing), checks that PostgreSQL answers on 127.0.0.1:5432 (and
 # starts the local cluster if it is installed but down), and drops databases that earlier,
 # interrupted runs left behind. Any missing service fails the run with a line naming it.
@@ -61,6 +62,14 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     { sudo_if_needed apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq \
         --no-install-recommends chromium chromium-driver >/dev/null; } || fail "cannot install chromium and chromium-driver with apt-get"
 fi
+
+# --- Running Airflow 2 and 3 (tests/run_jobs.rs and tests/clients.rs run jobs on them) -------
+# Built first, so the Airflows do not wait out the build; stopped, by process id, however the
+# run ends.
+cargo test --all-features --locked --no-run
+export JADE_LIVE_AIRFLOW="$PWD/target/airflow-live"
+trap 'tests/fixtures/airflow/live.sh stop "$JADE_LIVE_AIRFLOW"' EXIT
+tests/fixtures/airflow/live.sh start "$JADE_LIVE_AIRFLOW" || fail "the Airflows the jobs tests run on did not start (see $JADE_LIVE_AIRFLOW)"
 
 # --- Tests ----------------------------------------------------------------------------------
 rm -f target/tmp/openapi.json

@@ -193,6 +193,7 @@ fn seed_airflow(airflow: &MemoryAirflow, environment_id: i64, now: chrono::DateT
                 start_date: started,
                 end_date: ended,
                 run_type: Some("manual".into()),
+                note: None,
             },
         );
         // Its steps (`include_related=run_steps`): dbt deps, then dbt build, which decides

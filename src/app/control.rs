@@ -124,7 +124,7 @@ impl Jade {
         let latest = airflow.latest_dag_run(&environment, Some(&dag_id), false).await;
         let dag_run = latest
             .map_err(|e| lookup_failed(&environment, e))?
-            .ok_or_else(|| Error::BadRequest(format!("Job {job_id} has no run; nothing to retry.")))?;
+            .ok_or_else(|| Error::NotApplicable(format!("Job {job_id} has no run; nothing to retry.")))?;
         let key = RunKey { environment_id, dag_run_id: dag_run.id };
         let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
         let job_run_id = *ids.get(&key).ok_or_else(|| super::unregistered("job run", key))?;
@@ -137,7 +137,7 @@ impl Jade {
         let failed = RunStatus::from_state(target.dag_run.state.as_deref()) == RunStatus::Error
             && !cancelled.contains(&target.job_run_id);
         if !failed {
-            return Err(Error::BadRequest(format!("Run {} did not fail; nothing to retry.", target.job_run_id)));
+            return Err(Error::NotApplicable(format!("Run {} did not fail; nothing to retry.", target.job_run_id)));
         }
         let (dag_id, airflow_run_id) = names(&target.dag_run)?;
         control

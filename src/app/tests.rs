@@ -109,6 +109,7 @@ fn fixture(runs: i64) -> Fixture {
                         start_date: Some(at(n * 10 + id + 1)),
                         end_date: (state == "success" || state == "failed").then(|| at(n * 10 + id + 5)),
                         run_type: None,
+                        note: None,
                     },
                 );
             }
@@ -232,6 +233,7 @@ async fn paging_is_exact_after_latest_run_and_a_late_committed_run() {
         start_date: Some(at(2)),
         end_date: Some(at(3)),
         run_type: None,
+        note: None,
     };
     let late = f.airflow.next_run_id(100);
     f.airflow.add_run(100, run(late + 1, "early"));
@@ -280,6 +282,7 @@ async fn newest_run_first_with_minus_id_includes_runs_added_later() {
             start_date: None,
             end_date: None,
             run_type: None,
+            note: None,
         },
     );
     let after = newest(f.jade.clone()).await;
@@ -925,7 +928,7 @@ async fn a_cancelled_run_is_cancelled_from_then_on_and_a_finished_one_is_left_al
     let retried = f.jade.retry_run(&runner(), 1, failed.id).await.unwrap();
     assert_eq!((retried.id, retried.status()), (failed.id, RunStatus::Queued));
     let refused = f.jade.retry_run(&runner(), 1, run.id).await.unwrap_err();
-    assert_eq!(refused, Error::BadRequest(format!("Run {} did not fail; nothing to retry.", run.id)));
+    assert_eq!(refused, Error::NotApplicable(format!("Run {} did not fail; nothing to retry.", run.id)));
 }
 
 #[tokio::test]
@@ -935,14 +938,14 @@ async fn rerun_retries_the_jobs_latest_run_when_it_failed() {
     let job = job_id(&f, 101, "b").await;
     let refused = f.jade.rerun_job(&runner(), 1, job).await.unwrap_err();
     assert!(
-        matches!(refused, Error::BadRequest(ref m) if m.ends_with("did not fail; nothing to retry.")),
+        matches!(refused, Error::NotApplicable(ref m) if m.ends_with("did not fail; nothing to retry.")),
         "{refused:?}"
     );
     let fresh = job_id(&f, 100, "a").await;
     let run = f.jade.trigger_run(&runner(), 1, fresh, &RunRequest::default()).await.unwrap();
     f.jade.cancel_run(&runner(), 1, run.id).await.unwrap();
     assert!(
-        matches!(f.jade.rerun_job(&runner(), 1, fresh).await, Err(Error::BadRequest(_))),
+        matches!(f.jade.rerun_job(&runner(), 1, fresh).await, Err(Error::NotApplicable(_))),
         "a cancelled run did not fail"
     );
 }

@@ -32,6 +32,10 @@ pub enum Error {
     /// 503: a service Jade depends on for every request (token verification) is down.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The request is well formed but does not apply to what it names (400, the message as
+    /// it is): e.g. retrying a run that did not fail.
+    #[error("not applicable: {0}")]
+    NotApplicable(String),
     /// The caller may read but not do this (403).
     #[error("forbidden: {0}")]
     Forbidden(String),

@@ -21,6 +21,9 @@ pub struct DagRun {
     pub end_date: Option<Timestamp>,
     /// How the run came to be: `scheduled`, `manual`, `backfill`, `dataset_triggered`.
     pub run_type: Option<String>,
+    /// The run's note (`dag_run_note`, Airflow 2.5 and later): the cause of a run started
+    /// through Jade.
+    pub note: Option<String>,
 }
 
 impl DagRun {
@@ -356,6 +359,7 @@ mod tests {
             start_date: at(5),
             end_date: at(65),
             run_type: None,
+            note: None,
         }
     }
 

@@ -153,3 +153,51 @@ async fn make_template() -> String {
     admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await.unwrap();
     name
 }
+
+/// A running Airflow of `tests/fixtures/airflow/live.sh` (started once per run of the suite
+/// by `scripts/test.sh`): its REST API, its database and Jade's user there.
+#[derive(Debug, Clone)]
+pub struct LiveAirflow {
+    pub url: String,
+    pub database: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Where `live.sh` keeps the running Airflows' settings (`JADE_LIVE_AIRFLOW`).
+pub fn live_dir() -> PathBuf {
+    std::env::var_os("JADE_LIVE_AIRFLOW")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/airflow-live"))
+}
+
+impl Airflow {
+    /// The running Airflow of this version, failing the test with how to start it.
+    pub fn live(self) -> LiveAirflow {
+        let version = match self {
+            Airflow::Two => 2,
+            Airflow::Three => 3,
+        };
+        let path = live_dir().join(format!("airflow{version}.env"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "no running Airflow {version} ({}: {e}): start them with `tests/fixtures/airflow/live.sh start {}` \
+                 (scripts/test.sh does)",
+                path.display(),
+                live_dir().display()
+            )
+        });
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{} has no {name}", path.display()))
+                .to_owned()
+        };
+        LiveAirflow {
+            url: field("url"),
+            database: field("database"),
+            username: field("username"),
+            password: field("password"),
+        }
+    }
+}

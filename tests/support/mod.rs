@@ -125,6 +125,16 @@ impl TestJade {
         format!("{}{path}", self.server.url())
     }
 
+    /// Another Jade over the same databases, storage and verify service, as a second replica
+    /// behind a load balancer is; `overrides` replace configuration variables.
+    pub async fn replica(&self, overrides: &[(&str, &str)]) -> Replica {
+        let vars = variables(&self.seeded, &self.verify, &self.storage, overrides);
+        let config = Config::from_lookup(move |name| vars.get(name).cloned()).expect("test configuration is valid");
+        let jade = startup::build(&config).await.unwrap_or_else(|e| panic!("the replica did not start: {e}"));
+        let server = startup::spawn(jade, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Replica { server, client: self.client.clone() }
+    }
+
     /// `GET path` with `Authorization: Token <token>`.
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).header("Authorization", format!("Token {token}")).send().await.unwrap()
@@ -132,11 +142,7 @@ impl TestJade {
 
     /// `GET path` as `token`, expecting `status`, answering the JSON body.
     pub async fn json(&self, token: &str, path: &str, status: u16) -> serde_json::Value {
-        let response = self.get(token, path).await;
-        let got = response.status().as_u16();
-        let body = response.text().await.unwrap();
-        assert_eq!(got, status, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+        get_json(&self.client, &self.url(path), token, status).await
     }
 
     /// Where the body of the file with this slug is stored (`None`: no such row).
@@ -153,6 +159,28 @@ impl TestJade {
         self.verify.stop().await;
         self.seeded.drop_databases().await;
     }
+}
+
+/// A second Jade of a [`TestJade`] ([`TestJade::replica`]).
+pub struct Replica {
+    pub server: Running,
+    client: reqwest::Client,
+}
+
+impl Replica {
+    /// As [`TestJade::json`].
+    pub async fn json(&self, token: &str, path: &str, status: u16) -> serde_json::Value {
+        get_json(&self.client, &format!("{}{path}", self.server.url()), token, status).await
+    }
+}
+
+/// `GET url` with `Authorization: Token <token>`, expecting `status`, answering the JSON body.
+async fn get_json(client: &reqwest::Client, url: &str, token: &str, status: u16) -> serde_json::Value {
+    let response = client.get(url).header("Authorization", format!("Token {token}")).send().await.unwrap();
+    let got = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(got, status, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}"))
 }
 
 /// The configuration variables of a Jade over these databases, verify server and storage

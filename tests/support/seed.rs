@@ -11,6 +11,8 @@ use super::{connect, copy_database, create_database, drop_database};
 pub const ACME: &str = "token-acme";
 pub const GLOBEX: &str = "token-globex";
 pub const NOBODY: &str = "token-nobody";
+/// acme's scope, without the permission to run jobs.
+pub const ACME_READER: &str = "token-acme-reader";
 /// knox 5 tokens in the Datacoves `iam_datacovestoken` table, for the database verifier
 /// (64 hex characters, as knox makes them). Ada's project token (analytics).
 pub const DB_ACME: &str = "1d200d768178fd0449d04e237170ec0b0457c8d9d92ec09506d54980dcef6740";
@@ -41,11 +43,15 @@ pub struct Scenario {
     /// Whether acme's environments with Airflow have databases made by Airflow itself
     /// ([`REAL_AIRFLOW`]) instead of the hand-written subset of Airflow 2's schema.
     pub real_airflow: bool,
+    /// Whether `dev123` and `mkt123` are the running Airflow 2 and 3 of
+    /// `tests/fixtures/airflow/live.sh` (database and REST API), to run jobs on; `prod123`
+    /// then has an API that does not answer.
+    pub live_airflow: bool,
 }
 
 impl Default for Scenario {
     fn default() -> Self {
-        Scenario { runs_per_environment: 6, unreachable_environment: true, real_airflow: false }
+        Scenario { runs_per_environment: 6, unreachable_environment: true, real_airflow: false, live_airflow: false }
     }
 }
 
@@ -55,7 +61,16 @@ impl Scenario {
     pub fn real_airflow() -> Self {
         Scenario { real_airflow: true, ..Scenario::default() }
     }
+
+    /// `dev123` on the running Airflow 2, `mkt123` on the running Airflow 3
+    /// ([`Scenario::live_airflow`]).
+    pub fn live_airflow() -> Self {
+        Scenario { live_airflow: true, ..Scenario::default() }
+    }
 }
+
+/// With [`Scenario::live_airflow`], which running Airflow each environment is.
+pub const LIVE_AIRFLOW: [(&str, Airflow); 2] = [("dev123", Airflow::Two), ("mkt123", Airflow::Three)];
 
 /// With [`Scenario::real_airflow`], which Airflow made each of acme's Airflow databases:
 /// `dev123` a schema of the shared database, `mkt123` another, `prod123` the `public` schema of
@@ -142,7 +157,7 @@ fn identity(account: (i64, &str), projects: &[(i64, &str)], environments: &[(i64
     json!({
         "email": format!("admin@{}.example", account.1),
         "name": "Admin",
-        "permissions": [format!("{}|dbt-api:manifest|write", account.1)],
+        "permissions": [format!("{}|dbt-api:manifest|write", account.1), format!("{}|workbench:airflow|write", account.1)],
         "account_ids": [account.0],
         "accounts": [account.1],
         "project_ids": projects.iter().map(|p| p.0).collect::<Vec<_>>(),
@@ -209,10 +224,27 @@ pub async fn seed(scenario: Scenario) -> Seeded {
         "database": external_airflow_db}}));
     let unreachable = encrypt(json!({"db": {
         "external": true, "host": "127.0.0.1", "port": "1", "user": "postgres", "password": "x", "database": "none"}}));
+    // A running Airflow: its database and its REST API.
+    let live = |version: Airflow| {
+        let live = version.live();
+        encrypt(json!({
+            "db": {"external": true, "host": "127.0.0.1", "port": 5432, "user": "postgres",
+                   "password": "unused-with-trust", "database": live.database},
+            "api": {"url": live.url, "username": live.username, "password": live.password}}))
+    };
+    let (dev, prod, mkt) = if scenario.live_airflow {
+        // prod123's API does not answer (nothing listens on port 1).
+        let silent = encrypt(json!({"db": {
+            "external": true, "host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "unused-with-trust",
+            "database": external_airflow_db}, "api": {"url": "http://127.0.0.1:1", "username": "jade", "password": "x"}}));
+        (Some(live(Airflow::Two)), Some(silent), Some(live(Airflow::Three)))
+    } else {
+        (Some(in_cluster.clone()), Some(external), None)
+    };
     let mut environments: Vec<EnvironmentRow> = vec![
-        (100, 10, "dev123", "Development", enabled.clone(), Some(in_cluster.clone())),
-        (101, 10, "prod123", "Production", enabled.clone(), Some(external)),
-        (102, 11, "mkt123", "Marketing", enabled.clone(), None),
+        (100, 10, "dev123", "Development", enabled.clone(), dev),
+        (101, 10, "prod123", "Production", enabled.clone(), prod),
+        (102, 11, "mkt123", "Marketing", enabled.clone(), mkt),
         (103, 11, "noflow123", "No Airflow", json!({"airflow": {"enabled": false}}), None),
         (200, 20, "globex123", "Globex production", enabled.clone(), Some(in_cluster)),
     ];
@@ -235,7 +267,8 @@ pub async fn seed(scenario: Scenario) -> Seeded {
     let airflow_environments: Vec<(i64, &'static str)> =
         vec![(100, "dev123"), (101, "prod123"), (102, "mkt123"), (200, "globex123")];
     for (environment_id, slug) in &airflow_environments {
-        if scenario.real_airflow && REAL_AIRFLOW.iter().any(|(real, _)| real == slug) {
+        let real = scenario.real_airflow && REAL_AIRFLOW.iter().any(|(real, _)| real == slug);
+        if real || (scenario.live_airflow && LIVE_AIRFLOW.iter().any(|(live, _)| live == slug)) {
             continue;
         }
         let client = if *slug == "prod123" {
@@ -257,7 +290,15 @@ pub async fn seed(scenario: Scenario) -> Seeded {
     let globex = identity((2, "globex"), &[(20, "globex-dbt")], &[(200, "globex123")]);
     let nobody = json!({"email": "x@y", "name": "Nobody", "permissions": [], "account_ids": [], "accounts": [],
                         "project_ids": [], "projects": [], "environment_ids": [], "environments": []});
-    let identities = HashMap::from([(ACME.to_owned(), acme), (GLOBEX.to_owned(), globex), (NOBODY.to_owned(), nobody)]);
+    // The same scope without the permission to run jobs.
+    let mut acme_reader = acme.clone();
+    acme_reader["permissions"] = json!(["acme|dbt-api:manifest|write", "acme:analytics|workbench:airflow|read"]);
+    let identities = HashMap::from([
+        (ACME.to_owned(), acme),
+        (ACME_READER.to_owned(), acme_reader),
+        (GLOBEX.to_owned(), globex),
+        (NOBODY.to_owned(), nobody),
+    ]);
     Seeded {
         datacoves_db,
         jade_db,

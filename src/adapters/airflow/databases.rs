@@ -241,8 +241,8 @@ fn schema_changed(error: &PgError) -> bool {
 }
 
 /// The statements for one environment's database, made for what it holds: Airflow 2 (2.2
-/// and later) or Airflow 3, told apart by the columns of `dag`, `dag_run` and
-/// `task_instance` on the connection's search path (never by configuration).
+/// and later) or Airflow 3, told apart by the columns of `dag`, `dag_run`, `task_instance`
+/// and `dag_run_note` on the connection's search path (never by configuration).
 struct Queries {
     /// What was found, for logs: e.g. `Airflow 3 (dag.is_stale, dag_run.updated_at)`.
     schema: String,
@@ -250,7 +250,8 @@ struct Queries {
     /// schedule`).
     dag: String,
     /// `SELECT` of the DAG runs (`id, dag_id, run_id, state, run_type, queued_at, created_at,
-    /// start_date, end_date, updated_at`), the columns a version lacks as NULL.
+    /// start_date, end_date, updated_at`, and the run's `note`), the columns a version lacks
+    /// as NULL.
     dag_run: String,
     /// The task instances of the runs named by `$1` (dag ids) and `$2` (run ids); `None`
     /// without a `task_instance` table.
@@ -264,7 +265,8 @@ impl Queries {
         let statement = client
             .prepare_cached(
                 "SELECT c.relname::text, a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-                 WHERE c.oid = ANY(ARRAY[to_regclass('dag'), to_regclass('dag_run'), to_regclass('task_instance')]::oid[]) \
+                 WHERE c.oid = ANY(ARRAY[to_regclass('dag'), to_regclass('dag_run'), to_regclass('task_instance'), \
+                                         to_regclass('dag_run_note')]::oid[]) \
                  AND a.attnum > 0 AND NOT a.attisdropped",
             )
             .await
@@ -289,6 +291,7 @@ impl Queries {
         let created = has("dag_run", "created_at");
         let updated = has("dag_run", "updated_at");
         let mapped = has("task_instance", "map_index");
+        let noted = has("dag_run_note", "content");
         let column =
             |present: bool, name: &'static str, otherwise: &'static str| if present { name } else { otherwise };
         let mut schema = format!("Airflow {}", if stale || timetable { 3 } else { 2 });
@@ -298,6 +301,7 @@ impl Queries {
             (created, "dag_run.created_at"),
             (updated, "dag_run.updated_at"),
             (mapped, "task_instance.map_index"),
+            (noted, "dag_run_note"),
         ]
         .into_iter()
         .filter_map(|(present, name)| present.then_some(name))
@@ -311,10 +315,13 @@ impl Queries {
                 column(timetable, "timetable_summary", "schedule_interval"),
             ),
             dag_run: format!(
-                "SELECT id, dag_id, run_id, state, run_type, queued_at, {} AS created_at, start_date, end_date, \
-                 {} AS updated_at FROM dag_run",
-                column(created, "created_at", "NULL::timestamptz"),
-                column(updated, "updated_at", "NULL::timestamptz"),
+                "SELECT dag_run.id, dag_run.dag_id, dag_run.run_id, dag_run.state, dag_run.run_type, \
+                 dag_run.queued_at, {} AS created_at, dag_run.start_date, dag_run.end_date, {} AS updated_at, \
+                 {} AS note FROM dag_run{}",
+                column(created, "dag_run.created_at", "NULL::timestamptz"),
+                column(updated, "dag_run.updated_at", "NULL::timestamptz"),
+                column(noted, "dag_run_note.content", "NULL::text"),
+                column(noted, " LEFT JOIN dag_run_note ON dag_run_note.dag_run_id = dag_run.id", ""),
             ),
             task_instances: has("task_instance", "task_id").then(|| {
                 format!(
@@ -351,6 +358,7 @@ fn dag_run(row: &Row) -> DagRun {
         start_date: row.get("start_date"),
         end_date: row.get("end_date"),
         run_type: row.get("run_type"),
+        note: row.get("note"),
     }
 }
 
@@ -386,7 +394,7 @@ impl AirflowRuns for AirflowDatabases {
                 // database records changes a scan of `updated_at`, which Airflow does not
                 // index.
                 let changed_sql = if queries.tracks_changes {
-                    format!("{} WHERE id > $1 OR id = ANY($2) OR updated_at >= $3 ORDER BY id", queries.dag_run)
+                    format!("{} WHERE id > $1 OR id = ANY($2) OR dag_run.updated_at >= $3 ORDER BY id", queries.dag_run)
                 } else {
                     format!("{} WHERE id > $1 OR id = ANY($2) ORDER BY id", queries.dag_run)
                 };
@@ -513,6 +521,7 @@ mod tests {
             queries.dag.contains("is_active AS is_active") && queries.dag.contains("schedule_interval AS schedule")
         );
         assert!(queries.dag_run.contains("NULL::timestamptz AS created_at"));
+        assert!(queries.dag_run.contains("NULL::text AS note") && !queries.dag_run.contains("JOIN"));
         assert!(queries.task_instances.unwrap().contains("-1 AS map_index"));
         assert!(!queries.tracks_changes);
         assert_eq!(queries.schema, "Airflow 2 ()");
@@ -526,6 +535,7 @@ mod tests {
             ("dag_run", "updated_at"),
             ("task_instance", "task_id"),
             ("task_instance", "map_index"),
+            ("dag_run_note", "content"),
         ]);
         let queries = Queries::for_columns(&airflow_3).unwrap();
         assert!(

@@ -679,7 +679,8 @@ pub struct JobRunDto {
     #[oai(nullable)]
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
     pub href: MaybeUndefined<String>,
-    /// With `API_COMPAT=dbt-cloud`: `{"cause": <the DAG run's run_type>, ..}`.
+    /// With `API_COMPAT=dbt-cloud`: `{"cause": <the DAG run's note (the cause it was run
+    /// with through Jade), else its run_type>, ..}`.
     #[oai(nullable)]
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
     pub trigger: MaybeUndefined<Any<Value>>,
@@ -788,7 +789,7 @@ impl JobRunDto {
                 dbt_cloud,
                 Some(Any(json!({
                     "id": null,
-                    "cause": dag_run.run_type.as_deref().unwrap_or("scheduled"),
+                    "cause": dag_run.note.as_deref().or(dag_run.run_type.as_deref()).unwrap_or("scheduled"),
                     "job_definition_id": run.job_id,
                     "git_branch": null,
                     "git_sha": null,

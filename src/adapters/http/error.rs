@@ -76,6 +76,7 @@ impl From<Error> for ApiError {
                 format!("The request body is larger than the limit of {limit} bytes."),
             ),
             Error::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            Error::NotApplicable(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
             Error::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, message),
             Error::Refused { status, message, detail } => ApiError {
                 detail: Some(detail),

@@ -257,7 +257,7 @@ impl AirflowControl for MemoryAirflow {
         environment: &Environment,
         dag_id: &str,
         _conf: &serde_json::Value,
-        _note: &str,
+        note: &str,
     ) -> Result<String, ControlError> {
         self.controllable(environment)?;
         let now = chrono::Utc::now();
@@ -281,6 +281,7 @@ impl AirflowControl for MemoryAirflow {
                 start_date: None,
                 end_date: None,
                 run_type: Some("manual".into()),
+                note: Some(note.to_owned()),
             };
             runs.push((run, now));
             let instance = TaskInstance {
