@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
+use support::fake_airflow::FakeAirflowApi;
 use support::seed::{ACME, state};
-use support::{Scenario, TestJade};
+use support::{Backend, Scenario, TestJade};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -218,12 +219,53 @@ async fn dbt_cloud_clients_work_unchanged_in_dbt_cloud_mode() {
     clients_work_unchanged("dbt-cloud").await;
 }
 
+/// Jobs run, cancelled and retried through Jade by Airflow's `DbtCloudHook` and
+/// `DbtCloudRunJobOperator`, dbt-cloud-cli and dbtc (`tests/clients/run_jobs.py`), on a
+/// running Airflow 2 (`dev123`) and Airflow 3 (`mkt123`) at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn dbt_cloud_clients_run_jobs_on_airflow_2_and_3() {
+    require_clients().await;
+    let jade = TestJade::start(Scenario::live_airflow(), &[("API_COMPAT", "dbt-cloud")]).await;
+    let proxy = TlsProxy::start(jade.server.address).await;
+    let drivers = support::seed::LIVE_AIRFLOW.map(|(slug, version)| {
+        let (jade, proxy) = (&jade, &proxy);
+        async move {
+            let environment_id = if slug == "dev123" { 100 } else { 102 };
+            let jobs = jade.json(ACME, &format!("/api/v2/accounts/1/jobs?environment_id={environment_id}"), 200).await;
+            let job = |dag: &str| find(&jobs, dag, |job| job["dag_id"] == dag)["id"].as_i64().unwrap().to_string();
+            let mut driver = Command::new(python());
+            driver
+                .arg(root().join("tests/clients/run_jobs.py"))
+                .args(["--base-url", &proxy.base_url()])
+                .arg("--ca-file")
+                .arg(&proxy.cert)
+                .args(["--token", ACME, "--account-id", "1", "--label", &format!("Airflow {version:?}")])
+                .args(["--quick", &job("quick"), "--slow", &job("slow"), "--flaky", &job("flaky")])
+                .current_dir(root());
+            run_bounded(driver, DRIVER_TIMEOUT, "run_jobs.py").await
+        }
+    });
+    let outcomes = futures::future::join_all(drivers).await;
+    proxy.stop().await;
+    jade.stop().await;
+    for (ok, output) in outcomes {
+        assert!(ok, "dbt Cloud clients running jobs through Jade failed:\n{output}");
+        println!("{output}");
+    }
+}
+
 /// schemathesis over `/api/v2/openapi` with a valid token: no 5xx, every answer's status
-/// declared and its body conforming to the declared schema.
+/// declared and its body conforming to the declared schema. The jobs it runs, cancels and
+/// retries go to an Airflow API that answers at once (`support::fake_airflow`).
 async fn schemathesis_finds_nothing(compat: &str) {
     require_clients().await;
     let scenario = Scenario { runs_per_environment: 6, unreachable_environment: false, ..Scenario::default() };
-    let jade = TestJade::start(scenario, &[("API_COMPAT", compat)]).await;
+    let seeded = support::seed::seed(scenario).await;
+    let airflow = FakeAirflowApi::start(&seeded).await;
+    let variables = airflow.variables();
+    let mut overrides: Vec<(&str, &str)> = variables.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    overrides.push(("API_COMPAT", compat));
+    let jade = TestJade::seeded(seeded, Backend::Fs, &overrides).await;
     upload_manifest(&jade, "dev123", "hourly", &{
         let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
         find(&runs, "successful run", |run| run["is_success"] == true)["dag_run_run_id"].as_str().unwrap().to_owned()
@@ -249,6 +291,7 @@ async fn schemathesis_finds_nothing(compat: &str) {
         .current_dir(&report_dir);
     let (ok, output) = run_bounded(schemathesis, SCHEMATHESIS_TIMEOUT, "schemathesis").await;
     jade.stop().await;
+    airflow.stop();
     assert!(ok, "schemathesis found answers contradicting the OpenAPI document (API_COMPAT={compat}):\n{output}");
     println!("{output}");
 }

@@ -24,6 +24,7 @@ macro_rules! on_every_backend {
 }
 
 pub mod airflow;
+pub mod fake_airflow;
 pub mod listing;
 pub mod pg_proxy;
 pub mod proxy;
@@ -112,7 +113,15 @@ impl TestJade {
 
     /// The same, over storage the test started (e.g. behind a proxy).
     pub async fn over(scenario: Scenario, storage: Storage, overrides: &[(&str, &str)]) -> TestJade {
-        let seeded = seed::seed(scenario).await;
+        Self::on(seed::seed(scenario).await, storage, overrides).await
+    }
+
+    /// Over databases the test seeded itself (to start something over them first).
+    pub async fn seeded(seeded: Seeded, backend: Backend, overrides: &[(&str, &str)]) -> TestJade {
+        Self::on(seeded, Storage::start(backend).await, overrides).await
+    }
+
+    async fn on(seeded: Seeded, storage: Storage, overrides: &[(&str, &str)]) -> TestJade {
         let verify = VerifyServer::start(seeded.identities.clone()).await;
         let vars = variables(&seeded, &verify, &storage, overrides);
         let config = Config::from_lookup(move |name| vars.get(name).cloned()).expect("test configuration is valid");
