@@ -8,6 +8,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::fake_airflow::FakeAirflowApi;
 use support::seed::{DB_ACME, Scenario};
 use support::storage::{Backend, Storage};
 
@@ -15,6 +16,8 @@ const DB_PASSWORD: &str = "pg-Secret-7f3a91";
 /// The password in `prod123`'s Fernet-encrypted Airflow settings (tests/support/seed.rs).
 const AIRFLOW_PASSWORD: &str = "unused-with-trust";
 const MANIFEST: &[u8] = include_bytes!("fixtures/manifest.json");
+/// Jade's password for the Airflow API (`AIRFLOW_API_PASSWORD`).
+const AIRFLOW_API_PASSWORD: &str = "airflow-Api-Secret-52c8";
 
 struct Serving(Child);
 
@@ -48,6 +51,16 @@ fn storage_secrets(storage: &Storage) -> Vec<String> {
 
 async fn no_secret_in_the_trace_log(backend: Backend) {
     let seeded = support::seed::seed(Scenario::default()).await;
+    // Ada may run the jobs of analytics (dev123), on an Airflow API that answers at once.
+    let datacoves = support::connect(&seeded.datacoves_db).await;
+    datacoves
+        .batch_execute(
+            "INSERT INTO auth_permission (id, name, codename) VALUES (50, 'acme:analytics|workbench:airflow|write', 'w');
+             INSERT INTO auth_group_permissions (group_id, permission_id) VALUES (1, 50);",
+        )
+        .await
+        .unwrap();
+    let airflow = FakeAirflowApi::start(&seeded).await;
     let storage = Storage::start(backend).await;
     let port = support::servers::free_port();
     let log_dir = tempfile::tempdir().unwrap();
@@ -69,6 +82,9 @@ async fn no_secret_in_the_trace_log(backend: Backend) {
         .env("FERNET_KEY", &seeded.fernet_key)
         .env("AUTH_VERIFIER", "database")
         .env("RUN_INDEX_REFRESH_MS", "0")
+        .env("AIRFLOW_API_URL_TEMPLATE", format!("{}/{{slug}}", airflow.base))
+        .env("AIRFLOW_API_USERNAME", "jade")
+        .env("AIRFLOW_API_PASSWORD", AIRFLOW_API_PASSWORD)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap());
     for (name, value) in &storage.vars {
@@ -100,12 +116,27 @@ async fn no_secret_in_the_trace_log(backend: Backend) {
     let created = client.post(url("/api/v2/datacoves/environments/dev123/files")).bearer_auth(DB_ACME).multipart(file);
     assert_eq!(status(created.send().await.unwrap()), 201);
     assert_eq!(status(get("/api/v2/datacoves/environments/dev123/files?tag=settings", DB_ACME).await.unwrap()), 200);
+    // A job run: asked of Airflow's API with Jade's password, and written to the audit trail.
+    let jobs: serde_json::Value =
+        get("/api/v2/accounts/1/jobs?environment_id=100", DB_ACME).await.unwrap().json().await.unwrap();
+    let daily = jobs["data"].as_array().unwrap().iter().find(|job| job["dag_id"] == "daily").unwrap()["id"].clone();
+    let run = client
+        .post(url(&format!("/api/v2/accounts/1/jobs/{daily}/run/")))
+        .bearer_auth(DB_ACME)
+        .json(&serde_json::json!({}));
+    assert_eq!(status(run.send().await.unwrap()), 200);
     drop(serving);
+    airflow.stop();
 
     let log = std::fs::read_to_string(&log_path).unwrap();
     // The log was written below info: Jade's own debug lines are there.
     assert!(log.contains("DEBUG"), "RUST_LOG=trace wrote no debug line:\n{log}");
     assert!(log.lines().filter(|line| line.contains("request")).count() >= 6, "{log}");
+    let audit = log.lines().find(|line| line.contains("job run asked of Airflow"));
+    let audit = audit.unwrap_or_else(|| panic!("no audit line for the job run:\n{log}"));
+    for part in ["ada@acme.example", "environment=dev123", "dag_id=\"daily\"", "dag_run_id=", "request_id="] {
+        assert!(audit.contains(part), "the audit line has no {part}: {audit}");
+    }
     let mut secrets = vec![
         DB_ACME.to_owned(),
         // The database verifier looks tokens up by their first 15 characters.
@@ -114,6 +145,7 @@ async fn no_secret_in_the_trace_log(backend: Backend) {
         made_up[..15].to_owned(),
         DB_PASSWORD.to_owned(),
         AIRFLOW_PASSWORD.to_owned(),
+        AIRFLOW_API_PASSWORD.to_owned(),
         seeded.fernet_key.clone(),
     ];
     secrets.extend(storage_secrets(&storage));

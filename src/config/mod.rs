@@ -164,6 +164,8 @@ mod tests {
         assert_eq!((airflow.pool_size, airflow.tls), (4, pg::Tls::None));
         assert_eq!(airflow.statement_timeout, Duration::from_secs(5));
         assert_eq!(airflow.pool_idle, Duration::from_secs(300));
+        assert_eq!(airflow.api.url_template, "http://{slug}-airflow-webserver.dcw-{slug}.svc.cluster.local:8080");
+        assert_eq!((airflow.api.username, airflow.api.timeout), (None, Duration::from_secs(10)));
         assert_eq!(
             (config.app.header_read_timeout, config.app.idle_timeout),
             (Duration::from_secs(10), Duration::from_secs(60))
@@ -292,6 +294,7 @@ mod tests {
         let secret_variables: &[&[(&'static str, &'static str)]] = &[
             &[("DB_URL", "postgres://u:hunter2@h/db"), ("DATACOVES_DB_PASS", "hunter3"), ("FERNET_KEY", "hunter4")],
             &[("AIRFLOW_DB_URL_TEMPLATE", "postgres://u:hunter5@{slug}/airflow")],
+            &[("AIRFLOW_API_USERNAME", "jade"), ("AIRFLOW_API_PASSWORD", "hunter12")],
             &[("STORAGE_ADAPTER", "minio"), ("MINIO_ACCESS_KEY", "hunter6"), ("MINIO_SECRET_KEY", "hunter7")],
             &[
                 ("STORAGE_ADAPTER", "s3"),
