@@ -429,3 +429,42 @@ async fn the_document_declares_every_artifact_route_and_status() {
     }
     jade.stop().await;
 }
+
+#[tokio::test]
+async fn a_jobs_artifact_is_its_latest_successful_runs_that_has_one() {
+    let scenario = Scenario { runs_per_environment: 12, ..Scenario::default() };
+    let jade = TestJade::start(scenario, &[("API_COMPAT", "dbt-cloud")]).await;
+    // In dev123, DAG runs 1 and 7 of `hourly` succeeded (7 later); `daily` never did.
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&status=10&order_by=id", 200).await;
+    let runs: Vec<&Value> = runs["data"].as_array().unwrap().iter().collect();
+    assert_eq!(runs.iter().map(|r| r["dag_run_id"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 7]);
+    let job = runs[0]["job_definition_id"].as_i64().unwrap();
+    let upload = |run: &Value, files: Vec<(&'static str, &'static [u8])>| {
+        form("dev123", run["dag_id"].as_str().unwrap(), run["dag_run_run_id"].as_str().unwrap(), &files)
+    };
+    let older: &[u8] = br#"{"results": [], "run": "older"}"#;
+    let newer: &[u8] = br#"{"results": [], "run": "newer"}"#;
+    let files = vec![("run_results.json", older), ("catalog.json", CATALOG), ("compiled/a/b.sql", COMPILED)];
+    assert_eq!(post(&jade, ACME, "/api/v2/datacoves/artifacts", upload(runs[0], files)).await.0, 201);
+    assert_eq!(
+        post(&jade, ACME, "/api/v2/datacoves/artifacts", upload(runs[1], vec![("run_results.json", newer)])).await.0,
+        201
+    );
+    let artifact = |path: &str| {
+        let url = format!("/api/v2/accounts/1/jobs/{job}/artifacts/{path}");
+        let jade = &jade;
+        async move { raw(jade, &url).await }
+    };
+    assert_eq!(artifact("run_results.json").await.2, newer, "the latest successful run's");
+    assert_eq!(artifact("catalog.json").await.2, CATALOG, "the latest successful run that has it");
+    assert_eq!(artifact("compiled/a/b.sql").await.2, COMPILED, "nested paths");
+    assert_eq!(artifact("nope.json").await.0, 404);
+    // A job without a successful run, another account's job, a job that does not exist.
+    let jobs = jade.json(ACME, "/api/v2/accounts/1/jobs?environment_id=100", 200).await;
+    let daily = jobs["data"].as_array().unwrap().iter().find(|j| j["dag_id"] == "daily").unwrap()["id"].clone();
+    assert_eq!(raw(&jade, &format!("/api/v2/accounts/1/jobs/{daily}/artifacts/run_results.json")).await.0, 404);
+    assert_eq!(raw(&jade, "/api/v2/accounts/1/jobs/999999/artifacts/run_results.json").await.0, 404);
+    let other = jade.get(GLOBEX, &format!("/api/v2/accounts/1/jobs/{job}/artifacts/run_results.json")).await;
+    assert_eq!(other.status(), 401);
+    jade.stop().await;
+}
