@@ -1,8 +1,8 @@
 # Release image: `jade serve`, configured by environment variables (see README.md).
 #   docker build -t jade .
-#   docker build --build-arg FEATURES=http,postgres,airflow,storage-s3 -t jade-s3 .
+#   docker build --build-arg FEATURES=http,postgres,airflow,airflow-api,storage-s3 -t jade-s3 .
 FROM rust:1.95-slim-bookworm AS build
-ARG FEATURES=http,postgres,airflow,storage-minio,storage-s3,storage-blob,storage-fs
+ARG FEATURES=http,postgres,airflow,airflow-api,storage-minio,storage-s3,storage-blob,storage-fs
 WORKDIR /src
 
 # Dependencies first, in a layer of their own: built over an empty crate, so changing Jade's
