@@ -493,24 +493,8 @@ async fn a_manifest_uploaded_for_a_run_of_either_schema_is_its_artifact() {
         let run = run_of(&jade, slug, 4, "").await;
         assert_eq!(run["artifacts_saved"], false);
         // The run is found by its DAG and Airflow run_id, as the Datacoves provider names it.
-        let form = reqwest::multipart::Form::new()
-            .text("environment_slug", slug)
-            .text("dag_id", "dbt_weekly")
-            .text("run_id", run["dag_run_run_id"].as_str().unwrap().to_owned())
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(br#"{"metadata": {}, "nodes": {}}"#.to_vec())
-                    .file_name("manifest.json"),
-            );
-        let response = jade
-            .client
-            .post(jade.url("/api/v2/datacoves/manifests"))
-            .bearer_auth(ACME)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{slug}: {}", response.text().await.unwrap());
+        let run_id = run["dag_run_run_id"].as_str().unwrap();
+        jade.upload_manifest(slug, "dbt_weekly", run_id, br#"{"metadata": {}, "nodes": {}}"#).await;
         let run = run_of(&jade, slug, 4, "").await;
         assert_eq!(run["artifacts_saved"], true, "{slug}");
         let artifact =

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use support::fake_airflow::FakeAirflowApi;
 use support::seed::{ACME, state};
@@ -130,25 +129,6 @@ fn find<'a>(list: &'a Value, what: &str, matches: impl Fn(&Value) -> bool) -> &'
     list["data"].as_array().unwrap().iter().find(|item| matches(item)).unwrap_or_else(|| panic!("no {what} in {list}"))
 }
 
-async fn upload_manifest(jade: &TestJade, environment: &str, dag_id: &str, run_id: &str) {
-    let file = Part::bytes(MANIFEST.to_vec()).file_name("manifest.json").mime_str("application/json").unwrap();
-    let form = Form::new()
-        .text("environment_slug", environment.to_owned())
-        .text("dag_id", dag_id.to_owned())
-        .text("run_id", run_id.to_owned())
-        .part("file", file);
-    let response = jade
-        .client
-        .post(jade.url("/api/v2/datacoves/manifests"))
-        .bearer_auth(ACME)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    assert_eq!(status, 201, "manifest upload: {}", response.text().await.unwrap());
-}
-
 /// Seeds 120 runs in account 1, uploads a manifest for a successful run of `hourly` in
 /// `dev123`, and runs every client check of `drive.py` through the TLS terminator.
 async fn clients_work_unchanged(compat: &str) {
@@ -165,7 +145,7 @@ async fn clients_work_unchanged(compat: &str) {
     let run = find(&runs, "successful run", |run| run["is_success"] == true);
     let run_id = run["id"].as_i64().unwrap();
     let dag_run_id = run["dag_run_run_id"].as_str().unwrap().to_owned();
-    upload_manifest(&jade, "dev123", "hourly", &dag_run_id).await;
+    jade.upload_manifest("dev123", "hourly", &dag_run_id, MANIFEST).await;
     // Its steps: two task instances that succeeded, one after the other.
     let airflow = jade.seeded.airflow("dev123").await;
     airflow
@@ -266,11 +246,9 @@ async fn schemathesis_finds_nothing(compat: &str) {
     let mut overrides: Vec<(&str, &str)> = variables.iter().map(|(name, value)| (*name, value.as_str())).collect();
     overrides.push(("API_COMPAT", compat));
     let jade = TestJade::seeded(seeded, Backend::Fs, &overrides).await;
-    upload_manifest(&jade, "dev123", "hourly", &{
-        let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
-        find(&runs, "successful run", |run| run["is_success"] == true)["dag_run_run_id"].as_str().unwrap().to_owned()
-    })
-    .await;
+    let runs = jade.json(ACME, "/api/v2/accounts/1/runs?environment_id=100&order_by=id", 200).await;
+    let succeeded = find(&runs, "successful run", |run| run["is_success"] == true)["dag_run_run_id"].clone();
+    jade.upload_manifest("dev123", "hourly", succeeded.as_str().unwrap(), MANIFEST).await;
     let report_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("schemathesis-{compat}"));
     let _ = std::fs::remove_dir_all(&report_dir);
     std::fs::create_dir_all(&report_dir).unwrap();

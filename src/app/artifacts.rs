@@ -4,13 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use super::{Jade, STORAGE_WRITE_FAILED, Spooled, backend, lookup_failed};
+use super::{Jade, STORAGE_WRITE_FAILED, Spooled, backend};
 use crate::app::manifests::storage_read_failed;
 use crate::app::{FoundManifest, ManifestUpload};
 use crate::domain::Error;
 use crate::domain::artifact::{self, ArtifactPath, ArtifactRun};
-use crate::domain::catalog::Environment;
-use crate::domain::job_run::DagRun;
 use crate::ports::manifests::ManifestQuery;
 use crate::ports::storage::{Blob, Stat, StorageError};
 
@@ -124,7 +122,7 @@ impl Jade {
     /// The paths stored for a run of the account, sorted (404 for an unknown run or one of
     /// another account).
     pub async fn artifacts(&self, account_id: i64, job_run_id: i64) -> Result<Vec<String>, Error> {
-        let (environment, dag_run) = self.artifact_run(account_id, job_run_id).await?;
+        let (environment, dag_run) = self.dag_run_of(account_id, job_run_id).await?;
         let stored = match &dag_run.run_id {
             Some(run_id) => {
                 let run = ArtifactRun {
@@ -157,7 +155,7 @@ impl Jade {
             let found = self.find_manifest(&ManifestQuery::JobRun { account_id, job_run_id }, false).await?;
             return Ok(FoundArtifact(Found::Manifest(found)));
         }
-        let (environment, dag_run) = self.artifact_run(account_id, job_run_id).await?;
+        let (environment, dag_run) = self.dag_run_of(account_id, job_run_id).await?;
         let run_id = dag_run.run_id.as_deref().ok_or_else(Error::not_found)?;
         let run = ArtifactRun {
             account_id: environment.account_id,
@@ -183,18 +181,5 @@ impl Jade {
                 Err(error) => Err(storage_read_failed(&error)),
             },
         }
-    }
-
-    /// The environment and DAG run a job-run id of the account stands for.
-    async fn artifact_run(&self, account_id: i64, job_run_id: i64) -> Result<(Environment, DagRun), Error> {
-        let key = self.ports.registry.run_key(job_run_id).await.map_err(backend)?.ok_or_else(Error::not_found)?;
-        let environment = self.environment(account_id, key.environment_id).await?;
-        let airflow = self.airflow_for(&environment)?;
-        let dag_run = airflow
-            .dag_run(&environment, key.dag_run_id)
-            .await
-            .map_err(|e| lookup_failed(&environment, e))?
-            .ok_or_else(Error::not_found)?;
-        Ok((environment, dag_run))
     }
 }

@@ -42,15 +42,7 @@ impl Jade {
         job_id: i64,
         request: &RunRequest,
     ) -> Result<JobRun, Error> {
-        let (environment_id, dag_id) = self
-            .ports
-            .registry
-            .job_keys(&[job_id])
-            .await
-            .map_err(backend)?
-            .remove(&job_id)
-            .ok_or_else(Error::not_found)?;
-        let environment = self.environment(account_id, environment_id).await?;
+        let (environment, dag_id) = self.job_of(account_id, job_id).await?;
         let control = self.may_control(identity, &environment).await?;
         let airflow = self.airflow_for(&environment)?;
         let dag = airflow.dag(&environment, &dag_id).await.map_err(|e| lookup_failed(&environment, e))?;
@@ -111,21 +103,13 @@ impl Jade {
 
     /// Retries the job's latest run (by end date), when it failed.
     pub async fn rerun_job(&self, identity: &Identity, account_id: i64, job_id: i64) -> Result<JobRun, Error> {
-        let (environment_id, dag_id) = self
-            .ports
-            .registry
-            .job_keys(&[job_id])
-            .await
-            .map_err(backend)?
-            .remove(&job_id)
-            .ok_or_else(Error::not_found)?;
-        let environment = self.environment(account_id, environment_id).await?;
+        let (environment, dag_id) = self.job_of(account_id, job_id).await?;
         let airflow = self.airflow_for(&environment)?;
         let latest = airflow.latest_dag_run(&environment, Some(&dag_id), false).await;
         let dag_run = latest
             .map_err(|e| lookup_failed(&environment, e))?
             .ok_or_else(|| Error::NotApplicable(format!("Job {job_id} has no run; nothing to retry.")))?;
-        let key = RunKey { environment_id, dag_run_id: dag_run.id };
+        let key = RunKey { environment_id: environment.id, dag_run_id: dag_run.id };
         let ids = self.ports.registry.run_ids(&[key]).await.map_err(backend)?;
         let job_run_id = *ids.get(&key).ok_or_else(|| super::unregistered("job run", key))?;
         self.retry(identity, account_id, Target { environment, dag_run, job_run_id }).await
@@ -183,14 +167,7 @@ impl Jade {
 
     /// The account's run `run_id`: its environment, DAG run and id.
     async fn target(&self, account_id: i64, run_id: i64) -> Result<Target, Error> {
-        let key = self.ports.registry.run_key(run_id).await.map_err(backend)?.ok_or_else(Error::not_found)?;
-        let environment = self.environment(account_id, key.environment_id).await?;
-        let airflow = self.airflow_for(&environment)?;
-        let dag_run = airflow
-            .dag_run(&environment, key.dag_run_id)
-            .await
-            .map_err(|e| lookup_failed(&environment, e))?
-            .ok_or_else(Error::not_found)?;
+        let (environment, dag_run) = self.dag_run_of(account_id, run_id).await?;
         Ok(Target { environment, dag_run, job_run_id: run_id })
     }
 }

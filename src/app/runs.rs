@@ -281,16 +281,30 @@ impl Jade {
     }
 
     pub async fn run(&self, account_id: i64, id: i64, embed: Embed) -> Result<JobRun, Error> {
-        let key = self.ports.registry.run_key(id).await.map_err(backend)?.ok_or_else(Error::not_found)?;
+        let (environment, run) = self.dag_run_of(account_id, id).await?;
+        let found = vec![Found { environment: &environment, run, id }];
+        Ok(self.assemble(account_id, found, embed).await?.remove(0))
+    }
+
+    /// The environment and DAG run a job-run id of the account stands for (404 for an
+    /// unknown run or one of another account).
+    pub(super) async fn dag_run_of(&self, account_id: i64, job_run_id: i64) -> Result<(Environment, DagRun), Error> {
+        let key = self.ports.registry.run_key(job_run_id).await.map_err(backend)?.ok_or_else(Error::not_found)?;
         let environment = self.environment(account_id, key.environment_id).await?;
         let airflow = self.airflow_for(&environment)?;
-        let run = airflow
+        let dag_run = airflow
             .dag_run(&environment, key.dag_run_id)
             .await
             .map_err(|e| lookup_failed(&environment, e))?
             .ok_or_else(Error::not_found)?;
-        let found = vec![Found { environment: &environment, run, id }];
-        Ok(self.assemble(account_id, found, embed).await?.remove(0))
+        Ok((environment, dag_run))
+    }
+
+    /// The environment and DAG of a job of the account.
+    pub(super) async fn job_of(&self, account_id: i64, job_id: i64) -> Result<(Environment, String), Error> {
+        let mut keys = self.ports.registry.job_keys(&[job_id]).await.map_err(backend)?;
+        let (environment_id, dag_id) = keys.remove(&job_id).ok_or_else(Error::not_found)?;
+        Ok((self.environment(account_id, environment_id).await?, dag_id))
     }
 
     /// The newest successful run (by end date) across the project's environments.

@@ -154,6 +154,21 @@ impl TestJade {
         get_json(&self.client, &self.url(path), token, status).await
     }
 
+    /// `POST /api/v2/datacoves/manifests` for a DAG run, as the Datacoves Airflow provider
+    /// sends it, expecting 201.
+    pub async fn upload_manifest(&self, environment: &str, dag_id: &str, run_id: &str, body: &[u8]) {
+        let file = reqwest::multipart::Part::bytes(body.to_vec()).file_name("manifest.json");
+        let form = reqwest::multipart::Form::new()
+            .text("environment_slug", environment.to_owned())
+            .text("dag_id", dag_id.to_owned())
+            .text("run_id", run_id.to_owned())
+            .part("file", file.mime_str("application/json").unwrap());
+        let request = self.client.post(self.url("/api/v2/datacoves/manifests")).bearer_auth(seed::ACME);
+        let response = request.multipart(form).send().await.unwrap();
+        let status = response.status().as_u16();
+        assert_eq!(status, 201, "manifest upload for {environment}: {}", response.text().await.unwrap());
+    }
+
     /// Where the body of the file with this slug is stored (`None`: no such row).
     pub async fn body_key(&self, slug: &str) -> Option<String> {
         let client = connect(&self.seeded.jade_db).await;
