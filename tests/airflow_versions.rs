@@ -445,13 +445,14 @@ async fn every_version_serves_the_same_keys() {
 
 #[tokio::test]
 async fn airflow_before_2_5_is_read_and_swept_for_changes() {
-    // Airflow 2.2 to 2.4 (the hand-written schema without the columns later versions added):
-    // no dag_run.updated_at (2.5), clear_number (2.8), task_instance.map_index (2.3).
+    // Airflow 2.2 to 2.4 (the hand-written schema without what later versions added): no
+    // dag_run.updated_at and dag_run_note (2.5), clear_number (2.8), task_instance.map_index (2.3).
     let jade = TestJade::start(Scenario::default(), &[("RUN_INDEX_REFRESH_MS", "20")]).await;
     let airflow = jade.seeded.airflow("dev123").await;
     airflow
         .batch_execute(
-            "ALTER TABLE dag_run DROP COLUMN updated_at, DROP COLUMN clear_number;
+            "DROP TABLE dag_run_note;
+             ALTER TABLE dag_run DROP COLUMN updated_at, DROP COLUMN clear_number;
              ALTER TABLE task_instance DROP CONSTRAINT task_instance_pkey, DROP COLUMN map_index;
              INSERT INTO task_instance (dag_id, run_id, task_id, state, start_date, end_date)
                SELECT dag_id, run_id, 'dbt_build', state, start_date, end_date FROM dag_run WHERE id = 1;",
