@@ -187,6 +187,7 @@ async fn the_openapi_document_lists_every_route_with_parameters_and_schemas() {
         "/api/v2/datacoves/environments/{environment_slug}/files",
         "/api/internal/environments/{environment_slug}/files",
         "/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{path}",
+        "/api/v2/accounts/{account_id}/jobs/{job_id}/artifacts/{path}",
     ] {
         let operation = &spec["paths"][path]["get"];
         let parameters = operation["parameters"].as_array().unwrap();
@@ -199,6 +200,21 @@ async fn the_openapi_document_lists_every_route_with_parameters_and_schemas() {
         }
         assert!(operation["responses"]["304"]["content"].as_object().is_none_or(|c| c.is_empty()), "{path}");
     }
+    // The routes that run jobs declare their own answers: 403 without the permission, 503
+    // when Airflow's API is unavailable, and whatever Airflow refuses with.
+    for path in [
+        "/api/v2/accounts/{account_id}/jobs/{job_id}/run",
+        "/api/v2/accounts/{account_id}/jobs/{job_id}/rerun",
+        "/api/v2/accounts/{account_id}/runs/{run_id}/cancel",
+        "/api/v2/accounts/{account_id}/runs/{run_id}/retry",
+    ] {
+        let responses = spec["paths"][path]["post"]["responses"].as_object().unwrap();
+        for status in ["200", "400", "401", "403", "404", "409", "503", "4XX"] {
+            assert!(responses.contains_key(status), "post {path}: no {status}");
+        }
+    }
+    let trigger = &spec["paths"]["/api/v2/accounts/{account_id}/jobs/{job_id}/run"]["post"]["requestBody"];
+    assert!(trigger["content"]["application/json; charset=utf-8"]["schema"]["$ref"].is_string(), "{trigger}");
     let manifest_read = &spec["paths"]["/api/v2/datacoves/manifests"]["get"]["parameters"];
     let slug = manifest_read.as_array().unwrap().iter().find(|p| p["name"] == "environment_slug").unwrap();
     assert_eq!(slug["required"], true);
@@ -216,6 +232,11 @@ async fn the_openapi_document_lists_every_route_with_parameters_and_schemas() {
         ("/api/v2/accounts/{account_id}/runs/{run_id}", "get"),
         ("/api/v2/accounts/{account_id}/runs/{run_id}/artifacts", "get"),
         ("/api/v2/accounts/{account_id}/runs/{run_id}/artifacts/{path}", "get"),
+        ("/api/v2/accounts/{account_id}/jobs/{job_id}/artifacts/{path}", "get"),
+        ("/api/v2/accounts/{account_id}/jobs/{job_id}/run", "post"),
+        ("/api/v2/accounts/{account_id}/jobs/{job_id}/rerun", "post"),
+        ("/api/v2/accounts/{account_id}/runs/{run_id}/cancel", "post"),
+        ("/api/v2/accounts/{account_id}/runs/{run_id}/retry", "post"),
         ("/api/v2/datacoves/artifacts", "post"),
         ("/api/v3/accounts", "get"),
         ("/api/v3/accounts/{account_id}", "get"),

@@ -307,9 +307,11 @@ impl V2Api {
         Ok(Document(Envelope::ok(JobRunDto::new(&run, self.jade.settings().compat, self.jade.now()))))
     }
 
-    /// Run a job: its environment's Airflow is asked for a new run of the job's DAG (its
-    /// `conf` every field given, its note the cause). The run answered is registered at
-    /// once: every later read gives the same id.
+    /// Run a job.
+    ///
+    /// Its environment's Airflow is asked for a new run of the job's DAG (its `conf` every
+    /// field given, its note the cause). The run answered is registered at once: every later
+    /// read gives the same id.
     ///
     /// Needs a `write` permission on `workbench:airflow` for the job's environment (its
     /// account, project or the environment itself); 403 otherwise.
@@ -327,8 +329,10 @@ impl V2Api {
         Ok(self.answer(&run))
     }
 
-    /// Cancel a run: Airflow is asked to mark its DAG run failed (its unfinished tasks stop),
-    /// and the run is Cancelled from then on. A finished run is answered as it is.
+    /// Cancel a run.
+    ///
+    /// Airflow is asked to mark its DAG run failed (its unfinished tasks stop), and the run is
+    /// Cancelled from then on. A finished run is answered as it is.
     #[oai(path = "/accounts/:account_id/runs/:run_id/cancel", method = "post")]
     async fn cancel_run(
         &self,
@@ -341,8 +345,10 @@ impl V2Api {
         Ok(self.answer(&run))
     }
 
-    /// Retry a failed run from its failed tasks: Airflow is asked to clear them; the run
-    /// keeps its id and goes back to queued. 400 for a run that did not fail.
+    /// Retry a failed run from its failed tasks.
+    ///
+    /// Airflow is asked to clear them; the run keeps its id and goes back to queued. 400 for a
+    /// run that did not fail.
     #[oai(path = "/accounts/:account_id/runs/:run_id/retry", method = "post")]
     async fn retry_run(
         &self,
@@ -355,7 +361,7 @@ impl V2Api {
         Ok(self.answer(&run))
     }
 
-    /// Retry the job's latest run from its failed tasks, as `…/runs/{id}/retry/` does.
+    /// Retry the job's latest run from its failed tasks, as a run's retry route does.
     #[oai(path = "/accounts/:account_id/jobs/:job_id/rerun", method = "post")]
     async fn rerun_job(
         &self,
