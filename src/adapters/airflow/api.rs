@@ -162,7 +162,9 @@ impl AirflowRestApi {
     }
 
     /// One call of the environment's API (`path` after `/api/v1` or `/api/v2`), answering its
-    /// JSON body. A token Airflow 3 no longer takes is renewed once.
+    /// JSON body. A token Airflow 3 no longer takes is renewed once; a 404 has the server asked
+    /// again which API it speaks (upgraded from Airflow 2 to 3 while Jade runs), and the call
+    /// made again when that changed.
     async fn call(
         &self,
         environment: &Environment,
@@ -172,12 +174,13 @@ impl AirflowRestApi {
     ) -> Result<Value, ControlError> {
         let target = self.target(environment)?;
         self.bounded(environment, async {
-            let version = self.version(&target).await?;
-            let url = match version {
-                Version::V1 => format!("{}/api/v1{path}", target.base),
-                Version::V2 => format!("{}/api/v2{path}", target.base),
-            };
-            for renewed in [false, true] {
+            let (mut renewed, mut asked_again) = (false, false);
+            loop {
+                let version = self.version(&target).await?;
+                let url = match version {
+                    Version::V1 => format!("{}/api/v1{path}", target.base),
+                    Version::V2 => format!("{}/api/v2{path}", target.base),
+                };
                 let request = self.http.request(method.clone(), &url).json(&body(version));
                 let request = match version {
                     Version::V1 => request.basic_auth(&target.username, Some(target.password.expose_secret())),
@@ -187,12 +190,19 @@ impl AirflowRestApi {
                 let status = response.status();
                 if status == StatusCode::UNAUTHORIZED && version == Version::V2 && !renewed {
                     self.tokens.invalidate(&(target.base.clone(), target.username.clone())).await;
+                    renewed = true;
                     continue;
+                }
+                if status == StatusCode::NOT_FOUND && !asked_again {
+                    asked_again = true;
+                    self.versions.invalidate(&target.base);
+                    if self.version(&target).await? != version {
+                        continue;
+                    }
                 }
                 let text = response.text().await.map_err(|e| sent_nothing(&target, e))?;
                 return answer(&target, status, &text);
             }
-            unreachable!("the second attempt always answers")
         })
         .await
     }
@@ -341,6 +351,49 @@ mod tests {
         let left = expires_in(&jwt).unwrap();
         assert!(left > Duration::from_secs(3590) && left <= Duration::from_secs(3600), "{left:?}");
         assert_eq!(expires_in("not a jwt"), None);
+    }
+
+    /// An Airflow whose API is Airflow 2's until `upgraded`, then Airflow 3's.
+    #[cfg(feature = "http")]
+    async fn upgradable_airflow(upgraded: Arc<std::sync::atomic::AtomicBool>) -> String {
+        use poem::web::{Data, Json};
+        use poem::{EndpointExt, Route, handler};
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        #[handler]
+        fn api(request: &poem::Request, upgraded: Data<&Arc<AtomicBool>>) -> poem::Response {
+            use poem::IntoResponse;
+            let prefix = if upgraded.load(Ordering::SeqCst) { "/api/v2/" } else { "/api/v1/" };
+            let path = request.uri().path();
+            if path == "/auth/token" {
+                return Json(json!({"access_token": "not-a-jwt"})).into_response();
+            }
+            if !path.starts_with(prefix) {
+                return poem::http::StatusCode::NOT_FOUND.into_response();
+            }
+            Json(json!({"version": prefix, "dag_run_id": format!("manual__{prefix}")})).into_response()
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        let app = Route::new().at("/*path", api).data(upgraded);
+        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+        format!("http://{address}")
+    }
+
+    #[cfg(feature = "http")]
+    #[tokio::test]
+    async fn a_server_upgraded_to_airflow_3_is_asked_again_which_api_it_speaks() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let upgraded = Arc::new(AtomicBool::new(false));
+        let url = upgradable_airflow(Arc::clone(&upgraded)).await;
+        let api = AirflowRestApi::new(settings(Some("jade"))).unwrap();
+        let own = AirflowApi { url: Some(url), ..AirflowApi::default() };
+        let environment = environment(own);
+        assert_eq!(api.trigger(&environment, "d", &json!({}), "n").await.unwrap(), "manual__/api/v1/");
+        upgraded.store(true, Ordering::SeqCst);
+        assert_eq!(api.trigger(&environment, "d", &json!({}), "n").await.unwrap(), "manual__/api/v2/");
     }
 
     #[test]
