@@ -98,10 +98,7 @@ async fn airflow_run(version: Airflow, dag_id: &str, run_id: &str) -> Value {
             ("v2", format!("Bearer {}", token["access_token"].as_str().unwrap()))
         }
     };
-    let encoded: String = run_id
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect();
+    let encoded = percent_encoding::utf8_percent_encode(run_id, percent_encoding::NON_ALPHANUMERIC);
     let url = format!("{}/api/{api}/dags/{dag_id}/dagRuns/{encoded}", live.url);
     client.get(url).header("Authorization", auth).send().await.unwrap().json().await.unwrap()
 }

@@ -21,6 +21,7 @@ instead of hanging the run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 
@@ -689,23 +690,29 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated subset of airflow,cli,dbtc")
     parser.add_argument("--check-timeout", type=int, default=60, help="seconds each check may take")
     args = parser.parse_args()
+    with clients_pointed_at(args.base_url, args.ca_file, args.account_id, args.token):
+        return Driver(args).run()
 
-    # Every client goes through `requests` (Airflow, dbt-cloud-cli, dbtc) or the ssl module:
-    # trust the terminator's certificate, never a proxy for loopback.
-    os.environ["REQUESTS_CA_BUNDLE"] = args.ca_file
-    os.environ["SSL_CERT_FILE"] = args.ca_file
+
+@contextlib.contextmanager
+def clients_pointed_at(base_url: str, ca_file: str, account_id: int, token: str) -> Iterator[None]:
+    """Points every client at Jade behind the TLS terminator: they go through `requests`
+    (Airflow, dbt-cloud-cli, dbtc) or the ssl module, so they trust the terminator's
+    certificate, and never a proxy for loopback; Airflow's hook finds its connection in
+    AIRFLOW_CONN_DBT_CLOUD_DEFAULT, with a throwaway AIRFLOW_HOME."""
+    os.environ["REQUESTS_CA_BUNDLE"] = ca_file
+    os.environ["SSL_CERT_FILE"] = ca_file
     for name in ("NO_PROXY", "no_proxy"):
         os.environ[name] = ",".join(filter(None, [os.environ.get(name), "localhost", "127.0.0.1"]))
-    parsed = urlparse(args.base_url)
     airflow_home = tempfile.mkdtemp(prefix="jade-airflow-")
     os.environ.setdefault("AIRFLOW_HOME", airflow_home)
     os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "ERROR"
     os.environ["AIRFLOW_CONN_DBT_CLOUD_DEFAULT"] = json.dumps(
-        {"conn_type": "dbt_cloud", "host": parsed.netloc, "login": str(args.account_id), "password": args.token}
+        {"conn_type": "dbt_cloud", "host": urlparse(base_url).netloc, "login": str(account_id), "password": token}
     )
     try:
-        return Driver(args).run()
+        yield
     finally:
         shutil.rmtree(airflow_home, ignore_errors=True)
 

@@ -16,26 +16,18 @@ Prints PASS/FAIL per check; exits 1 if any failed.
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import types
 from typing import Any, Callable
 from urllib.parse import urlparse
 
+# drive.py, beside this script: the expectations and the clients' environment.
+from drive import Failed, clients_pointed_at, expect
+
 QUEUED, RUNNING, SUCCESS, ERROR, CANCELLED = 1, 3, 10, 20, 30
-
-
-class Failed(Exception):
-    pass
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise Failed(message)
 
 
 class Runner:
@@ -192,23 +184,8 @@ def main() -> int:
     parser.add_argument("--label", required=True, help="what the checks are named by (the Airflow version)")
     parser.add_argument("--patience", type=int, default=120, help="seconds a run may take to reach a status")
     args = parser.parse_args()
-
-    os.environ["REQUESTS_CA_BUNDLE"] = args.ca_file
-    os.environ["SSL_CERT_FILE"] = args.ca_file
-    for name in ("NO_PROXY", "no_proxy"):
-        os.environ[name] = ",".join(filter(None, [os.environ.get(name), "localhost", "127.0.0.1"]))
-    airflow_home = tempfile.mkdtemp(prefix="jade-airflow-")
-    os.environ["AIRFLOW_HOME"] = airflow_home
-    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
-    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "ERROR"
-    os.environ["AIRFLOW_CONN_DBT_CLOUD_DEFAULT"] = json.dumps(
-        {"conn_type": "dbt_cloud", "host": urlparse(args.base_url).netloc, "login": str(args.account_id), "password": args.token}
-    )
-    try:
+    with clients_pointed_at(args.base_url, args.ca_file, args.account_id, args.token):
         return Runner(args).run()
-    finally:
-        shutil.rmtree(airflow_home, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

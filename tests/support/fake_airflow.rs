@@ -5,8 +5,9 @@
 //! `dag_run`, a cancel and a retry are updates of that row, as Airflow would make them.
 
 use poem::http::StatusCode;
+use poem::listener::TcpAcceptor;
 use poem::web::{Data, Json, Path};
-use poem::{EndpointExt, IntoResponse, Response, Route, handler, listener::TcpListener};
+use poem::{EndpointExt, IntoResponse, Response, Route, handler};
 use serde_json::{Value, json};
 
 use super::seed::Seeded;
@@ -20,25 +21,17 @@ impl FakeAirflowApi {
     pub async fn start(seeded: &Seeded) -> FakeAirflowApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        drop(listener);
         let app = Route::new()
             .at("/:slug/api/v1/version", poem::get(version))
             .at("/:slug/api/v1/dags/:dag_id/dagRuns", poem::post(trigger))
             .at("/:slug/api/v1/dags/:dag_id/dagRuns/:run_id", poem::patch(cancel))
             .at("/:slug/api/v1/dags/:dag_id/clearTaskInstances", poem::post(clear))
             .data(Databases(SeededDatabases::of(seeded)));
-        let server = poem::Server::new(TcpListener::bind(address));
+        // The listener bound above serves: no port to lose, nothing to wait for.
+        let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
         let task = tokio::spawn(async move {
-            let _ = server.run(app).await;
+            let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
         });
-        // Ready when it answers.
-        let client = reqwest::Client::new();
-        for _ in 0..100 {
-            if client.get(format!("http://{address}/dev123/api/v1/version")).send().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
         FakeAirflowApi { base: format!("http://{address}"), task }
     }
 
